@@ -1,0 +1,1 @@
+"""Benchmark harness for Betula (not part of the betula package)."""

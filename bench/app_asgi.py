@@ -1,0 +1,64 @@
+"""Minimal ASGI 3 app used for every server in the benchmark.
+
+Routes (by scope["path"]):
+  /      -> 200 text/plain b"Hello, world!" (13 bytes)
+  /64k   -> 200 application/octet-stream, 65536-byte precomputed body
+  /echo  -> 200 application/octet-stream, echoes the request body
+anything else -> 404
+
+Kept deliberately tiny so that the server, not the app, dominates the numbers.
+Identical for every server under test.
+"""
+
+HELLO = b"Hello, world!"
+BIG = b"x" * 65536
+
+_HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+_BIG_HEADERS = [(b"content-type", b"application/octet-stream"), (b"content-length", b"65536")]
+_NOT_FOUND_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"9")]
+
+
+async def _respond(send, status, headers, body):
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope, receive, send):
+    kind = scope["type"]
+    if kind == "http":
+        path = scope["path"]
+        if path == "/":
+            await _respond(send, 200, _HELLO_HEADERS, HELLO)
+        elif path == "/64k":
+            await _respond(send, 200, _BIG_HEADERS, BIG)
+        elif path == "/echo":
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            headers = [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ]
+            await _respond(send, 200, headers, body)
+        else:
+            await _respond(send, 404, _NOT_FOUND_HEADERS, b"Not Found")
+    elif kind == "lifespan":
+        await _lifespan(receive, send)
+    # Other scope types (websocket) are not used by the benchmark: returning
+    # makes the server close/reject them.

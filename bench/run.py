@@ -1,0 +1,753 @@
+#!/usr/bin/env python3
+"""Benchmark Betula against peer servers with wrk.
+
+Usage (from anywhere):
+    python bench/run.py [--duration 10] [--warmup 3] [--connections 64]
+                        [--servers betula,uvicorn,granian]
+                        [--scenarios hello,64k,post4k] [--venv bench/.venv-peers]
+
+For each server: start it serving bench.app_asgi:app on 127.0.0.1:<free port>
+with one worker, pinned to one CPU (taskset -c 1); wait until it answers HTTP;
+check each scenario returns the right body; warm up with wrk; then run each
+scenario with `taskset -c 0 wrk -t1 -c64 -dNs --latency` and stop the server
+(SIGINT to its process group, SIGKILL after a grace period).
+
+Peers (uvicorn, granian, ...) live in a throwaway venv (default
+bench/.venv-peers, created and populated on first use), never in Betula's own
+dependencies.  Results go to stdout (markdown) and bench/results/latest.{json,md}.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+DEFAULT_VENV = BENCH_DIR / ".venv-peers"
+HOST = "127.0.0.1"
+
+# Installed into the peers venv, never into Betula's dependencies.
+PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn"]
+
+# App target per interface; a WSGI app (bench.app_wsgi:app) will join later.
+APP_TARGETS = {
+    "asgi": "bench.app_asgi:app",
+}
+
+START_TIMEOUT_S = 30.0  # max wait for a server to answer HTTP
+STOP_GRACE_S = 5.0  # SIGINT -> SIGKILL delay
+HTTP_CHECK_TIMEOUT_S = 5.0
+
+
+# --------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server under test.
+
+    argv(venv, port, app_target) returns the command line (without taskset).
+    family == "betula" marks the baseline; ratios are betula_rps / peer_rps
+    computed between servers sharing the same interface.
+    distribution: PyPI distribution whose version is reported (looked up in
+    the peers venv).
+    """
+
+    name: str
+    interface: str  # "asgi" | "wsgi"
+    argv: Callable[[Path, int, str], list[str]]
+    family: str = "peer"
+    distribution: str | None = None
+    needs_venv: bool = True
+
+
+def _betula_argv(venv: Path, port: int, app: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "betula",
+        app,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _uvicorn_argv(venv: Path, port: int, app: str) -> list[str]:
+    return [
+        str(venv / "bin" / "uvicorn"),
+        app,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _granian_argv(venv: Path, port: int, app: str) -> list[str]:
+    # Choices (checked against `granian --help`, granian 2.x):
+    #  * --loop uvloop: same event loop as uvicorn (and Betula), so the
+    #    comparison is about the server, not the loop.
+    #  * --http 1: Betula and uvicorn speak HTTP/1.1 only; granian's default
+    #    "auto" also sniffs for HTTP/2.  Pinning HTTP/1 gives granian its
+    #    leanest, apples-to-apples path (the conservative choice for us).
+    #  * websockets left at the default (enabled), as for uvicorn, which also
+    #    keeps its websocket support on; no scenario uses them.
+    #  * threading left at granian's defaults (--runtime-threads 1,
+    #    --runtime-mode auto, default blocking threads); one worker.
+    #  * access log is already off by default; --no-access-log made explicit.
+    return [
+        str(venv / "bin" / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        app,
+    ]
+
+
+SERVERS: dict[str, Server] = {
+    s.name: s
+    for s in [
+        Server("betula", "asgi", _betula_argv, family="betula", needs_venv=False),
+        Server("uvicorn", "asgi", _uvicorn_argv, distribution="uvicorn"),
+        Server("granian", "asgi", _granian_argv, distribution="granian"),
+    ]
+}
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+POST_BODY = b"x" * 4096  # must match bench/post4k.lua
+HELLO_BODY = b"Hello, world!"
+BIG_BODY = b"x" * 65536
+
+# name, path, lua script (relative to bench/ or None), plus a correctness
+# check (method, request body, expected response body) run before wrk.
+SCENARIOS: dict[str, dict] = {
+    s["name"]: s
+    for s in [
+        {
+            "name": "hello",
+            "path": "/",
+            "lua": None,
+            "check": ("GET", None, HELLO_BODY),
+            "interfaces": ("asgi", "wsgi"),
+        },
+        {
+            "name": "64k",
+            "path": "/64k",
+            "lua": None,
+            "check": ("GET", None, BIG_BODY),
+            "interfaces": ("asgi", "wsgi"),
+        },
+        {
+            "name": "post4k",
+            "path": "/echo",
+            "lua": "post4k.lua",
+            "check": ("POST", POST_BODY, POST_BODY),
+            "interfaces": ("asgi", "wsgi"),
+        },
+    ]
+}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_CHECK_TIMEOUT_S)
+    try:
+        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def ensure_venv(venv: Path, servers: list[Server]) -> None:
+    """Create the peers venv and install PEER_PACKAGES if a needed tool is missing."""
+    needed = [s for s in servers if s.needs_venv]
+    if not needed:
+        return
+    missing = [s.name for s in needed if not (venv / "bin" / s.name).exists()]
+    if not missing:
+        return
+    if not (venv / "bin" / "python").exists():
+        log(f"creating peers venv at {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    log(f"installing peers into {venv}: {' '.join(PEER_PACKAGES)}")
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *PEER_PACKAGES],
+        check=True,
+    )
+
+
+def _capture(cmd: list[str], timeout: float = 10) -> subprocess.CompletedProcess:
+    """Run cmd, capturing text output; never raises on a non-zero exit."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def dist_version(python: str, dist: str) -> str | None:
+    try:
+        out = _capture(
+            [
+                python,
+                "-c",
+                "import sys, importlib.metadata as m; print(m.version(sys.argv[1]))",
+                dist,
+            ],
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def betula_version() -> str:
+    parts = []
+    try:
+        git = ["git", "-C", str(REPO_ROOT)]
+        sha = _capture([*git, "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = _capture([*git, "status", "--porcelain", "--", "betula"]).stdout.strip()
+        if sha:
+            parts.append(f"git {sha}{'+dirty' if dirty else ''}")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return " ".join(parts) or "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wrk_version() -> str:
+    try:
+        out = _capture(["wrk", "-v"])
+        return (out.stdout + out.stderr).splitlines()[0].split(" Copyright")[0].strip()
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "unknown"
+
+
+# --------------------------------------------------------------------------
+# Server lifecycle
+# --------------------------------------------------------------------------
+
+
+class Running:
+    """A started server process (in its own process group) plus its log file."""
+
+    def __init__(self, server: Server, argv: list[str], port: int, cpu: int):
+        self.server = server
+        self.port = port
+        # Closed in stop(); kept on disk when the server misbehaves.
+        self.logfile = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"bench-{server.name}-", suffix=".log", delete=False
+        )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.cmd = ["taskset", "-c", str(cpu), *argv]
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            self.logfile.flush()
+            lines = Path(self.logfile.name).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> str | None:
+        """Return None when GET / answers, else an error string."""
+        deadline = time.monotonic() + timeout
+        last_err = "no answer"
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                return f"exited with code {rc} before answering"
+            try:
+                http_request(self.port, "GET", "/", None)
+                return None
+            except (OSError, http.client.HTTPException) as exc:
+                last_err = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.1)
+        return f"did not answer on port {self.port} within {timeout:.0f}s ({last_err})"
+
+    def stop(self) -> None:
+        """SIGINT the process group, SIGKILL it after STOP_GRACE_S."""
+        pgid = self.proc.pid  # start_new_session=True: pgid == pid
+        if self.proc.poll() is None:
+            try:
+                os.killpg(pgid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log(f"{self.server.name}: still running {STOP_GRACE_S:.0f}s after SIGINT, SIGKILL")
+        # Kill any leftover members of the group (e.g. worker processes), then reap.
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log(f"{self.server.name}: pid {self.proc.pid} did not die after SIGKILL")
+        self.logfile.close()
+
+    def cleanup_log(self) -> None:
+        try:
+            os.unlink(self.logfile.name)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_LAT_RE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_REQS_RE = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
+_SOCKERR_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_NON2XX_RE = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_AVG_RE = re.compile(r"^\s*Latency\s+([\d.]+)(us|ms|s|m|h)\s", re.MULTILINE)
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> dict:
+    """Parse `wrk --latency` output into numbers (latencies in ms)."""
+    res: dict = {}
+    m = _RPS_RE.search(output)
+    res["rps"] = float(m.group(1)) if m else None
+    lat = {p: to_ms(v, u) for p, v, u in _LAT_RE.findall(output)}
+    res["p50_ms"] = lat.get("50")
+    res["p90_ms"] = lat.get("90")
+    res["p99_ms"] = lat.get("99")
+    m = _AVG_RE.search(output)
+    res["avg_ms"] = to_ms(m.group(1), m.group(2)) if m else None
+    m = _REQS_RE.search(output)
+    res["requests"] = int(m.group(1)) if m else None
+    m = _SOCKERR_RE.search(output)
+    # wrk only prints this line when there were errors.
+    res["socket_errors"] = dict(
+        zip(("connect", "read", "write", "timeout"), map(int, m.groups()) if m else (0, 0, 0, 0))
+    )
+    m = _NON2XX_RE.search(output)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    return res
+
+
+def run_wrk(
+    url: str, duration: int, connections: int, cpu: int, lua: str | None
+) -> tuple[dict | None, str]:
+    cmd = [
+        "taskset",
+        "-c",
+        str(cpu),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+    ]
+    if lua:
+        cmd += ["-s", str(BENCH_DIR / lua)]
+    cmd.append(url)
+    try:
+        out = _capture(cmd, timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        return None, "wrk timed out"
+    text = out.stdout + out.stderr
+    if out.returncode != 0:
+        return None, f"wrk exited {out.returncode}: {text.strip()[-500:]}"
+    parsed = parse_wrk(text)
+    if parsed["rps"] is None or parsed["p99_ms"] is None:
+        return None, f"could not parse wrk output: {text.strip()[-500:]}"
+    return parsed, text
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def check_scenario(port: int, scen: dict) -> str | None:
+    method, body, expected = scen["check"]
+    try:
+        status, got = http_request(port, method, scen["path"], body)
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{method} {scen['path']} failed: {type(exc).__name__}: {exc}"
+    if status != 200:
+        return f"{method} {scen['path']} -> status {status}"
+    if got != expected:
+        return f"{method} {scen['path']} -> wrong body ({len(got)} bytes, expected {len(expected)})"
+    return None
+
+
+def bench_server(server: Server, scenarios: list[dict], args, versions: dict) -> dict:
+    """Start, check, warm up, measure, stop one server. Returns its record."""
+    record: dict = {
+        "server": server.name,
+        "interface": server.interface,
+        "version": versions.get(server.name),
+        "status": "ok",
+        "error": None,
+        "results": {},
+    }
+    app = APP_TARGETS[server.interface]
+    port = free_port()
+    argv = server.argv(args.venv, port, app)
+    record["argv"] = argv
+    log(f"{server.name}: starting on port {port}: {' '.join(argv)}")
+    running: Running | None = None
+    try:
+        running = Running(server, argv, port, args.server_cpu)
+        err = running.wait_ready()
+        if err:
+            tail = running.log_tail()
+            record.update(status="failed", error=err + (f"\n{tail}" if tail else ""))
+            log(f"{server.name}: FAILED to start: {err}")
+            if tail:
+                log("  log tail:\n    " + tail.replace("\n", "\n    "))
+            return record
+
+        url_base = f"http://{HOST}:{port}"
+        if args.warmup > 0:
+            log(f"{server.name}: warm-up {args.warmup}s")
+            run_wrk(url_base + "/", args.warmup, args.connections, args.client_cpu, None)
+
+        for scen in scenarios:
+            if server.interface not in scen["interfaces"]:
+                continue
+            name = scen["name"]
+            err = check_scenario(port, scen)
+            if err:
+                record["results"][name] = {"error": f"correctness check failed: {err}"}
+                log(f"{server.name}/{name}: SKIPPED, correctness check failed: {err}")
+                continue
+            log(f"{server.name}/{name}: wrk {args.duration}s -c{args.connections}")
+            parsed, text = run_wrk(
+                url_base + scen["path"],
+                args.duration,
+                args.connections,
+                args.client_cpu,
+                scen["lua"],
+            )
+            if parsed is None:
+                record["results"][name] = {"error": text}
+                log(f"{server.name}/{name}: wrk failed: {text}")
+                continue
+            if running.proc.poll() is not None:
+                parsed["error"] = f"server exited (code {running.proc.returncode}) during run"
+            record["results"][name] = parsed
+            errs = parsed["socket_errors"] or {}
+            log(
+                f"{server.name}/{name}: {parsed['rps']:.0f} req/s, p99 {parsed['p99_ms']:.2f} ms"
+                + (f", socket errors {errs}" if any(errs.values()) else "")
+                + (f", non-2xx {parsed['non_2xx']}" if parsed["non_2xx"] else "")
+            )
+        if running.proc.poll() is not None:
+            record["status"] = "crashed"
+            record["error"] = (
+                f"exited with code {running.proc.returncode} during the run\n" + running.log_tail()
+            )
+        return record
+    except OSError as exc:  # e.g. executable missing
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        log(f"{server.name}: FAILED to start: {exc}")
+        return record
+    finally:
+        if running is not None:
+            running.stop()
+            if record["status"] == "ok":
+                running.cleanup_log()
+            else:
+                log(f"{server.name}: server log kept at {running.logfile.name}")
+
+
+def compute_ratios(records: list[dict], scenarios: list[dict]) -> dict:
+    """{scenario: {"betula vs uvicorn": ratio}} for servers of the same interface."""
+    by_name = {r["server"]: r for r in records}
+    ratios: dict = {}
+    for scen in scenarios:
+        name = scen["name"]
+        for base in records:
+            if SERVERS[base["server"]].family != "betula":
+                continue
+            b = base["results"].get(name, {}).get("rps")
+            for peer in records:
+                ps = SERVERS[peer["server"]]
+                if ps.family == "betula" or ps.interface != SERVERS[base["server"]].interface:
+                    continue
+                p = by_name[peer["server"]]["results"].get(name, {}).get("rps")
+                ratios.setdefault(name, {})[f"{base['server']}/{peer['server']}"] = (
+                    round(b / p, 3) if b and p else None
+                )
+    return ratios
+
+
+def fmt_num(v, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], ratios: dict) -> str:
+    lines = [
+        "# Betula benchmark",
+        "",
+        f"- date: {meta['date']}",
+        (
+            f"- machine: `{meta['machine']}`, CPU: {meta['cpu_model']} "
+            f"({meta['cpu_count']} logical CPUs)"
+        ),
+        f"- Python: {meta['python']}",
+        (
+            f"- wrk: {meta['wrk']}, `-t1 -c{meta['connections']} -d{meta['duration_s']}s "
+            f"--latency` pinned to CPU {meta['client_cpu']}; server: 1 worker pinned to "
+            f"CPU {meta['server_cpu']}; warm-up {meta['warmup_s']}s"
+        ),
+        "- versions: " + ", ".join(f"{r['server']} {r['version'] or '?'}" for r in records),
+        "",
+        "| scenario | server | req/s | p99 ms |",
+        "|---|---|---:|---:|",
+    ]
+    notes = []
+    for scen in scenarios:
+        for rec in records:
+            name = scen["name"]
+            if SERVERS[rec["server"]].interface not in scen["interfaces"]:
+                continue
+            res = rec["results"].get(name)
+            if rec["status"] == "failed" or res is None:
+                lines.append(f"| {name} | {rec['server']} | not run | not run |")
+                continue
+            if "rps" not in res:
+                lines.append(f"| {name} | {rec['server']} | error | error |")
+                notes.append(f"{rec['server']}/{name}: {res.get('error')}")
+                continue
+            flag = ""
+            errs = res.get("socket_errors") or {}
+            if any(errs.values()) or res.get("non_2xx") or res.get("error"):
+                flag = " ⚠"
+                notes.append(
+                    f"{rec['server']}/{name}: socket errors {errs}, "
+                    f"non-2xx {res.get('non_2xx')}"
+                    + (f", {res['error']}" if res.get("error") else "")
+                )
+            lines.append(
+                f"| {name} | {rec['server']} | {res['rps']:,.0f}{flag} | {res['p99_ms']:.2f} |"
+            )
+    pairs = list(dict.fromkeys(k for d in ratios.values() for k in d))  # server order
+    if pairs:
+        lines += [
+            "",
+            "Betula's throughput ratio (betula req/s ÷ peer req/s; >1 = Betula faster):",
+            "",
+            "| scenario | " + " | ".join(pairs) + " |",
+            "|---|" + "---:|" * len(pairs),
+        ]
+        for scen in scenarios:
+            d = ratios.get(scen["name"], {})
+            lines.append(
+                f"| {scen['name']} | " + " | ".join(fmt_num(d.get(p), ".2f") for p in pairs) + " |"
+            )
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        lines += ["", "Servers that failed:", ""]
+        for r in failed:
+            first = (r["error"] or "").splitlines()[0] if r["error"] else ""
+            lines.append(f"- {r['server']} ({r['status']}): {first}")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--duration", type=int, default=10, help="seconds per scenario (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up seconds per server (default 3)")
+    p.add_argument(
+        "--servers",
+        default="betula,uvicorn,granian",
+        help=f"comma-separated, from: {','.join(SERVERS)}",
+    )
+    p.add_argument(
+        "--scenarios",
+        default="hello,64k,post4k",
+        help=f"comma-separated, from: {','.join(SCENARIOS)}",
+    )
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument(
+        "--venv",
+        type=Path,
+        default=DEFAULT_VENV,
+        help=f"peers venv (default {DEFAULT_VENV.relative_to(REPO_ROOT)})",
+    )
+    p.add_argument("--server-cpu", type=int, default=1, help="CPU the server is pinned to")
+    p.add_argument("--client-cpu", type=int, default=0, help="CPU wrk is pinned to")
+    p.add_argument(
+        "--results-dir", type=Path, default=RESULTS_DIR, help="where latest.json / latest.md go"
+    )
+    args = p.parse_args(argv)
+    args.venv = args.venv.resolve()
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
+        p.error("--duration >= 1, --warmup >= 0, --connections >= 1")
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in args.server_list if s not in SERVERS]
+    if unknown:
+        p.error(f"unknown server(s) {unknown}; known: {list(SERVERS)}")
+    unknown = [s for s in args.scenario_list if s not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
+    ncpu = os.cpu_count() or 1
+    if max(args.server_cpu, args.client_cpu) >= ncpu or args.server_cpu == args.client_cpu:
+        p.error(f"need distinct --server-cpu/--client-cpu below {ncpu} (this machine has {ncpu})")
+    return args
+
+
+def _terminate(signum, frame):
+    # Turn SIGTERM/SIGHUP into an exception so the try/finally blocks stop the
+    # server under test (Ctrl-C already raises KeyboardInterrupt).
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    for tool in ("wrk", "taskset"):
+        if _capture(["sh", "-c", f"command -v {tool}"]).returncode:
+            log(f"{tool} not found (apt-get install -y {'wrk' if tool == 'wrk' else 'util-linux'})")
+            return 2
+    servers = [SERVERS[n] for n in args.server_list]
+    scenarios = [SCENARIOS[n] for n in args.scenario_list]
+    ensure_venv(args.venv, servers)
+
+    versions = {}
+    for s in servers:
+        if s.family == "betula":
+            versions[s.name] = betula_version()
+        elif s.distribution:
+            versions[s.name] = dist_version(str(args.venv / "bin" / "python"), s.distribution)
+
+    meta = {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "wrk": wrk_version(),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "server_cpu": args.server_cpu,
+        "client_cpu": args.client_cpu,
+        "peer_venv": str(args.venv),
+    }
+
+    records = []
+    for server in servers:  # bounded: one pass per server
+        records.append(bench_server(server, scenarios, args, versions))
+
+    ratios = compute_ratios(records, scenarios)
+    md = render_markdown(meta, records, scenarios, ratios)
+    print(md)
+
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "servers": records, "ratios": ratios}
+    (args.results_dir / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.results_dir / "latest.md").write_text(md)
+    log(f"wrote {args.results_dir / 'latest.json'} and {args.results_dir / 'latest.md'}")
+    return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped")
+        sys.exit(130)

@@ -1,0 +1,529 @@
+"""ASGI 3 ``http`` interface (spec 2.4): one ``HTTPCycle`` per request.
+
+The cycle builds the scope from a per-connection template, runs the app in a task (started
+eagerly on Python 3.12+, so an app that never suspends answers inside the read callback),
+turns ``receive``/``send`` into protocol calls, and enforces the message order the spec asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from ..http_common import (
+    LAST_CHUNK,
+    encode_headers,
+    error_response,
+    status_line,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..protocols.http1 import HTTP1Connection
+    from ..server import ServerState
+
+__all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
+
+logger = logging.getLogger("betula.error")
+
+# Eager tasks run the app's first step inside the data_received callback; the Task object
+# exists from the start, so asyncio.current_task() (anyio, sniffio) works as usual.
+_EAGER = sys.version_info >= (3, 12)
+
+ASGI_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.early_hint": {},
+    "http.response.pathsend": {},
+    "http.response.zerocopysend": {},
+    "http.response.trailers": {},
+}
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_METHODS: dict[bytes, str] = {}
+_NO_BODY_STATUS = frozenset({204, 304})
+_SENDFILE_CHUNK = 256 * 1024
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send()`` once the client has gone (ASGI spec 2.4: a subclass of OSError)."""
+
+
+def _method(raw: bytes) -> str:
+    name = _METHODS.get(raw)
+    if name is None:
+        name = raw.decode("ascii")
+        if len(_METHODS) < 64:
+            _METHODS[raw] = name
+    return name
+
+
+def _split_target(url: bytes) -> tuple[bytes, bytes]:
+    if url[:1] == b"/":
+        raw_path, _, query = url.partition(b"?")
+        return raw_path, query
+    if url == b"*":
+        return b"*", b""
+    import httptools  # absolute-form (proxy style) request target
+
+    parsed = httptools.parse_url(url)
+    return parsed.path or b"/", parsed.query or b""
+
+
+def _decode_path(raw_path: bytes) -> str:
+    if b"%" not in raw_path:
+        try:
+            return raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            return raw_path.decode("utf-8", "replace")
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+def connection_scope(conn: "HTTP1Connection", server: "ServerState") -> dict[str, Any]:
+    """The part of the scope shared by every request on one connection."""
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": "1.1",
+        "scheme": conn.scheme,
+        "server": conn.sockname,
+        "client": conn.client,
+        "root_path": server.config.root_path,
+        "extensions": ASGI_EXTENSIONS,
+    }
+
+
+class HTTPCycle:
+    """One request/response exchange between an HTTP/1 connection and an ASGI app."""
+
+    __slots__ = (
+        "conn", "server", "scope", "keep_alive", "has_body", "expect_continue", "te_trailers",
+        "started", "body_complete", "response_started", "response_complete", "disconnected",
+        "_chunks", "_buffered", "_final_delivered", "_waiter", "_head", "_chunked",
+        "_expected_length", "_sent_length", "_is_head", "_trailers_wanted", "_sent_continue",
+        "_discarding", "_status", "_start_time", "_flush_scheduled", "_shutdown",
+        "_length_from_app", "_body_done",
+    )
+
+    def __init__(
+        self,
+        server: "ServerState",
+        conn: "HTTP1Connection",
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        keep_alive: bool,
+        has_body: bool,
+        expect_continue: bool,
+        te_trailers: bool,
+    ) -> None:
+        self.conn = conn
+        self.server = server
+        base = conn.iface_cache
+        if base is None:
+            base = conn.iface_cache = connection_scope(conn, server)
+        scope = base.copy()
+        raw_path, query = _split_target(url)
+        method_name = _method(method)
+        root_path = scope["root_path"]
+        if root_path:
+            scope["path"] = root_path + _decode_path(raw_path)
+            scope["raw_path"] = root_path.encode("utf-8") + raw_path
+        else:
+            scope["path"] = _decode_path(raw_path)
+            scope["raw_path"] = raw_path
+        scope["method"] = method_name
+        scope["query_string"] = query
+        scope["headers"] = headers
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        state = server.lifespan_state
+        if state is not None:
+            scope["state"] = state.copy()
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.has_body = has_body
+        self.expect_continue = expect_continue
+        self.te_trailers = te_trailers
+        self.started = False
+        self.body_complete = not has_body
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._final_delivered = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._head: bytes | None = None
+        self._chunked = False
+        self._expected_length: int | None = None
+        self._sent_length = 0
+        self._is_head = method_name == "HEAD"
+        self._trailers_wanted = False
+        self._sent_continue = False
+        self._discarding = False
+        self._status = 0
+        self._start_time = perf_counter() if server.access_log else 0.0
+        self._flush_scheduled = False
+        self._shutdown = False
+        self._length_from_app = False
+        self._body_done = False
+
+    # -- events from the connection ------------------------------------------------------
+    def feed_body(self, data: bytes) -> None:
+        if self._discarding or self.disconnected:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > self.conn_body_high_water:
+            self.conn.pause_reading()
+        self._wake()
+
+    conn_body_high_water = 256 * 1024
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        if self._discarding:
+            self.conn.body_finished(self)
+            return
+        self._wake()
+
+    def connection_lost(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def server_shutdown(self) -> None:
+        """Graceful stop: a long-lived response (SSE) or a request waiting on receive() for
+        the disconnect is told the client is gone; a request still computing may finish."""
+        self._shutdown = True
+        if self.response_started or self._waiter is not None:
+            self._end_stream_for_shutdown()
+
+    def _end_stream_for_shutdown(self) -> None:
+        if self.response_started and not self.response_complete and self._chunked:
+            self.conn.write(LAST_CHUNK)  # end the stream cleanly for the client
+        if self.response_started and not self.response_complete:
+            self.conn.close()
+        self.disconnected = True
+        self._wake()
+
+    def discard_body(self) -> None:
+        self._discarding = True
+        self._chunks.clear()
+        self._buffered = 0
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- running the app -----------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        server = self.server
+        coro = self.run_asgi(server.app)
+        if _EAGER:
+            task = asyncio.Task(coro, loop=server.loop, eager_start=True)  # type: ignore[call-arg]
+            if task.done():
+                return
+        else:
+            task = server.loop.create_task(coro)
+        server.tasks.add(task)
+        task.add_done_callback(server.tasks.discard)
+
+    async def run_asgi(self, app: Any) -> None:
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self._app_failed(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if result is not None:
+            logger.error("ASGI callable returned a non-None value: %r", result)
+        if not self.response_started:
+            if not self.disconnected:
+                logger.error("ASGI callable returned without starting a response")
+                self._send_500()
+        elif not self.response_complete:
+            if not self.disconnected:
+                logger.error("ASGI callable returned without completing the response")
+            self._flush_head()
+            self.conn.close()
+            self.response_complete = True
+            self.conn.cycle_done(self)
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientDisconnected) and self.disconnected:
+            return  # the app stopped because the client left: nothing to report
+        if isinstance(exc, asyncio.CancelledError):
+            logger.warning("request cancelled: %s %s", self.scope["method"], self.scope["path"])
+        else:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        if not self.response_started:
+            self._send_500()
+        elif not self.response_complete:
+            self._flush_head()
+            self.response_complete = True
+            self.conn.close()
+            self.conn.cycle_done(self)
+
+    def _send_500(self) -> None:
+        self.response_started = True
+        self.response_complete = True
+        self._status = 500
+        if not self.disconnected:
+            self.conn.write(error_response(500, "Internal Server Error", self.server))
+            self.server.access(self, 500, 0)
+            self.conn.close()
+        self._wake()
+
+    # -- receive -------------------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            if self._chunks:
+                chunks = self._chunks
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self._chunks = []
+                self._buffered = 0
+                self.conn.resume_reading()
+                more = not self.body_complete
+                if not more:
+                    self._final_delivered = True
+                return {"type": "http.request", "body": data, "more_body": more}
+            if self.body_complete and not self._final_delivered:
+                self._final_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+            if self._shutdown and self.body_complete:
+                self._end_stream_for_shutdown()
+                return {"type": "http.disconnect"}
+            if self.expect_continue and not self._sent_continue and not self.response_started:
+                self._sent_continue = True
+                self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            waiter = self.server.loop.create_future()
+            self._waiter = waiter
+            await waiter
+
+    # -- send ----------------------------------------------------------------------------
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.response_started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self._body_done:
+                raise RuntimeError("http.response.body sent after the response completed")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            self._write_body(body, more)
+            if self.conn.write_paused:
+                await self.conn.drain()
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            return
+        if kind == "http.response.start":
+            self._start_response(message)
+            return
+        await self._send_other(kind, message)
+
+    def _start_response(self, message: dict[str, Any]) -> None:
+        if self.response_started:
+            raise RuntimeError("http.response.start sent twice")
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        status = message["status"]
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise RuntimeError(f"invalid status {status!r}")
+        headers = encode_headers(message.get("headers", ()))
+        if status < 200:
+            if status == 101:
+                raise RuntimeError("status 101 needs a protocol upgrade (use websocket)")
+            # Informational response (103 Early Hints and friends): goes out now; the final
+            # http.response.start follows.
+            if self.scope["http_version"] != "1.0":
+                self.conn.write(status_line(status) + headers.block + b"\r\n")
+            return
+        self.response_started = True
+        self._status = status
+        if headers.close:
+            self.keep_alive = False
+        self._expected_length = headers.content_length
+        self._length_from_app = headers.content_length is not None
+        self._trailers_wanted = bool(message.get("trailers", False))
+        parts = [status_line(status), self.server.default_headers, headers.block]
+        if self._trailers_wanted and self.te_trailers and headers.trailer_names:
+            parts.append(b"trailer: %b\r\n" % headers.trailer_names)
+        self._head = b"".join(parts)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.server.loop.call_soon(self._flush_head)
+
+    def _framing(self, body_len: int | None) -> bytes:
+        """Decide the framing once the first body bytes (or their absence) are known."""
+        status = self._status
+        if status in _NO_BODY_STATUS or status < 200:
+            self._expected_length = 0
+            if not self.keep_alive:
+                return b"connection: close\r\n\r\n"
+            return b"\r\n"
+        tail = b""
+        if self._expected_length is None:
+            if body_len is not None and not (self._trailers_wanted and self.te_trailers):
+                self._expected_length = body_len
+                tail = b"content-length: %d\r\n" % body_len
+            elif self.scope["http_version"] == "1.0":
+                self.keep_alive = False  # HTTP/1.0 has no chunking: the close ends the body
+            else:
+                self._chunked = True
+                tail = b"transfer-encoding: chunked\r\n"
+        elif self._trailers_wanted and self.te_trailers:
+            self._trailers_wanted = False  # Content-Length framing has no room for trailers
+        if not self.keep_alive:
+            return tail + b"connection: close\r\n\r\n"
+        if self.scope["http_version"] == "1.0":
+            return tail + b"connection: keep-alive\r\n\r\n"
+        return tail + b"\r\n"
+
+    def _flush_head(self) -> None:
+        """The app suspended between start and body: send the head without knowing the body."""
+        head = self._head
+        if head is None or self.disconnected:
+            return
+        self._head = None
+        self.conn.write(head + self._framing(None))
+
+    def _write_body(self, body: bytes, more: bool) -> None:
+        head = self._head
+        length = len(body)
+        if head is not None:
+            self._head = None
+            head += self._framing(None if more else length)
+            if self._is_head or self._expected_length == 0 and length == 0:
+                self.conn.write(head)
+            elif self._chunked:
+                if length:
+                    self.conn.write(b"%b%x\r\n%b\r\n" % (head, length, body))
+                else:
+                    self.conn.write(head)
+            else:
+                self.conn.write(head + body if length < 65536 else head)
+                if length >= 65536:
+                    self.conn.write(body)
+            self._sent_length = length
+        elif length and not self._is_head:
+            self._sent_length += length
+            if self._chunked:
+                self.conn.write(b"%x\r\n%b\r\n" % (length, body))
+            else:
+                self.conn.write(body)
+        else:
+            self._sent_length += length
+        expected = self._expected_length
+        if expected is not None and self._sent_length > expected and not self._is_head \
+                and self._status not in _NO_BODY_STATUS:
+            self.keep_alive = False
+            raise RuntimeError("response body longer than its Content-Length")
+        if not more:
+            self._finish_body()
+
+    def _finish_body(self) -> None:
+        expected = self._expected_length
+        if expected is not None and self._sent_length < expected and not self._is_head \
+                and self._status not in _NO_BODY_STATUS:
+            logger.error("response body shorter than its Content-Length (%d < %d)",
+                         self._sent_length, expected)
+            self.keep_alive = False
+        self._body_done = True
+        if self._trailers_wanted:
+            return  # the response completes with the last http.response.trailers
+        if self._chunked and not self._is_head:
+            self.conn.write(LAST_CHUNK)
+        self._complete()
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        self.server.access(self, self._status, self._sent_length)
+        self._wake()
+        self.conn.cycle_done(self)
+
+    async def _send_other(self, kind: str, message: dict[str, Any]) -> None:
+        if kind == "http.response.trailers":
+            if not self._trailers_wanted:
+                raise RuntimeError("http.response.trailers without trailers=True in start")
+            if not self._body_done or self.response_complete:
+                raise RuntimeError("http.response.trailers sent before the body completed")
+            more = message.get("more_trailers", False)
+            block = encode_headers(message.get("headers", ())).block
+            if self._chunked and self.te_trailers:
+                if more:
+                    raise RuntimeError("more_trailers=True is not supported over HTTP/1.1: "
+                                       "send all trailers in one message")
+                self.conn.write(b"0\r\n" + block + b"\r\n")
+            elif self._chunked:
+                self.conn.write(LAST_CHUNK)  # client did not ask for trailers: drop them
+            if not more:
+                self._trailers_wanted = False
+                self._complete()
+            return
+        if kind == "http.response.early_hint":
+            if self.response_started:
+                raise RuntimeError("http.response.early_hint sent after http.response.start")
+            links = message.get("links", ())
+            if links and self.scope["http_version"] != "1.0" and not self.disconnected:
+                block = b"".join(b"link: %b\r\n" % _bytes(link) for link in links)
+                self.conn.write(status_line(103) + block + b"\r\n")
+            return
+        if kind == "http.response.pathsend":
+            if not self.response_started or self._body_done:
+                raise RuntimeError("http.response.pathsend needs a started, open response")
+            path = message["path"]
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                await self._send_file(fh.fileno(), 0, size, more=False)
+            return
+        if kind == "http.response.zerocopysend":
+            if not self.response_started or self._body_done:
+                raise RuntimeError("http.response.zerocopysend needs a started, open response")
+            file = message["file"]
+            fd = file.fileno()
+            offset = message.get("offset")
+            if offset is None:
+                offset = os.lseek(fd, 0, os.SEEK_CUR)
+            count = message.get("count")
+            if count is None:
+                count = os.fstat(fd).st_size - offset
+            await self._send_file(fd, offset, count, more=message.get("more_body", False))
+            return
+        raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http connection")
+
+    async def _send_file(self, fd: int, offset: int, count: int, more: bool) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self.conn.write(head + self._framing(None if more else count))
+        if self._is_head:
+            if not more:
+                self._finish_body()
+            return
+        if self._chunked and count:
+            self.conn.write(b"%x\r\n" % count)
+        sent = await self.conn.sendfile(fd, offset, count)
+        self._sent_length += sent
+        if sent < count:
+            self.keep_alive = False
+            raise ClientDisconnected("client disconnected during sendfile") \
+                if self.disconnected else RuntimeError("file shorter than the count to send")
+        if self._chunked and count:
+            self.conn.write(b"\r\n")
+        if not more:
+            self._finish_body()
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("latin-1")

@@ -1,0 +1,47 @@
+"""Command line: ``betula MODULE:ATTR [options]``, generated from the settings registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import __version__
+from .config import Config, ConfigError, add_arguments
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="betula",
+        description="Serve an ASGI application.",
+        epilog="Every option can also be set with its BETULA_* environment variable or in the "
+               "TOML file given to --config.",
+    )
+    parser.add_argument("app", nargs="?", default=argparse.SUPPRESS,
+                        help="the application, MODULE:ATTRIBUTE (e.g. myproject.main:app)")
+    parser.add_argument("--version", action="version", version=f"betula {__version__}")
+    add_arguments(parser)
+    return parser
+
+
+def fail(message: str) -> int:
+    print(f"betula: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    try:
+        config = Config.load(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    if not config.app:
+        return fail("no application given: betula MODULE:ATTRIBUTE (or 'app' in the config file)")
+
+    from .logs import configure_logging
+    from .run import run
+
+    configure_logging(config.log_level, config.access_log)
+    return run(config)

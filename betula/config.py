@@ -1,0 +1,350 @@
+"""The settings registry: every option declared once.
+
+The CLI (``betula.cli``), the ``BETULA_*`` environment variables, the TOML config file and
+the README's option table are all generated from ``SETTINGS``. Precedence, highest first:
+command line, environment, config file, default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ["Setting", "SETTINGS", "Config", "ConfigError", "settings_markdown"]
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the setting and the source."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be >= 0, got {number}")
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be > 0, got {number}")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _non_negative_int(value)
+    if number > 65535:
+        raise ValueError(f"must be between 0 and 65535, got {number}")
+    return number
+
+
+def _octal(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return int(str(value), 8)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _cert_reqs(value: Any) -> int:
+    names = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+    if isinstance(value, int) and not isinstance(value, bool) and value in names.values():
+        return value
+    text = str(value).strip().lower()
+    if text in names:
+        return names[text]
+    if text.isdigit() and int(text) in names.values():
+        return int(text)
+    raise ValueError(f"expected one of none|optional|required (or 0|1|2), got {value!r}")
+
+
+def _root_path(value: Any) -> str:
+    text = _str(value)
+    if text and not text.startswith("/"):
+        raise ValueError(f"must start with '/', got {text!r}")
+    return text.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    convert: Callable[[Any], Any] = _str
+    section: str = "server"
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    boolean: bool = False
+    cli: bool = True
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "BETULA_" + self.name.upper()
+
+    def parse(self, value: Any, source: str) -> Any:
+        if value is None and self.default is None:
+            return None
+        try:
+            converted = self.convert(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid value for {self.name} ({source}): {exc}") from None
+        if self.choices is not None and converted not in self.choices:
+            raise ConfigError(
+                f"invalid value for {self.name} ({source}): {value!r} is not one of "
+                + ", ".join(self.choices)
+            )
+        return converted
+
+
+def _choice(*names: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        return _str(value).strip().lower()
+
+    return convert
+
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- application --------------------------------------------------------------------
+    Setting("app", None, "The application, as module:attribute (attribute defaults to 'app').",
+            _optional_str, "application", cli=False),
+    Setting("factory", False, "Treat the app as a factory: call it with no arguments to get "
+            "the application.", _bool, "application", boolean=True),
+    Setting("app_dir", ".", "Directory added to sys.path before importing the app.", _str,
+            "application", metavar="DIR"),
+    Setting("lifespan", "auto", "Lifespan protocol: 'auto' runs it when the app supports it, "
+            "'on' requires it, 'off' skips it.", _choice(), "application",
+            choices=("auto", "on", "off")),
+    Setting("lifespan_startup_timeout", 60.0, "Seconds the app may take to answer lifespan "
+            "startup.", _positive_float, "application", metavar="SECONDS"),
+    Setting("lifespan_shutdown_timeout", 30.0, "Seconds the app may take to answer lifespan "
+            "shutdown.", _positive_float, "application", metavar="SECONDS"),
+    Setting("root_path", "", "ASGI root_path: the mount point of the app behind a proxy.",
+            _root_path, "application", metavar="PATH"),
+    # -- listeners -----------------------------------------------------------------------
+    Setting("host", "127.0.0.1", "Bind address (IPv4 or IPv6; '::' for all IPv6).", _str,
+            "listen"),
+    Setting("port", 8000, "Bind port (0 picks a free port).", _port, "listen"),
+    Setting("uds", None, "Bind to this Unix domain socket path instead of TCP.",
+            _optional_str, "listen", metavar="PATH"),
+    Setting("uds_perms", 0o666, "Permissions (octal) of the Unix domain socket file.", _octal,
+            "listen", metavar="MODE"),
+    Setting("fd", None, "Serve on an already-bound listening socket given by file descriptor.",
+            lambda v: None if v is None else _non_negative_int(v), "listen", metavar="FD"),
+    Setting("backlog", 2048, "Listen backlog: connections the kernel queues before accept.",
+            _non_negative_int, "listen"),
+    # -- TLS -----------------------------------------------------------------------------
+    Setting("ssl_certfile", None, "TLS certificate file (PEM); enables HTTPS.", _optional_str,
+            "tls", metavar="FILE"),
+    Setting("ssl_keyfile", None, "TLS private key file (PEM).", _optional_str, "tls",
+            metavar="FILE"),
+    Setting("ssl_keyfile_password", None, "Password of the TLS private key.", _optional_str,
+            "tls", metavar="PASSWORD"),
+    Setting("ssl_ca_certs", None, "CA bundle used to verify client certificates (mutual TLS).",
+            _optional_str, "tls", metavar="FILE"),
+    Setting("ssl_cert_reqs", ssl.CERT_NONE, "Client certificate requirement: none, optional or "
+            "required (0, 1, 2).", _cert_reqs, "tls", metavar="MODE"),
+    Setting("ssl_ciphers", "TLSv1", "TLS ciphers (OpenSSL cipher list).", _str, "tls"),
+    # -- HTTP ----------------------------------------------------------------------------
+    Setting("timeout_keep_alive", 5.0, "Close a keep-alive connection idle this many seconds.",
+            _positive_float, "http", metavar="SECONDS"),
+    Setting("timeout_request_header", 10.0, "Close a connection whose request line and headers "
+            "take longer than this to arrive (slowloris).", _positive_float, "http",
+            metavar="SECONDS"),
+    Setting("timeout_graceful_shutdown", 30.0, "On shutdown, wait this long for in-flight "
+            "requests before closing connections.", _positive_float, "http", metavar="SECONDS"),
+    Setting("limit_concurrency", 0, "Answer 503 once this many connections and tasks are open "
+            "(0: no limit).", _non_negative_int, "http", metavar="N"),
+    Setting("limit_request_line", 8190, "Longest request line in bytes (else 414).",
+            _non_negative_int, "http", metavar="BYTES"),
+    Setting("limit_request_fields", 100, "Most header fields in a request (else 431).",
+            _non_negative_int, "http", metavar="N"),
+    Setting("limit_request_field_size", 8190, "Longest header field (name + value) in bytes "
+            "(else 431).", _non_negative_int, "http", metavar="BYTES"),
+    Setting("limit_request_header_size", 64 * KIB, "Largest header section in bytes "
+            "(else 431).", _non_negative_int, "http", metavar="BYTES"),
+    Setting("limit_request_body", 1 * GIB, "Largest request body in bytes (else 413; "
+            "0: no limit).", _non_negative_int, "http", metavar="BYTES"),
+    Setting("server_header", True, "Send a 'Server: betula' header.", _bool, "http",
+            boolean=True),
+    Setting("date_header", True, "Send a 'Date' header.", _bool, "http", boolean=True),
+    # -- logging -------------------------------------------------------------------------
+    Setting("log_level", "info", "Log level.", _choice(), "logging",
+            choices=("critical", "error", "warning", "info", "debug", "trace")),
+    Setting("access_log", True, "Log one line per request.", _bool, "logging", boolean=True),
+    # -- config file ---------------------------------------------------------------------
+    Setting("config", None, "TOML file with settings (same names as the flags, with '_' or "
+            "'-').", _optional_str, "config", metavar="FILE"),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+class Config:
+    """Resolved settings. Attribute access by setting name; ``sources`` says where each came from."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]):
+        self._values = dict(values)
+        self.sources = dict(sources)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> "Config":
+        values = dict(self._values)
+        sources = dict(self.sources)
+        for name, value in changes.items():
+            values[name] = BY_NAME[name].parse(value, "override")
+            sources[name] = "override"
+        return Config(values, sources)
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_certfile)
+
+    @classmethod
+    def load(
+        cls,
+        cli: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> "Config":
+        """Resolve every setting: overrides > cli > environment > config file > default."""
+        cli = dict(cli or {})
+        cli.update(overrides)
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for setting in SETTINGS:
+            values[setting.name] = setting.default
+            sources[setting.name] = "default"
+
+        env_values = {s.name: environ[s.env] for s in SETTINGS if s.env in environ}
+        config_path = cli.get("config", env_values.get("config"))
+        if config_path:
+            for name, value in _read_toml(config_path).items():
+                values[name] = BY_NAME[name].parse(value, f"config file {config_path}")
+                sources[name] = "file"
+        for name, value in env_values.items():
+            values[name] = BY_NAME[name].parse(value, f"environment {BY_NAME[name].env}")
+            sources[name] = "env"
+        for name, value in cli.items():
+            if name not in BY_NAME:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = BY_NAME[name].parse(value, "command line")
+            sources[name] = "cli"
+        _check(values)
+        return cls(values, sources)
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if isinstance(data.get("betula"), dict) and len(data) == 1:
+        data = data["betula"]
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in BY_NAME or name == "config":
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        result[name] = value
+    return result
+
+
+def _check(values: dict[str, Any]) -> None:
+    if values["ssl_keyfile"] and not values["ssl_certfile"]:
+        raise ConfigError("ssl_keyfile given without ssl_certfile")
+    if values["ssl_cert_reqs"] != ssl.CERT_NONE and not values["ssl_ca_certs"]:
+        raise ConfigError("ssl_cert_reqs needs ssl_ca_certs (the CA that signs client certs)")
+    if values["uds"] and values["fd"] is not None:
+        raise ConfigError("uds and fd are exclusive: give one listener")
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings: Iterable[Setting] = SETTINGS) -> None:
+    """Add one CLI flag per setting. Defaults are suppressed so only given flags appear."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in settings:
+        if not setting.cli:
+            continue
+        group = groups.get(setting.section)
+        if group is None:
+            group = groups[setting.section] = parser.add_argument_group(setting.section)
+        help_text = f"{setting.help} [env {setting.env}; default {_show(setting)}]"
+        flags = [setting.flag, *setting.aliases]
+        if setting.boolean:
+            group.add_argument(*flags, dest=setting.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
+                               choices=setting.choices, metavar=setting.metavar, help=help_text)
+
+
+def _show(setting: Setting) -> str:
+    if setting.name == "uds_perms":
+        return oct(setting.default)
+    if setting.name == "ssl_cert_reqs":
+        return "none"
+    if setting.default is None:
+        return "unset"
+    if isinstance(setting.default, bool):
+        return "on" if setting.default else "off"
+    return str(setting.default)
+
+
+def settings_markdown() -> str:
+    """The README's option table."""
+    lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        flag = f"`{s.flag}`" if s.cli else "`MODULE:ATTR` (argument)"
+        if s.boolean:
+            flag = f"`{s.flag}` / `--no-{s.flag[2:]}`"
+        lines.append(f"| {flag} | `{s.env}` | `{_show(s)}` | {s.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - docs helper
+    print(settings_markdown())

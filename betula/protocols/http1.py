@@ -1,0 +1,454 @@
+"""HTTP/1.1 connection protocol: bytes in, request events out; response parts in, bytes out.
+
+The protocol knows nothing of ASGI or WSGI. For each request it creates a *cycle* through the
+server's ``cycle_factory`` (the interface adapter) and feeds it body events; the cycle writes
+its response through ``write_response_head`` / ``write_body`` / ``finish_response``.
+
+Parsing is httptools (llhttp, strict mode). Every protocol-level failure is a ``ProtocolError``
+carrying the status to answer with; the connection then answers once and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+import httptools
+
+from ..http_common import ProtocolError, error_response
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..server import ServerState
+
+__all__ = ["HTTP1Connection"]
+
+logger = logging.getLogger("betula.error")
+
+# Request-body flow control: stop reading the socket once this much body is buffered
+# and not yet taken by the app; start again once the app has taken it.
+BODY_HIGH_WATER = 256 * 1024
+# Pipelined requests parsed ahead of the one being answered before reading pauses.
+PIPELINE_HIGH_WATER = 16
+# Transport write buffer limits: send() waits (backpressure) above HIGH until below LOW.
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+# Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
+FILE_CHUNK = 256 * 1024
+
+_HEADER_NAMES: dict[bytes, bytes] = {}
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+_CLOSE = b"close"
+_KEEP_ALIVE = b"keep-alive"
+
+# Idle/reading states used by the timeout sweep.
+_IDLE, _READING_HEAD, _BUSY = 0, 1, 2
+
+
+def _lower_name(name: bytes) -> bytes:
+    lowered = _HEADER_NAMES.get(name)
+    if lowered is None:
+        lowered = name.lower()
+        if len(_HEADER_NAMES) < 512:  # intern the common ones, bounded
+            _HEADER_NAMES[name] = lowered
+    return lowered
+
+
+class HTTP1Connection(asyncio.Protocol):
+    """One client connection speaking HTTP/1.0 and HTTP/1.1."""
+
+    __slots__ = (
+        "server", "config", "loop", "transport", "parser", "client", "sockname", "scheme",
+        "cycle", "pipeline", "_parsing", "_url", "_headers", "_header_bytes", "_head_started",
+        "_has_cl", "_has_te", "_te_value", "_host_count", "_conn_tokens", "_expect_continue",
+        "_te_trailers", "_closed", "_read_paused", "_write_paused", "_drain_waiters",
+        "_state", "_state_since", "_upgrade", "_body_bytes", "_cycle_factory", "iface_cache",
+    )
+
+    def __init__(self, server: "ServerState") -> None:
+        self.server = server
+        self.config = server.config
+        self.loop = server.loop
+        self._cycle_factory: Callable[..., Any] = server.cycle_factory
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: Any = None  # the request being answered
+        self.pipeline: deque[Any] = deque()  # parsed requests waiting their turn
+        self._parsing: Any = None  # the request whose body is being parsed
+        self._closed = False
+        self._read_paused = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._state = _IDLE
+        self._state_since = 0.0
+        self._upgrade = False
+        self.iface_cache: Any = None  # per-connection data of the interface adapter
+        self._reset_head()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - platform specific
+                pass
+        self.client = _addr(transport.get_extra_info("peername"))
+        self.sockname = _addr(transport.get_extra_info("sockname"))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self._state = _IDLE
+        self._state_since = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.server.connections.discard(self)
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.connection_lost()
+        self.pipeline.clear()
+        self._wake_drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._state == _IDLE:
+            self._state = _READING_HEAD
+            self._state_since = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol to upgrade to here (WebSocket arrives later): answer the request
+            # as plain HTTP and close, since the parser cannot continue past an upgrade.
+            self._upgrade = True
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+        except httptools.HttpParserCallbackError as exc:
+            err = exc.__context__
+            if isinstance(err, ProtocolError):
+                self.send_error(err.status, err.reason)
+            else:  # pragma: no cover - a bug in a callback
+                logger.exception("error while parsing request", exc_info=err)
+                self.send_error(500, "Internal Server Error")
+            return
+        except httptools.HttpParserInvalidMethodError:
+            self.send_error(400, "Invalid method")
+            return
+        except httptools.HttpParserInvalidURLError:
+            self.send_error(400, "Invalid request target")
+            return
+        except httptools.HttpParserError as exc:
+            self.send_error(400, str(exc) or "Malformed request")
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.started:
+            cycle.start()
+
+    def eof_received(self) -> bool | None:
+        # Half-close from the client: finish the current response, then close.
+        if self.cycle is not None and self.cycle.keep_alive:
+            self.cycle.keep_alive = False
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def _reset_head(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._head_started = False
+        self._has_cl = False
+        self._has_te = False
+        self._te_value = b""
+        self._host_count = 0
+        self._conn_tokens = b""
+        self._expect_continue = False
+        self._te_trailers = False
+        self._body_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self._reset_head()
+        self._head_started = True
+        if self._state != _READING_HEAD:
+            self._state = _READING_HEAD
+            self._state_since = self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.config.limit_request_line > 0:
+            raise ProtocolError(414, "Request-URI Too Long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        config = self.config
+        size = len(name) + len(value)
+        if size > config.limit_request_field_size > 0:
+            raise ProtocolError(431, "Request Header Field Too Large")
+        self._header_bytes += size + 4
+        if self._header_bytes > config.limit_request_header_size > 0:
+            raise ProtocolError(431, "Request Header Fields Too Large")
+        if len(self._headers) >= config.limit_request_fields > 0:
+            raise ProtocolError(431, "Too Many Request Header Fields")
+        name = _lower_name(name)
+        if name == b"content-length":
+            self._has_cl = True
+        elif name == b"transfer-encoding":
+            self._has_te = True
+            self._te_value = value.lower()
+        elif name == b"host":
+            self._host_count += 1
+        elif name == b"connection":
+            self._conn_tokens += b"," + value.lower()
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self._expect_continue = True
+        elif name == b"te":
+            if b"trailers" in value.lower():
+                self._te_trailers = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise ProtocolError(505, "HTTP Version Not Supported")
+        if self._has_te:
+            if self._has_cl:
+                raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
+            if self._te_value.replace(b" ", b"").replace(b"\t", b"") != b"chunked":
+                raise ProtocolError(501, "Unsupported Transfer-Encoding")
+        if version == "1.1" and self._host_count != 1:
+            raise ProtocolError(400, "Missing Host header" if not self._host_count
+                                else "Multiple Host headers")
+        tokens = self._conn_tokens
+        if version == "1.1":
+            keep_alive = not tokens or _CLOSE not in tokens
+        else:
+            keep_alive = bool(tokens) and _KEEP_ALIVE in tokens and _CLOSE not in tokens
+        has_body = self._has_te or (self._has_cl and _content_length(self._headers) > 0)
+        cycle = self._cycle_factory(
+            self, parser.get_method(), self._url, self._headers, version, keep_alive,
+            has_body, self._expect_continue, self._te_trailers,
+        )
+        self._parsing = cycle
+        self._state = _BUSY
+        if self.cycle is None:
+            self.cycle = cycle
+        else:
+            self.pipeline.append(cycle)
+            if len(self.pipeline) >= PIPELINE_HIGH_WATER:
+                self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        limit = self.config.limit_request_body
+        if self._body_bytes > limit > 0:
+            raise ProtocolError(413, "Request Entity Too Large")
+        cycle = self._parsing
+        if cycle is not None:
+            cycle.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle = self._parsing
+        self._parsing = None
+        self._head_started = False
+        if cycle is not None:
+            cycle.end_body()
+
+    # -- used by cycles ------------------------------------------------------------------
+    def write(self, data: bytes | memoryview) -> None:
+        if not self._closed:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its low-water mark (or the peer left)."""
+        if not self._write_paused or self._closed:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset``; return the bytes sent.
+
+        Plain sockets use os.sendfile (zero copy) whenever the transport's own buffer is
+        empty, so bytes never overtake what the transport still holds; when the kernel's
+        socket buffer is full, one chunk goes through the transport to get its
+        backpressure. TLS cannot use sendfile: chunks are read and written.
+        """
+        transport = self.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        use_sendfile = sock is not None and transport.get_extra_info("sslcontext") is None
+        sent = 0
+        if use_sendfile:
+            # Waiting for "buffer empty" instead of "below low water" while we bypass it.
+            transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while sent < count and not self._closed:
+                if self._write_paused:
+                    await self.drain()
+                    continue
+                if use_sendfile and transport.get_write_buffer_size() == 0:
+                    try:
+                        n = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
+                    except BlockingIOError:
+                        n = None
+                    except OSError:
+                        self.abort()
+                        break
+                    if n == 0:
+                        break  # end of file before count
+                    if n is not None:
+                        sent += n
+                        if sent >= count:
+                            break
+                data = os.pread(fd, min(FILE_CHUNK, count - sent), offset + sent)
+                if not data:
+                    break
+                transport.write(data)
+                sent += len(data)
+        finally:
+            if use_sendfile and not self._closed:
+                transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        return sent
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and not self._closed:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        if self._read_paused and not self._closed and len(self.pipeline) < PIPELINE_HIGH_WATER:
+            self._read_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def cycle_done(self, cycle: Any) -> None:
+        """The cycle's response is complete (or it gave up); move to the next request."""
+        if cycle is not self.cycle:
+            return
+        if self._closed:
+            return
+        if not cycle.keep_alive:
+            self.close()
+            return
+        if not cycle.body_complete:
+            # The app answered without reading the whole body: keep parsing and drop the
+            # rest so the connection stays usable (bounded by --limit-request-body).
+            cycle.discard_body()
+            self.resume_reading()
+            return
+        self.cycle = None
+        if self.pipeline:
+            self.cycle = self.pipeline.popleft()
+            self.resume_reading()
+            # Start on the next loop turn, not nested inside this cycle's send().
+            self.loop.call_soon(self._start_next)
+        else:
+            if self._upgrade:
+                self.close()
+                return
+            self.resume_reading()
+            if self._head_started:
+                self._state = _READING_HEAD
+            else:
+                self._state = _IDLE
+            self._state_since = self.loop.time()
+
+    def body_finished(self, cycle: Any) -> None:
+        """The request body of a discarding cycle has ended: the connection is reusable."""
+        if cycle is self.cycle and cycle.response_complete:
+            self.cycle_done(cycle)
+
+    def _start_next(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.started and not self._closed:
+            cycle.start()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.close()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._closed = True
+            self.transport.abort()
+
+    def send_error(self, status: int, reason: str) -> None:
+        """Answer a protocol error (nothing of the response sent yet) and close."""
+        if self._closed:
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.close()
+            return
+        self.server.log_protocol_error(self, status, reason)
+        self.write(error_response(status, reason, self.server))
+        self.close()
+
+    # -- timeouts (driven by the server's once-a-tick sweep, no per-request timers) -------
+    def check_timeouts(self, now: float) -> None:
+        state = self._state
+        if state == _BUSY or self._closed:
+            return
+        elapsed = now - self._state_since
+        if state == _IDLE:
+            if elapsed >= self.config.timeout_keep_alive:
+                self.close()
+        elif elapsed >= self.config.timeout_request_header:
+            if self.cycle is None:
+                self.send_error(408, "Request Timeout")
+            # else the current cycle is still answering: the timer applies once it is done
+
+    def shutdown(self) -> None:
+        """Graceful stop: close idle connections now, let busy ones finish their request."""
+        if self.cycle is None and not self.pipeline:
+            self.close()
+            return
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
+            self.cycle.server_shutdown()
+        for cycle in self.pipeline:
+            cycle.keep_alive = False
+        self.pipeline.clear()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
+def _addr(info: Any) -> Any:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
+

@@ -1,0 +1,204 @@
+"""A worker: one event loop, its listeners, its connections, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from time import perf_counter
+from email.utils import formatdate
+from typing import Any
+
+from . import __version__
+from .asgi.http import HTTPCycle
+from .asgi.lifespan import LifespanFailure, LifespanManager
+from .listeners import create_ssl_context, describe
+from .protocols.http1 import HTTP1Connection
+
+__all__ = ["ServerState", "Server"]
+
+logger = logging.getLogger("betula.error")
+access_logger = logging.getLogger("betula.access")
+
+
+class ServerState:
+    """What every connection of a worker shares: settings, app, bookkeeping, cached headers."""
+
+    def __init__(self, config: Any, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.app = app
+        self.loop = loop
+        self.connections: set[HTTP1Connection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.lifespan_state: dict[str, Any] | None = {}
+        self.cycle_factory = functools.partial(HTTPCycle, self)
+        self.default_headers = b""
+        self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
+        self.refresh_date()
+
+    def refresh_date(self) -> None:
+        parts = []
+        if self.config.date_header:
+            parts.append(b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n")
+        if self.config.server_header:
+            parts.append(b"server: betula\r\n")
+        self.default_headers = b"".join(parts)
+
+    def over_limit(self) -> bool:
+        limit = self.config.limit_concurrency
+        return limit > 0 and len(self.connections) + len(self.tasks) > limit
+
+    def access(self, cycle: Any, status: int, size: int) -> None:
+        if not self.access_log:
+            return
+        scope = cycle.scope
+        client = scope.get("client")
+        who = f"{client[0]}:{client[1]}" if client else "-"
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        duration = (perf_counter() - cycle._start_time) * 1000.0
+        access_logger.info('%s - "%s %s HTTP/%s" %d %d %.2fms', who, scope["method"], target,
+                           scope["http_version"], status, size, duration)
+
+    def log_protocol_error(self, conn: HTTP1Connection, status: int, reason: str) -> None:
+        client = conn.client
+        who = f"{client[0]}:{client[1]}" if client else "-"
+        logger.info("%s - bad request answered %d: %s", who, status, reason)
+
+
+def new_event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.new_event_loop(), "asyncio"
+    return uvloop.new_event_loop(), "uvloop"
+
+
+class Server:
+    """Serve ``app`` on ``sockets`` until told to stop. ``run()`` returns the exit status."""
+
+    def __init__(self, config: Any, app: Any, sockets: list[socket.socket],
+                 app_name: str = "app") -> None:
+        self.config = config
+        self.app = app
+        self.sockets = sockets
+        self.app_name = app_name
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self._force = False
+        self._servers: list[asyncio.base_events.Server] = []
+
+    def run(self) -> int:
+        loop, loop_name = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self.serve(loop_name))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def serve(self, loop_name: str = "asyncio") -> int:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        self._stop = asyncio.Event()
+        self._install_signals(loop)
+        state = ServerState(config, self.app, loop)
+        lifespan = LifespanManager(self.app, config.lifespan, config.lifespan_startup_timeout,
+                                   config.lifespan_shutdown_timeout, self.app_name)
+        try:
+            await lifespan.startup()
+        except LifespanFailure as exc:
+            logger.error("%s", exc)
+            logger.error("application startup failed: exiting")
+            return 3
+        state.lifespan_state = lifespan.state
+        if self._stop.is_set():  # stopped during startup
+            await lifespan.shutdown()
+            return self.exit_code
+
+        ssl_ctx: ssl.SSLContext | None = create_ssl_context(config)
+        factory = functools.partial(HTTP1Connection, state)
+        for sock in self.sockets:
+            server = await loop.create_server(factory, sock=sock, ssl=ssl_ctx,
+                                              backlog=config.backlog)
+            self._servers.append(server)
+            logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
+        logger.info("Betula %s serving %s (ASGI, %s, httptools) [pid %d]", __version__,
+                    self.app_name, loop_name, os.getpid())
+
+        ticker = loop.create_task(self._tick(state))
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+        await self._shutdown(state)
+        await lifespan.shutdown()
+        logger.info("Stopped")
+        return self.exit_code
+
+    async def _tick(self, state: ServerState) -> None:
+        """Once per tick: refresh the Date header, enforce idle and header-read timeouts."""
+        config = self.config
+        interval = min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4)
+        last_date = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            second = int(time.time())
+            if second != last_date:
+                last_date = second
+                state.refresh_date()
+            now = loop.time()
+            for conn in list(state.connections):
+                conn.check_timeouts(now)
+
+    async def _shutdown(self, state: ServerState) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
+        while (state.connections or state.tasks) and loop.time() < deadline and not self._force:
+            await asyncio.sleep(0.05)
+        if state.connections or state.tasks:
+            if not self._force:
+                logger.warning("graceful shutdown timed out: closing %d connection(s)",
+                               len(state.connections))
+            for task in list(state.tasks):
+                task.cancel()
+            for conn in list(state.connections):
+                conn.abort()
+            await asyncio.sleep(0)
+            if state.tasks:
+                await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGQUIT, self._on_quit)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        assert self._stop is not None
+        if self._stop.is_set():
+            if sig == signal.SIGINT:
+                logger.warning("second interrupt: stopping now")
+                self._force = True
+            return
+        logger.info("Received %s: shutting down gracefully", signal.Signals(sig).name)
+        self._stop.set()
+
+    def _on_quit(self) -> None:
+        assert self._stop is not None
+        logger.info("Received SIGQUIT: stopping now")
+        self._force = True
+        self._stop.set()
