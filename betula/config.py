@@ -219,12 +219,8 @@ class Config:
     def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]):
         self._values = dict(values)
         self.sources = dict(sources)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        # Plain attributes: settings are read on the per-request path.
+        self.__dict__.update(self._values)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)

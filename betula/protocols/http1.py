@@ -242,6 +242,8 @@ class HTTP1Connection(asyncio.Protocol):
             keep_alive = not tokens or _CLOSE not in tokens
         else:
             keep_alive = bool(tokens) and _KEEP_ALIVE in tokens and _CLOSE not in tokens
+        if self.server.over_limit():
+            raise ProtocolError(503, "Service Unavailable: too many connections")
         has_body = self._has_te or (self._has_cl and _content_length(self._headers) > 0)
         cycle = self._cycle_factory(
             self, parser.get_method(), self._url, self._headers, version, keep_alive,

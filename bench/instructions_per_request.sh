@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Instructions per request of the server's user-space code, counted by callgrind: the same
+# number for the same code whatever else the machine is doing, so A/B tests of per-request
+# work need no quiet machine. (Kernel time, e.g. syscalls, is not counted: confirm wins with
+# bench/run.py.)  Usage: bench/instructions_per_request.sh [PATH] [betula args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+path="${1:-/}"; shift || true
+port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+out=$(mktemp -d)
+py=$(python -c 'import sys; print(sys.executable)')   # the real binary, not a shim
+PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" \
+    "$py" -m betula ${@:-bench.app_asgi:app} --port "$port" --no-access-log --log-level warning \
+    >"$out/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$port$path" && break; sleep 0.2
+done
+wrk -t1 -c16 -d3s "http://127.0.0.1:$port$path" >/dev/null   # warm-up
+callgrind_control -z "$pid" >/dev/null
+n=$(wrk -t1 -c16 -d5s "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
+callgrind_control -d "$pid" >/dev/null
+kill -INT "$pid"; wait "$pid" || true
+total=$(for f in "$out"/cg.*; do callgrind_annotate "$f" 2>/dev/null | tee "$out/annotate.txt" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'; done | sort -n | tail -1)
+echo "requests=$n instructions_per_request=$((total / n))"
+rm -rf "$out"
