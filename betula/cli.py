@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import __version__
 from .config import Config, ConfigError, add_arguments
@@ -12,8 +12,15 @@ from .config import Config, ConfigError, add_arguments
 __all__ = ["main", "build_parser"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """One line on a bad flag, like every other configuration error (no usage wall)."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"betula: error: {message} (see betula --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="betula",
         description="Serve an ASGI application.",
         epilog="Every option can also be set with its BETULA_* environment variable or in the "

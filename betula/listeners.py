@@ -92,12 +92,22 @@ def describe(sock: socket.socket, tls: bool) -> str:
 def create_ssl_context(config: Any) -> ssl.SSLContext | None:
     if not config.ssl_certfile:
         return None
+    for name in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
+        path = getattr(config, name)
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise ListenerError(f"cannot read {name} {path}: {exc.strerror or exc}") from None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile,
                             config.ssl_keyfile_password)
     except (OSError, ssl.SSLError) as exc:
-        raise ListenerError(f"cannot load TLS certificate/key: {exc}") from None
+        raise ListenerError(
+            f"cannot load TLS certificate {config.ssl_certfile} / key "
+            f"{config.ssl_keyfile or '(in the certificate file)'}: {exc}") from None
     ctx.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     if config.ssl_ca_certs:
         try:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from .importer import AppLoadError, load_app
-from .listeners import ListenerError, create_sockets
+from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Server
 
 __all__ = ["run"]
@@ -23,12 +23,14 @@ def run(config: Any) -> int:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
     try:
+        ssl_context = create_ssl_context(config)
         sockets = create_sockets(config)
     except ListenerError as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
     try:
-        return Server(config, app, sockets, app_name=str(config.app)).run()
+        return Server(config, app, sockets, app_name=str(config.app),
+                      ssl_context=ssl_context).run()
     except ListenerError as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1

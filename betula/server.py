@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
-from .listeners import create_ssl_context, describe
+from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 
 __all__ = ["ServerState", "Server"]
@@ -84,8 +84,9 @@ class Server:
     """Serve ``app`` on ``sockets`` until told to stop. ``run()`` returns the exit status."""
 
     def __init__(self, config: Any, app: Any, sockets: list[socket.socket],
-                 app_name: str = "app") -> None:
+                 app_name: str = "app", ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
+        self.ssl_context = ssl_context
         self.app = app
         self.sockets = sockets
         self.app_name = app_name
@@ -125,23 +126,22 @@ class Server:
             await lifespan.shutdown()
             return self.exit_code
 
-        ssl_ctx: ssl.SSLContext | None = create_ssl_context(config)
-        factory = functools.partial(HTTP1Connection, state)
-        for sock in self.sockets:
-            server = await loop.create_server(factory, sock=sock, ssl=ssl_ctx,
-                                              backlog=config.backlog)
-            self._servers.append(server)
-            logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
-        logger.info("Betula %s serving %s (ASGI, %s, httptools) [pid %d]", __version__,
-                    self.app_name, loop_name, os.getpid())
-
+        ssl_ctx = self.ssl_context
         ticker = loop.create_task(self._tick(state))
         try:
+            factory = functools.partial(HTTP1Connection, state)
+            for sock in self.sockets:
+                server = await loop.create_server(factory, sock=sock, ssl=ssl_ctx,
+                                                  backlog=config.backlog)
+                self._servers.append(server)
+                logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
+            logger.info("Betula %s serving %s (ASGI, %s, httptools) [pid %d]", __version__,
+                        self.app_name, loop_name, os.getpid())
             await self._stop.wait()
         finally:
             ticker.cancel()
-        await self._shutdown(state)
-        await lifespan.shutdown()
+            await self._shutdown(state)
+            await lifespan.shutdown()
         logger.info("Stopped")
         return self.exit_code
 

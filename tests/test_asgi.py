@@ -269,11 +269,7 @@ def _close(sock: socket.socket, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", [
-    pytest.param("fin", marks=pytest.mark.xfail(
-        strict=True,
-        reason="BUG: after an ordinary close (FIN) the app waiting in receive() never gets "
-               "http.disconnect: HTTP1Connection.eof_received keeps the half-closed "
-               "transport open and tells the cycle nothing")),
+    "fin",
     "reset",
 ])
 def test_receive_waits_after_the_body_then_gets_disconnect(server, how):
@@ -296,11 +292,6 @@ def test_receive_waits_after_the_body_then_gets_disconnect(server, how):
     assert sent["oserror"] is True, sent
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: on shutdown an app waiting in receive() gets http.disconnect, but a cycle that "
-    "never started a response leaves its connection open: HTTPCycle._end_stream_for_shutdown "
-    "closes only started responses and _app_failed/run_asgi return without closing, so "
-    "the server waits out --timeout-graceful-shutdown"))
 def test_shutdown_tells_an_app_waiting_in_receive_and_closes(serve):
     srv = serve(APP, "--timeout-graceful-shutdown", "5")
     rid = new_id()

@@ -273,10 +273,6 @@ def test_sse_client_disconnect_is_seen_by_the_app(app):
         assert client.get("/users/5").json()["user_id"] == 5  # the server is fine
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a client that closes its connection is not reported as http.disconnect while the "
-    "app is not writing: eof_received() in betula/protocols/http1.py keeps the half-closed "
-    "connection open, so receive() never returns http.disconnect"))
 def test_sse_disconnect_seen_without_writing(starlette):
     """An SSE app waiting for events (no writes) polls request.is_disconnected(): the
     client's close must reach it as http.disconnect ("as soon as the client goes away")."""

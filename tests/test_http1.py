@@ -283,9 +283,6 @@ def test_http11_connection_close(h1):
     assert dict(headers)["connection"] == "close"
 
 
-@pytest.mark.xfail(reason="BUG: bytes after a 'Connection: close' request make llhttp raise "
-                          "'Data after Connection: close' and send_error answers 400 in place "
-                          "of the close request's own response", strict=True)
 def test_data_after_connection_close_request_is_ignored(h1):
     # RFC 9112 §9.6: after a request with "close" the server answers it and stops; the
     # request behind it is neither processed nor answered.
@@ -316,10 +313,6 @@ def test_expect_100_continue_sent_when_app_reads_body(h1):
         assert status == 200 and read_more(sock, rest, 2) == b"ok"
 
 
-@pytest.mark.xfail(reason="BUG: an HTTP/1.0 request with Expect: 100-continue gets "
-                          "'HTTP/1.1 100 Continue' (RFC 9110 §10.1.1: a server MUST ignore the "
-                          "expectation in HTTP/1.0); on_headers_complete passes "
-                          "_expect_continue whatever the version", strict=True)
 def test_expect_100_continue_ignored_for_http10(h1):
     with h1.connect() as sock:
         sock.sendall(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -418,15 +411,12 @@ def test_head_has_headers_but_no_body(h1, path, length):
         assert status == 200 and rest.startswith(b"GET /after")
 
 
-NO_BODY_LEAK = pytest.mark.xfail(
-    reason="BUG: a body the app sends with 204/304 goes out on the wire (asgi/http.py "
-           "_write_body writes head + body whenever the status is not chunked)", strict=True)
 
 
 @pytest.mark.parametrize("route", [
     "/status",
-    pytest.param("/status-body", marks=NO_BODY_LEAK),
-    pytest.param("/status-stream", marks=NO_BODY_LEAK),
+    "/status-body",
+    "/status-stream",
 ])
 @pytest.mark.parametrize("code", [204, 304])
 def test_204_and_304_have_no_body(h1, code, route):
@@ -528,8 +518,6 @@ def test_bad_input_rejected_and_closed(h1, payload, status, reason):
     assert_rejected(h1, payload, status, reason)
 
 
-@pytest.mark.xfail(reason="BUG: Transfer-Encoding split over two header lines is read as its "
-                          "last line only (http1.on_header overwrites _te_value)", strict=True)
 def test_transfer_encoding_over_two_header_lines_is_501(h1):
     # "gzip" then "chunked" on two lines is the list "gzip, chunked": unsupported, as above.
     assert_rejected(
@@ -537,10 +525,6 @@ def test_transfer_encoding_over_two_header_lines_is_501(h1):
             b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501)
 
 
-@pytest.mark.xfail(reason="BUG: a parse error answers at once, before the earlier pipelined "
-                          "request is answered (HTTP1Connection.send_error writes the error "
-                          "while self.cycle is unanswered): the client reads the 400 as the "
-                          "good request's response", strict=True)
 @pytest.mark.parametrize("when", ["same-packet", "while-app-runs"])
 def test_bad_request_after_good_one_is_answered_after_it(h1, when):
     with h1.connect() as sock:
@@ -618,10 +602,6 @@ def test_chunked_body_over_limit_is_413(limits):
                              b"\r\n\r\n", chunks], 413)
 
 
-@pytest.mark.xfail(reason="BUG: a Content-Length over --limit-request-body is only refused once "
-                          "the body bytes arrive; with Expect: 100-continue the server even "
-                          "invites the body (http1.on_headers_complete does not check it)",
-                   strict=True)
 def test_declared_content_length_over_limit_refused_before_body(limits):
     # The server knows from the head alone that the body is too large: it must answer 413
     # instead of 100 Continue (RFC 9110 §10.1.1) and not wait for the body.
@@ -633,9 +613,6 @@ def test_declared_content_length_over_limit_refused_before_body(limits):
     assert closed
 
 
-@pytest.mark.xfail(reason="BUG: an unfinished header line is buffered without bound "
-                          "(httptools joins header pieces; the limit is checked only in "
-                          "on_header once the line is complete)", strict=True)
 def test_unfinished_oversized_header_refused_without_waiting_for_its_end(limits):
     # 64 KiB of one header value and no end of line: over the 300-byte field limit long
     # before the line ends; the server must refuse (431), not buffer until the timeout.
@@ -672,9 +649,6 @@ def test_documented_limit_defaults():
                          + r"; default " + re.escape(str(value)) + r"\]", help_text), name
 
 
-@pytest.mark.xfail(reason="BUG: --limit-request-line bounds the request target only, not the "
-                          "request line (http1.on_url compares len(url)); an 8191-byte line "
-                          "passes", strict=True)
 def test_default_request_line_limit_is_the_whole_line(h1):
     def line_of(size: int) -> bytes:
         target = b"/" + b"l" * (size - len(b"GET / HTTP/1.1"))
@@ -949,10 +923,6 @@ def test_limit_concurrency_answers_503(serve):
     assert (status, body) == (200, b"GET /again")
 
 
-@pytest.mark.xfail(reason="BUG: on SIGINT an app waiting in receive() gets http.disconnect, "
-                          "but when it then returns without a response (or its send raises "
-                          "ClientDisconnected) nothing closes the connection, so shutdown "
-                          "waits out --timeout-graceful-shutdown", strict=True)
 def test_shutdown_closes_a_connection_whose_app_waits_for_disconnect(serve):
     server = serve(APP, "--timeout-graceful-shutdown", "3")
     with server.connect() as sock:

@@ -104,7 +104,7 @@ class HTTPCycle:
         "_chunks", "_buffered", "_final_delivered", "_waiter", "_head", "_chunked",
         "_expected_length", "_sent_length", "_is_head", "_trailers_wanted", "_sent_continue",
         "_discarding", "_status", "_start_time", "_flush_scheduled", "_shutdown",
-        "_length_from_app", "_body_done",
+        "_length_from_app", "_body_done", "_no_body",
     )
 
     def __init__(
@@ -171,6 +171,7 @@ class HTTPCycle:
         self._shutdown = False
         self._length_from_app = False
         self._body_done = False
+        self._no_body = False  # HEAD, 204, 304: the head goes out, body bytes never do
 
     # -- events from the connection ------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -250,6 +251,8 @@ class HTTPCycle:
             if not self.disconnected:
                 logger.error("ASGI callable returned without starting a response")
                 self._send_500()
+            else:
+                self._abandon()
         elif not self.response_complete:
             if not self.disconnected:
                 logger.error("ASGI callable returned without completing the response")
@@ -258,9 +261,18 @@ class HTTPCycle:
             self.response_complete = True
             self.conn.cycle_done(self)
 
+    def _abandon(self) -> None:
+        """The client is gone (or the server is stopping) and the app has finished."""
+        self.response_complete = True
+        self.conn.close()
+
     def _app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected) and self.disconnected:
-            return  # the app stopped because the client left: nothing to report
+        if self.disconnected and _caused_by_disconnect(exc):
+            # The app stopped because the client left (frameworks re-raise our error as
+            # their own, e.g. Starlette's ClientDisconnect): nothing to report.
+            logger.debug("request ended by client disconnect: %r", exc)
+            self._abandon()
+            return
         if isinstance(exc, asyncio.CancelledError):
             logger.warning("request cancelled: %s %s", self.scope["method"], self.scope["path"])
         else:
@@ -280,7 +292,7 @@ class HTTPCycle:
         if not self.disconnected:
             self.conn.write(error_response(500, "Internal Server Error", self.server))
             self.server.access(self, 500, 0)
-            self.conn.close()
+        self.conn.close()
         self._wake()
 
     # -- receive -------------------------------------------------------------------------
@@ -351,6 +363,7 @@ class HTTPCycle:
             return
         self.response_started = True
         self._status = status
+        self._no_body = self._is_head or status in _NO_BODY_STATUS
         if headers.close:
             self.keep_alive = False
         self._expected_length = headers.content_length
@@ -404,7 +417,7 @@ class HTTPCycle:
         if head is not None:
             self._head = None
             head += self._framing(None if more else length)
-            if self._is_head or self._expected_length == 0 and length == 0:
+            if self._no_body or self._expected_length == 0 and length == 0:
                 self.conn.write(head)
             elif self._chunked:
                 if length:
@@ -416,7 +429,7 @@ class HTTPCycle:
                 if length >= 65536:
                     self.conn.write(body)
             self._sent_length = length
-        elif length and not self._is_head:
+        elif length and not self._no_body:
             self._sent_length += length
             if self._chunked:
                 self.conn.write(b"%x\r\n%b\r\n" % (length, body))
@@ -425,8 +438,7 @@ class HTTPCycle:
         else:
             self._sent_length += length
         expected = self._expected_length
-        if expected is not None and self._sent_length > expected and not self._is_head \
-                and self._status not in _NO_BODY_STATUS:
+        if expected is not None and self._sent_length > expected and not self._no_body:
             self.keep_alive = False
             raise RuntimeError("response body longer than its Content-Length")
         if not more:
@@ -434,15 +446,14 @@ class HTTPCycle:
 
     def _finish_body(self) -> None:
         expected = self._expected_length
-        if expected is not None and self._sent_length < expected and not self._is_head \
-                and self._status not in _NO_BODY_STATUS:
+        if expected is not None and self._sent_length < expected and not self._no_body:
             logger.error("response body shorter than its Content-Length (%d < %d)",
                          self._sent_length, expected)
             self.keep_alive = False
         self._body_done = True
         if self._trailers_wanted:
             return  # the response completes with the last http.response.trailers
-        if self._chunked and not self._is_head:
+        if self._chunked and not self._no_body:
             self.conn.write(LAST_CHUNK)
         self._complete()
 
@@ -507,7 +518,7 @@ class HTTPCycle:
         if head is not None:
             self._head = None
             self.conn.write(head + self._framing(None if more else count))
-        if self._is_head:
+        if self._no_body:
             if not more:
                 self._finish_body()
             return
@@ -523,6 +534,16 @@ class HTTPCycle:
             self.conn.write(b"\r\n")
         if not more:
             self._finish_body()
+
+
+def _caused_by_disconnect(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ClientDisconnected) or type(exc).__name__ == "ClientDisconnect":
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _bytes(value: Any) -> bytes:

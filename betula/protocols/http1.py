@@ -68,6 +68,7 @@ class HTTP1Connection(asyncio.Protocol):
         "_has_cl", "_has_te", "_te_value", "_host_count", "_conn_tokens", "_expect_continue",
         "_te_trailers", "_closed", "_read_paused", "_write_paused", "_drain_waiters",
         "_state", "_state_since", "_upgrade", "_body_bytes", "_cycle_factory", "iface_cache",
+        "_in_head", "_head_bytes", "_pending_error", "_done_reading", "_begins", "_feed_body",
     )
 
     def __init__(self, server: "ServerState") -> None:
@@ -91,6 +92,12 @@ class HTTP1Connection(asyncio.Protocol):
         self._state_since = 0.0
         self._upgrade = False
         self.iface_cache: Any = None  # per-connection data of the interface adapter
+        self._in_head = False  # between the first byte of a request and its blank line
+        self._head_bytes = 0  # bytes received while one head stayed incomplete
+        self._pending_error: tuple[int, str] | None = None  # answered after earlier requests
+        self._done_reading = False  # a request without keep-alive ended: ignore what follows
+        self._begins = 0  # messages begun so far (tells whether one began within a read)
+        self._feed_body = 0  # body bytes parsed from the current read
         self._reset_head()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -121,11 +128,13 @@ class HTTP1Connection(asyncio.Protocol):
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or self._done_reading or self._pending_error is not None:
             return
         if self._state == _IDLE:
             self._state = _READING_HEAD
             self._state_since = self.loop.time()
+        begins = self._begins
+        self._feed_body = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -139,27 +148,41 @@ class HTTP1Connection(asyncio.Protocol):
             if isinstance(err, ProtocolError):
                 self.send_error(err.status, err.reason)
             else:  # pragma: no cover - a bug in a callback
-                logger.exception("error while parsing request", exc_info=err)
+                logger.error("error while parsing request", exc_info=err)
                 self.send_error(500, "Internal Server Error")
-            return
         except httptools.HttpParserInvalidMethodError:
             self.send_error(400, "Invalid method")
-            return
         except httptools.HttpParserInvalidURLError:
             self.send_error(400, "Invalid request target")
-            return
         except httptools.HttpParserError as exc:
-            self.send_error(400, str(exc) or "Malformed request")
-            return
+            if not self._done_reading:  # else: bytes after a closing request, ignored
+                self.send_error(400, str(exc) or "Malformed request")
+        else:
+            if self._in_head:
+                self._check_open_head(data, begins)
+        # Requests parsed before any error are still answered (in order).
         cycle = self.cycle
-        if cycle is not None and not cycle.started:
+        if cycle is not None and not cycle.started and not self._closed:
             cycle.start()
 
+    def _check_open_head(self, data: bytes, begins: int) -> None:
+        """httptools buffers a header line until its end: bound what one head may take even
+        before any callback sees it."""
+        if begins == self._begins:
+            self._head_bytes += len(data)  # the whole read continued one open head
+        else:
+            # The open head is a suffix of this read that holds no blank line and follows
+            # any body bytes parsed from it.
+            start = data.rfind(b"\r\n\r\n")
+            start = 0 if start < 0 else start + 4
+            self._head_bytes = min(len(data) - start, len(data) - self._feed_body)
+        config = self.config
+        if self._head_bytes > config.limit_request_line + config.limit_request_header_size:
+            self.send_error(431, "Request Header Fields Too Large")
+
     def eof_received(self) -> bool | None:
-        # Half-close from the client: finish the current response, then close.
-        if self.cycle is not None and self.cycle.keep_alive:
-            self.cycle.keep_alive = False
-            return True
+        # The client closed its side: take it as gone (as browsers and proxies mean it), so
+        # an app waiting in receive() or streaming gets http.disconnect at once.
         return None
 
     def pause_writing(self) -> None:
@@ -175,6 +198,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._head_started = False
+        self._head_bytes = 0
         self._has_cl = False
         self._has_te = False
         self._te_value = b""
@@ -187,13 +211,17 @@ class HTTP1Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset_head()
         self._head_started = True
+        self._in_head = True
+        self._begins += 1
         if self._state != _READING_HEAD:
             self._state = _READING_HEAD
             self._state_since = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.config.limit_request_line > 0:
+        limit = self.config.limit_request_line
+        # The request line is "METHOD SP target SP HTTP/1.1": method + target + 10 bytes.
+        if limit > 0 and len(self._url) + len(self.parser.get_method()) + 10 > limit:
             raise ProtocolError(414, "Request-URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -211,7 +239,7 @@ class HTTP1Connection(asyncio.Protocol):
             self._has_cl = True
         elif name == b"transfer-encoding":
             self._has_te = True
-            self._te_value = value.lower()
+            self._te_value += b"," + value.lower()
         elif name == b"host":
             self._host_count += 1
         elif name == b"connection":
@@ -232,7 +260,7 @@ class HTTP1Connection(asyncio.Protocol):
         if self._has_te:
             if self._has_cl:
                 raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
-            if self._te_value.replace(b" ", b"").replace(b"\t", b"") != b"chunked":
+            if self._te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
                 raise ProtocolError(501, "Unsupported Transfer-Encoding")
         if version == "1.1" and self._host_count != 1:
             raise ProtocolError(400, "Missing Host header" if not self._host_count
@@ -242,9 +270,15 @@ class HTTP1Connection(asyncio.Protocol):
             keep_alive = not tokens or _CLOSE not in tokens
         else:
             keep_alive = bool(tokens) and _KEEP_ALIVE in tokens and _CLOSE not in tokens
+        self._in_head = False
+        length = _content_length(self._headers) if self._has_cl else 0
+        if length > self.config.limit_request_body > 0:
+            raise ProtocolError(413, "Request Entity Too Large")
+        if version == "1.0":
+            self._expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
         if self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
-        has_body = self._has_te or (self._has_cl and _content_length(self._headers) > 0)
+        has_body = self._has_te or length > 0
         cycle = self._cycle_factory(
             self, parser.get_method(), self._url, self._headers, version, keep_alive,
             has_body, self._expect_continue, self._te_trailers,
@@ -260,6 +294,7 @@ class HTTP1Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
+        self._feed_body += len(body)
         limit = self.config.limit_request_body
         if self._body_bytes > limit > 0:
             raise ProtocolError(413, "Request Entity Too Large")
@@ -272,6 +307,10 @@ class HTTP1Connection(asyncio.Protocol):
         self._parsing = None
         self._head_started = False
         if cycle is not None:
+            if not cycle.keep_alive:
+                # Nothing after a request that ends the connection is read (llhttp would
+                # call it an error; it is not the client's request to answer).
+                self._done_reading = True
             cycle.end_body()
 
     # -- used by cycles ------------------------------------------------------------------
@@ -348,7 +387,8 @@ class HTTP1Connection(asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
 
     def resume_reading(self) -> None:
-        if self._read_paused and not self._closed and len(self.pipeline) < PIPELINE_HIGH_WATER:
+        if self._read_paused and not self._closed and len(self.pipeline) < PIPELINE_HIGH_WATER \
+                and self._pending_error is None:
             self._read_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
 
@@ -370,10 +410,16 @@ class HTTP1Connection(asyncio.Protocol):
         self.cycle = None
         if self.pipeline:
             self.cycle = self.pipeline.popleft()
-            self.resume_reading()
+            if self._pending_error is None:
+                self.resume_reading()
             # Start on the next loop turn, not nested inside this cycle's send().
             self.loop.call_soon(self._start_next)
         else:
+            if self._pending_error is not None:
+                status, reason = self._pending_error
+                self.write(error_response(status, reason, self.server))
+                self.close()
+                return
             if self._upgrade:
                 self.close()
                 return
@@ -408,9 +454,21 @@ class HTTP1Connection(asyncio.Protocol):
         """Answer a protocol error (nothing of the response sent yet) and close."""
         if self._closed:
             return
-        if self.cycle is not None and self.cycle.response_started:
-            self.close()
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+            if self._parsing is not cycle:
+                # The bad bytes belong to a later request: answer the earlier ones first.
+                if self._pending_error is None:
+                    self._pending_error = (status, reason)
+                    self.server.log_protocol_error(self, status, reason)
+                    self.pause_reading()
+                return
+            # The body of the request being answered is bad: its app sees a disconnect.
+            cycle.connection_lost()
+            if cycle.response_started:
+                self.server.log_protocol_error(self, status, reason)
+                self.close()
+                return
         self.server.log_protocol_error(self, status, reason)
         self.write(error_response(status, reason, self.server))
         self.close()
