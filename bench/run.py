@@ -412,7 +412,8 @@ def parse_wrk(output: str) -> dict:
     m = _SOCKERR_RE.search(output)
     # wrk only prints this line when there were errors.
     res["socket_errors"] = dict(
-        zip(("connect", "read", "write", "timeout"), map(int, m.groups()) if m else (0, 0, 0, 0))
+        zip(("connect", "read", "write", "timeout"),
+            map(int, m.groups()) if m else (0, 0, 0, 0), strict=True)
     )
     m = _NON2XX_RE.search(output)
     res["non_2xx"] = int(m.group(1)) if m else 0

@@ -11,10 +11,11 @@ import argparse
 import os
 import ssl
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["Setting", "SETTINGS", "Config", "ConfigError", "settings_markdown"]
+__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "settings_markdown"]
 
 
 class ConfigError(ValueError):
@@ -214,7 +215,7 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
 class Config:
-    """Resolved settings. Attribute access by setting name; ``sources`` says where each came from."""
+    """Resolved settings, read as attributes; ``sources`` says where each value came from."""
 
     def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]):
         self._values = dict(values)
@@ -225,7 +226,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         values = dict(self._values)
         sources = dict(self.sources)
         for name, value in changes.items():
@@ -243,7 +244,7 @@ class Config:
         cli: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
-    ) -> "Config":
+    ) -> Config:
         """Resolve every setting: overrides > cli > environment > config file > default."""
         cli = dict(cli or {})
         cli.update(overrides)

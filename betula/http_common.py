@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import http
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
-    "ProtocolError",
-    "status_line",
-    "error_response",
-    "encode_headers",
-    "HOP_BY_HOP",
     "CHUNK_END",
+    "HOP_BY_HOP",
     "LAST_CHUNK",
+    "ProtocolError",
     "chunk",
+    "encode_headers",
+    "error_response",
+    "status_line",
 ]
 
 CHUNK_END = b"\r\n"
@@ -98,7 +99,7 @@ def _checked_name(name: bytes) -> bytes:
 class EncodedHeaders:
     """An app's response headers, validated and split into what goes out and what frames."""
 
-    __slots__ = ("block", "content_length", "close", "trailer_names")
+    __slots__ = ("block", "close", "content_length", "trailer_names")
 
     def __init__(self) -> None:
         self.block = b""

@@ -12,7 +12,7 @@ import ssl
 import stat
 from typing import Any
 
-__all__ = ["create_sockets", "create_ssl_context", "describe", "ListenerError"]
+__all__ = ["ListenerError", "create_sockets", "create_ssl_context", "describe"]
 
 
 class ListenerError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["TRACE", "configure_logging", "error_log", "access_log"]
+__all__ = ["TRACE", "access_log", "configure_logging", "error_log"]
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")

@@ -10,8 +10,8 @@ import signal
 import socket
 import ssl
 import time
-from time import perf_counter
 from email.utils import formatdate
+from time import perf_counter
 from typing import Any
 
 from . import __version__
@@ -20,7 +20,7 @@ from .asgi.lifespan import LifespanFailure, LifespanManager
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 
-__all__ = ["ServerState", "Server"]
+__all__ = ["Server", "ServerState"]
 
 logger = logging.getLogger("betula.error")
 access_logger = logging.getLogger("betula.access")

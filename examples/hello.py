@@ -6,6 +6,10 @@
 import json
 
 
+def _jsonable(value):
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -31,8 +35,9 @@ async def app(scope, receive, send):
         ctype = b"application/octet-stream"
     elif path == "/scope":
         shown = {k: v for k, v in scope.items() if k not in ("headers", "state", "extensions")}
-        shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
-        body = json.dumps(shown, default=lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o)).encode()
+        shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")]
+                            for n, v in scope["headers"]]
+        body = json.dumps(shown, default=_jsonable).encode()
         ctype = b"application/json"
     else:
         await send({"type": "http.response.start", "status": 404,

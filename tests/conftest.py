@@ -11,15 +11,15 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"Listening on (\S+)")
 # Bytes read past the end of one response, kept for the next read_response on that socket.
-_LEFTOVER: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
+_LEFTOVER: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
 
 
 class ServerProcess:
@@ -46,7 +46,7 @@ class ServerProcess:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = ()
-              ) -> "ServerProcess":
+              ) -> ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "betula", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -181,7 +181,7 @@ def recv_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             break
         if not data:
             break
@@ -258,7 +258,7 @@ class _Reader:
         while True:
             try:
                 data = self.sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not data:
                 break

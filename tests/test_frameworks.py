@@ -398,7 +398,8 @@ def test_file_response_to_slow_reader_then_keep_alive(app):
         assert status == 200
         assert len(body) == FILE_SIZE
         assert body == app.data
-        sock.sendall(b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /users/9 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /users/9 HTTP/1.1\r\nHost: x\r\n\r\n")
         reader = RawReader(sock)
         status, head_headers = reader.head()
         assert status == 200

@@ -71,7 +71,7 @@ def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes
             data = sock.recv(65536)
         except ConnectionResetError:
             return b"".join(chunks), True
-        except socket.timeout:
+        except TimeoutError:
             return b"".join(chunks), False
         if not data:
             return b"".join(chunks), True
@@ -88,7 +88,7 @@ def read_until_head(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, 
             chunk = sock.recv(65536)
         except ConnectionResetError:
             return data, True
-        except socket.timeout:
+        except TimeoutError:
             return data, False
         if not chunk:
             return data, True
@@ -736,7 +736,7 @@ def test_header_read_timeout_counts_from_first_byte_not_last(fast_timeouts):
             sock.settimeout(0.2)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except ConnectionResetError:
                 closed = True

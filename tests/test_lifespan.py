@@ -1,5 +1,6 @@
 """ASGI lifespan protocol (https://asgi.readthedocs.io/en/latest/specs/lifespan.html) and
-``--lifespan auto|on|off`` with its timeouts, through the real CLI. Apps: tests/apps/lifespan_apps.py.
+``--lifespan auto|on|off`` with its timeouts, through the real CLI.
+Apps: tests/apps/lifespan_apps.py.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
     from ..server import ServerState
 
-__all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
+__all__ = ["ASGI_EXTENSIONS", "ClientDisconnected", "HTTPCycle"]
 
 logger = logging.getLogger("betula.error")
 
@@ -81,7 +81,7 @@ def _decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
-def connection_scope(conn: "HTTP1Connection", server: "ServerState") -> dict[str, Any]:
+def connection_scope(conn: HTTP1Connection, server: ServerState) -> dict[str, Any]:
     """The part of the scope shared by every request on one connection."""
     return {
         "type": "http",
@@ -99,18 +99,43 @@ class HTTPCycle:
     """One request/response exchange between an HTTP/1 connection and an ASGI app."""
 
     __slots__ = (
-        "conn", "server", "scope", "keep_alive", "has_body", "expect_continue", "te_trailers",
-        "started", "body_complete", "response_started", "response_complete", "disconnected",
-        "_chunks", "_buffered", "_final_delivered", "_waiter", "_head", "_chunked",
-        "_expected_length", "_sent_length", "_is_head", "_trailers_wanted", "_sent_continue",
-        "_discarding", "_status", "_start_time", "_flush_scheduled", "_shutdown",
-        "_length_from_app", "_body_done", "_no_body",
+        "_body_done",
+        "_buffered",
+        "_chunked",
+        "_chunks",
+        "_discarding",
+        "_expected_length",
+        "_final_delivered",
+        "_flush_scheduled",
+        "_head",
+        "_is_head",
+        "_length_from_app",
+        "_no_body",
+        "_sent_continue",
+        "_sent_length",
+        "_shutdown",
+        "_start_time",
+        "_status",
+        "_trailers_wanted",
+        "_waiter",
+        "body_complete",
+        "conn",
+        "disconnected",
+        "expect_continue",
+        "has_body",
+        "keep_alive",
+        "response_complete",
+        "response_started",
+        "scope",
+        "server",
+        "started",
+        "te_trailers",
     )
 
     def __init__(
         self,
-        server: "ServerState",
-        conn: "HTTP1Connection",
+        server: ServerState,
+        conn: HTTP1Connection,
         method: bytes,
         url: bytes,
         headers: list[tuple[bytes, bytes]],

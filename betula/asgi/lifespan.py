@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["LifespanManager", "LifespanFailure"]
+__all__ = ["LifespanFailure", "LifespanManager"]
 
 logger = logging.getLogger("betula.error")
 
@@ -48,7 +48,7 @@ class LifespanManager:
         await self._queue.put({"type": "lifespan.startup"})
         try:
             message = await asyncio.wait_for(asyncio.shield(self._answer), self.startup_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LifespanFailure(
                 f"lifespan startup of {self.name} did not finish within "
                 f"{self.startup_timeout:g} s") from None
@@ -58,7 +58,8 @@ class LifespanManager:
             return
         if kind == "lifespan.startup.failed":
             self.supported = True
-            raise LifespanFailure(f"lifespan startup failed: {message.get('message') or '(no message)'}")
+            reason = message.get("message") or "(no message)"
+            raise LifespanFailure(f"lifespan startup failed: {reason}")
         # The app raised or returned without answering.
         if self.mode == "on":
             if self._error is not None:
@@ -77,7 +78,7 @@ class LifespanManager:
         await self._queue.put({"type": "lifespan.shutdown"})
         try:
             message = await asyncio.wait_for(asyncio.shield(self._answer), self.shutdown_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.error("lifespan shutdown of %s did not finish within %g s", self.name,
                          self.shutdown_timeout)
             self._task.cancel()
@@ -91,7 +92,7 @@ class LifespanManager:
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self._receive, self._send)
-        except BaseException as exc:  # noqa: BLE001 - reported through the answer
+        except BaseException as exc:
             self._error = exc
             if self.supported or self.mode == "on":
                 logger.error("Exception in lifespan of %s", self.name, exc_info=exc)

@@ -16,7 +16,8 @@ import os
 import re
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -63,15 +64,47 @@ class HTTP1Connection(asyncio.Protocol):
     """One client connection speaking HTTP/1.0 and HTTP/1.1."""
 
     __slots__ = (
-        "server", "config", "loop", "transport", "parser", "client", "sockname", "scheme",
-        "cycle", "pipeline", "_parsing", "_url", "_headers", "_header_bytes", "_head_started",
-        "_has_cl", "_has_te", "_te_value", "_host_count", "_conn_tokens", "_expect_continue",
-        "_te_trailers", "_closed", "_read_paused", "_write_paused", "_drain_waiters",
-        "_state", "_state_since", "_upgrade", "_body_bytes", "_cycle_factory", "iface_cache",
-        "_in_head", "_head_bytes", "_pending_error", "_done_reading", "_begins", "_feed_body",
+        "_begins",
+        "_body_bytes",
+        "_closed",
+        "_conn_tokens",
+        "_cycle_factory",
+        "_done_reading",
+        "_drain_waiters",
+        "_expect_continue",
+        "_feed_body",
+        "_has_cl",
+        "_has_te",
+        "_head_bytes",
+        "_head_started",
+        "_header_bytes",
+        "_headers",
+        "_host_count",
+        "_in_head",
+        "_parsing",
+        "_pending_error",
+        "_read_paused",
+        "_state",
+        "_state_since",
+        "_te_trailers",
+        "_te_value",
+        "_upgrade",
+        "_url",
+        "_write_paused",
+        "client",
+        "config",
+        "cycle",
+        "iface_cache",
+        "loop",
+        "parser",
+        "pipeline",
+        "scheme",
+        "server",
+        "sockname",
+        "transport",
     )
 
-    def __init__(self, server: "ServerState") -> None:
+    def __init__(self, server: ServerState) -> None:
         self.server = server
         self.config = server.config
         self.loop = server.loop

@@ -133,7 +133,7 @@ async def app(scope, receive, send):
                 while (await asyncio.wait_for(receive(), seconds))["type"] != "http.disconnect":
                     pass
                 outcome = "disconnect"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         print(f"hold {tag}: {outcome}", flush=True)
         await _answer(send, 200, b"held")
