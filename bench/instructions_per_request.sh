@@ -23,4 +23,4 @@ callgrind_control -d "$pid" >/dev/null
 kill -INT "$pid"; wait "$pid" || true
 total=$(for f in "$out"/cg.*; do callgrind_annotate "$f" 2>/dev/null | tee "$out/annotate.txt" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'; done | sort -n | tail -1)
 echo "requests=$n instructions_per_request=$((total / n))"
-rm -rf "$out"
+cp "$out/annotate.txt" /tmp/annotate_last.txt 2>/dev/null; rm -rf "$out"

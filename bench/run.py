@@ -548,6 +548,29 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
                 log(f"{server.name}: server log kept at {running.logfile.name}")
 
 
+def merge_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """One record per server: per scenario the round with the median req/s (with its p99)."""
+    merged = []
+    for per_server in zip(*rounds, strict=True):
+        record = dict(per_server[0])
+        record["results"] = {}
+        bad = [r for r in per_server if r["status"] != "ok"]
+        if bad:
+            record.update(status=bad[0]["status"], error=bad[0]["error"])
+        names = {name for r in per_server for name in r["results"]}
+        for name in names:
+            runs = [r["results"][name] for r in per_server if name in r["results"]]
+            good = sorted((x for x in runs if "rps" in x), key=lambda x: x["rps"])
+            if not good:
+                record["results"][name] = runs[0]
+                continue
+            chosen = dict(good[len(good) // 2])
+            chosen["rounds_rps"] = [round(x["rps"]) for x in good]
+            record["results"][name] = chosen
+        merged.append(record)
+    return merged
+
+
 def compute_ratios(records: list[dict], scenarios: list[dict]) -> dict:
     """{scenario: {"betula vs uvicorn": ratio}} for servers of the same interface."""
     by_name = {r["server"]: r for r in records}
@@ -661,6 +684,8 @@ def parse_args(argv: list[str] | None = None):
         help=f"comma-separated, from: {','.join(SCENARIOS)}",
     )
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="interleaved rounds over the servers; the median is reported (default 3)")
     p.add_argument(
         "--venv",
         type=Path,
@@ -674,8 +699,8 @@ def parse_args(argv: list[str] | None = None):
     )
     args = p.parse_args(argv)
     args.venv = args.venv.resolve()
-    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
-        p.error("--duration >= 1, --warmup >= 0, --connections >= 1")
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.repeat < 1:
+        p.error("--duration >= 1, --warmup >= 0, --connections >= 1, --repeat >= 1")
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.server_list if s not in SERVERS]
@@ -730,9 +755,15 @@ def main(argv: list[str] | None = None) -> int:
         "peer_venv": str(args.venv),
     }
 
-    records = []
-    for server in servers:  # bounded: one pass per server
-        records.append(bench_server(server, scenarios, args, versions))
+    # Rounds interleave the servers (A B C, A B C, ...) so a slow spell of this shared machine
+    # hits every server alike; each scenario reports the median round.
+    rounds = []
+    for round_no in range(args.repeat):  # bounded: --repeat passes over the servers
+        if args.repeat > 1:
+            log(f"round {round_no + 1}/{args.repeat}")
+        rounds.append([bench_server(server, scenarios, args, versions) for server in servers])
+    records = merge_rounds(rounds)
+    meta["repeat"] = args.repeat
 
     ratios = compute_ratios(records, scenarios)
     md = render_markdown(meta, records, scenarios, ratios)

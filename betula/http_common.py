@@ -96,52 +96,73 @@ def _checked_name(name: bytes) -> bytes:
     return lowered
 
 
-class EncodedHeaders:
-    """An app's response headers, validated and split into what goes out and what frames."""
-
-    __slots__ = ("block", "close", "content_length", "trailer_names")
-
-    def __init__(self) -> None:
-        self.block = b""
-        self.content_length: int | None = None
-        self.close = False
-        self.trailer_names: bytes | None = None
+# What one (name, value) pair means for the response, cached per pair: apps send the same
+# pairs over and over (content-type, server-wide headers), so each is validated once.
+_PLAIN, _LENGTH, _CLOSE, _DROP, _TRAILER = 0, 1, 2, 3, 4
+_PAIRS: dict[tuple[Any, Any], tuple[bytes, int, Any]] = {}
+_PAIRS_MAX = 4096
 
 
-def encode_headers(headers: Iterable[Any]) -> EncodedHeaders:
+def _classify(name: Any, value: Any) -> tuple[bytes, int, Any]:
+    if name.__class__ is not bytes:
+        name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+    if value.__class__ is not bytes:
+        value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+    lowered = _checked_name(name)
+    if _INVALID_VALUE.search(value):
+        raise RuntimeError(f"invalid response header value for {name!r}: {value!r}")
+    if lowered in HOP_BY_HOP:
+        if lowered == b"connection" and b"close" in value.lower():
+            return b"", _CLOSE, None
+        if lowered == b"trailer":
+            return b"", _TRAILER, value
+        return b"", _DROP, None
+    line = b"%b: %b\r\n" % (name, value)
+    if lowered == b"content-length":
+        try:
+            length = int(value)
+        except ValueError:
+            raise RuntimeError(f"invalid Content-Length {value!r}") from None
+        if length < 0:
+            raise RuntimeError(f"invalid Content-Length {value!r}")
+        return line, _LENGTH, length
+    return line, _PLAIN, None
+
+
+def encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, bool, bytes | None]:
     """Validate and serialise app headers (bytes or str pairs) in the order given.
 
+    Returns (header block, Content-Length or None, app asked to close, Trailer value).
     Repeated names are all kept. Hop-by-hop headers are held back: framing is the server's.
     Raises RuntimeError for a name that is not a token or a value with CR, LF or NUL
-    (response splitting).
+    (response splitting), or an invalid or conflicting Content-Length.
     """
-    result = EncodedHeaders()
     parts: list[bytes] = []
+    length: int | None = None
+    close = False
+    trailer = None
+    pairs = _PAIRS
     for name, value in headers:
-        if name.__class__ is not bytes:
-            name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
-        if value.__class__ is not bytes:
-            value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
-        lowered = _checked_name(name)
-        if _INVALID_VALUE.search(value):
-            raise RuntimeError(f"invalid response header value for {name!r}: {value!r}")
-        if lowered in HOP_BY_HOP:
-            if lowered == b"connection" and b"close" in value.lower():
-                result.close = True
-            elif lowered == b"trailer":
-                result.trailer_names = value
-            continue
-        if lowered == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise RuntimeError(f"invalid Content-Length {value!r}") from None
-            if length < 0 or (result.content_length is not None
-                              and result.content_length != length):
-                raise RuntimeError(f"invalid Content-Length {value!r}")
-            if result.content_length is not None:
-                continue  # an identical repeat: send it once
-            result.content_length = length
-        parts.append(b"%b: %b\r\n" % (name, value))
-    result.block = b"".join(parts)
-    return result
+        key = (name, value)
+        try:
+            entry = pairs.get(key)
+        except TypeError:  # unhashable (bytearray): validate without caching
+            entry = _classify(name, value)
+        if entry is None:
+            entry = _classify(name, value)
+            if len(pairs) < _PAIRS_MAX:
+                pairs[key] = entry
+        kind = entry[1]
+        if kind == _PLAIN:
+            parts.append(entry[0])
+        elif kind == _LENGTH:
+            if length is None:
+                length = entry[2]
+                parts.append(entry[0])
+            elif length != entry[2]:
+                raise RuntimeError(f"conflicting Content-Length values {length} and {entry[2]}")
+        elif kind == _CLOSE:
+            close = True
+        elif kind == _TRAILER:
+            trailer = entry[2]
+    return b"".join(parts), length, close, trailer

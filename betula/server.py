@@ -39,7 +39,23 @@ class ServerState:
         self.cycle_factory = functools.partial(HTTPCycle, self)
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
+        self._held_heads: list[Any] = []
+        # A coarse clock for connection timeouts, advanced by the server's tick.
+        self.clock = loop.time()
         self.refresh_date()
+
+    def hold_head(self, cycle: Any) -> None:
+        """Keep a response head back until its first body bytes (one write for both); heads
+        still waiting when the loop turns (the app suspended) go out then, all at once."""
+        held = self._held_heads
+        if not held:
+            self.loop.call_soon(self._flush_heads)
+        held.append(cycle)
+
+    def _flush_heads(self) -> None:
+        held, self._held_heads = self._held_heads, []
+        for cycle in held:
+            cycle.flush_head()
 
     def refresh_date(self) -> None:
         parts = []
@@ -157,7 +173,7 @@ class Server:
             if second != last_date:
                 last_date = second
                 state.refresh_date()
-            now = loop.time()
+            now = state.clock = loop.time()
             for conn in list(state.connections):
                 conn.check_timeouts(now)
 

@@ -1,8 +1,16 @@
 """ASGI 3 ``http`` interface (spec 2.4): one ``HTTPCycle`` per request.
 
-The cycle builds the scope from a per-connection template, runs the app in a task (started
-eagerly on Python 3.12+, so an app that never suspends answers inside the read callback),
-turns ``receive``/``send`` into protocol calls, and enforces the message order the spec asks.
+The cycle builds the scope from a per-connection template, runs the app in a task, turns
+``receive``/``send`` into protocol calls, and enforces the message order the spec asks.
+
+Hot-path notes (measured with bench/micro.py and bench/run.py):
+- attributes that rarely change are class-level defaults, so ``__init__`` sets only what
+  differs per request;
+- the response head waits for the first body message so head and body leave in one write;
+  if the app suspends in between, the server flushes all waiting heads once per loop turn
+  (one callback for the whole batch, not one per request);
+- a task per request: on this machine an eager, task-less first step measured slower (and
+  would break ``asyncio.current_task()`` for anyio-based frameworks).
 """
 
 from __future__ import annotations
@@ -10,29 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ..http_common import (
-    LAST_CHUNK,
-    encode_headers,
-    error_response,
-    status_line,
-)
+from ..http_common import LAST_CHUNK, encode_headers, error_response, status_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
     from ..server import ServerState
 
-__all__ = ["ASGI_EXTENSIONS", "ClientDisconnected", "HTTPCycle"]
+__all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
 
 logger = logging.getLogger("betula.error")
-
-# Eager tasks run the app's first step inside the data_received callback; the Task object
-# exists from the start, so asyncio.current_task() (anyio, sniffio) works as usual.
-_EAGER = sys.version_info >= (3, 12)
 
 ASGI_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.early_hint": {},
@@ -44,7 +42,11 @@ ASGI_EXTENSIONS: dict[str, dict[str, Any]] = {
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _METHODS: dict[bytes, str] = {}
 _NO_BODY_STATUS = frozenset({204, 304})
-_SENDFILE_CHUNK = 256 * 1024
+# Head and body up to this size are joined into one buffer; larger bodies go out with
+# writelines (one writev, no copy).
+_JOIN_LIMIT = 16 * 1024
+# Request body buffered for the app before reading from the socket pauses.
+BODY_HIGH_WATER = 256 * 1024
 
 
 class ClientDisconnected(OSError):
@@ -52,18 +54,13 @@ class ClientDisconnected(OSError):
 
 
 def _method(raw: bytes) -> str:
-    name = _METHODS.get(raw)
-    if name is None:
-        name = raw.decode("ascii")
-        if len(_METHODS) < 64:
-            _METHODS[raw] = name
+    name = raw.decode("ascii")
+    if len(_METHODS) < 64:
+        _METHODS[raw] = name
     return name
 
 
 def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    if url[:1] == b"/":
-        raw_path, _, query = url.partition(b"?")
-        return raw_path, query
     if url == b"*":
         return b"*", b""
     import httptools  # absolute-form (proxy style) request target
@@ -73,11 +70,6 @@ def _split_target(url: bytes) -> tuple[bytes, bytes]:
 
 
 def _decode_path(raw_path: bytes) -> str:
-    if b"%" not in raw_path:
-        try:
-            return raw_path.decode("ascii")
-        except UnicodeDecodeError:
-            return raw_path.decode("utf-8", "replace")
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
@@ -98,39 +90,28 @@ def connection_scope(conn: HTTP1Connection, server: ServerState) -> dict[str, An
 class HTTPCycle:
     """One request/response exchange between an HTTP/1 connection and an ASGI app."""
 
-    __slots__ = (
-        "_body_done",
-        "_buffered",
-        "_chunked",
-        "_chunks",
-        "_discarding",
-        "_expected_length",
-        "_final_delivered",
-        "_flush_scheduled",
-        "_head",
-        "_is_head",
-        "_length_from_app",
-        "_no_body",
-        "_sent_continue",
-        "_sent_length",
-        "_shutdown",
-        "_start_time",
-        "_status",
-        "_trailers_wanted",
-        "_waiter",
-        "body_complete",
-        "conn",
-        "disconnected",
-        "expect_continue",
-        "has_body",
-        "keep_alive",
-        "response_complete",
-        "response_started",
-        "scope",
-        "server",
-        "started",
-        "te_trailers",
-    )
+    # Per-request state that starts the same for every request (class-level defaults).
+    started = False
+    response_started = False
+    response_complete = False
+    disconnected = False
+    task: asyncio.Task[None] | None = None
+    _chunks: list[bytes] | None = None
+    _buffered = 0
+    _final_delivered = False
+    _waiter: asyncio.Future[None] | None = None
+    _head: bytes | None = None
+    _chunked = False
+    _expected_length: int | None = None
+    _sent_length = 0
+    _trailers_wanted = False
+    _sent_continue = False
+    _discarding = False
+    _status = 0
+    _start_time = 0.0
+    _shutdown = False
+    _body_done = False
+    _no_body = False  # HEAD, 204, 304: the head goes out, body bytes never do
 
     def __init__(
         self,
@@ -151,16 +132,22 @@ class HTTPCycle:
         if base is None:
             base = conn.iface_cache = connection_scope(conn, server)
         scope = base.copy()
-        raw_path, query = _split_target(url)
-        method_name = _method(method)
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:
+            raw_path, query = _split_target(url)
+        if b"%" in raw_path or not raw_path.isascii():
+            path = _decode_path(raw_path)
+        else:
+            path = raw_path.decode("ascii")
         root_path = scope["root_path"]
         if root_path:
-            scope["path"] = root_path + _decode_path(raw_path)
-            scope["raw_path"] = root_path.encode("utf-8") + raw_path
-        else:
-            scope["path"] = _decode_path(raw_path)
-            scope["raw_path"] = raw_path
+            path = root_path + path
+            raw_path = root_path.encode("utf-8") + raw_path
+        method_name = _METHODS.get(method) or _method(method)
         scope["method"] = method_name
+        scope["path"] = path
+        scope["raw_path"] = raw_path
         scope["query_string"] = query
         scope["headers"] = headers
         if http_version != "1.1":
@@ -170,52 +157,34 @@ class HTTPCycle:
             scope["state"] = state.copy()
         self.scope = scope
         self.keep_alive = keep_alive
-        self.has_body = has_body
         self.expect_continue = expect_continue
         self.te_trailers = te_trailers
-        self.started = False
         self.body_complete = not has_body
-        self.response_started = False
-        self.response_complete = False
-        self.disconnected = False
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._final_delivered = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._head: bytes | None = None
-        self._chunked = False
-        self._expected_length: int | None = None
-        self._sent_length = 0
         self._is_head = method_name == "HEAD"
-        self._trailers_wanted = False
-        self._sent_continue = False
-        self._discarding = False
-        self._status = 0
-        self._start_time = perf_counter() if server.access_log else 0.0
-        self._flush_scheduled = False
-        self._shutdown = False
-        self._length_from_app = False
-        self._body_done = False
-        self._no_body = False  # HEAD, 204, 304: the head goes out, body bytes never do
+        if server.access_log:
+            self._start_time = perf_counter()
 
     # -- events from the connection ------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
         if self._discarding or self.disconnected:
             return
-        self._chunks.append(data)
+        chunks = self._chunks
+        if chunks is None:
+            self._chunks = [data]
+        else:
+            chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > self.conn_body_high_water:
+        if self._buffered > BODY_HIGH_WATER:
             self.conn.pause_reading()
-        self._wake()
-
-    conn_body_high_water = 256 * 1024
+        if self._waiter is not None:
+            self._wake()
 
     def end_body(self) -> None:
         self.body_complete = True
         if self._discarding:
             self.conn.body_finished(self)
-            return
-        self._wake()
+        elif self._waiter is not None:
+            self._wake()
 
     def connection_lost(self) -> None:
         self.disconnected = True
@@ -229,16 +198,16 @@ class HTTPCycle:
             self._end_stream_for_shutdown()
 
     def _end_stream_for_shutdown(self) -> None:
-        if self.response_started and not self.response_complete and self._chunked:
-            self.conn.write(LAST_CHUNK)  # end the stream cleanly for the client
         if self.response_started and not self.response_complete:
+            if self._chunked:
+                self.conn.write(LAST_CHUNK)  # end the stream cleanly for the client
             self.conn.close()
         self.disconnected = True
         self._wake()
 
     def discard_body(self) -> None:
         self._discarding = True
-        self._chunks.clear()
+        self._chunks = None
         self._buffered = 0
 
     def _wake(self) -> None:
@@ -252,13 +221,8 @@ class HTTPCycle:
     def start(self) -> None:
         self.started = True
         server = self.server
-        coro = self.run_asgi(server.app)
-        if _EAGER:
-            task = asyncio.Task(coro, loop=server.loop, eager_start=True)  # type: ignore[call-arg]
-            if task.done():
-                return
-        else:
-            task = server.loop.create_task(coro)
+        task = server.loop.create_task(self.run_asgi(server.app))
+        self.task = task
         server.tasks.add(task)
         task.add_done_callback(server.tasks.discard)
 
@@ -270,26 +234,32 @@ class HTTPCycle:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        if result is not None:
-            logger.error("ASGI callable returned a non-None value: %r", result)
+        if self.response_complete:
+            if result is not None:
+                logger.error("ASGI callable returned a non-None value: %r", result)
+            return
         if not self.response_started:
-            if not self.disconnected:
+            if self.disconnected:
+                self._abandon()
+            else:
                 logger.error("ASGI callable returned without starting a response")
                 self._send_500()
-            else:
-                self._abandon()
-        elif not self.response_complete:
+        else:
             if not self.disconnected:
                 logger.error("ASGI callable returned without completing the response")
-            self._flush_head()
-            self.conn.close()
-            self.response_complete = True
-            self.conn.cycle_done(self)
+            self._cut_short()
 
     def _abandon(self) -> None:
         """The client is gone (or the server is stopping) and the app has finished."""
         self.response_complete = True
         self.conn.close()
+
+    def _cut_short(self) -> None:
+        """The response started but cannot be completed: end the connection."""
+        self.flush_head()
+        self.response_complete = True
+        self.conn.close()
+        self.conn.cycle_done(self)
 
     def _app_failed(self, exc: BaseException) -> None:
         if self.disconnected and _caused_by_disconnect(exc):
@@ -305,10 +275,7 @@ class HTTPCycle:
         if not self.response_started:
             self._send_500()
         elif not self.response_complete:
-            self._flush_head()
-            self.response_complete = True
-            self.conn.close()
-            self.conn.cycle_done(self)
+            self._cut_short()
 
     def _send_500(self) -> None:
         self.response_started = True
@@ -323,10 +290,10 @@ class HTTPCycle:
     # -- receive -------------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
         while True:
-            if self._chunks:
-                chunks = self._chunks
+            chunks = self._chunks
+            if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self._chunks = []
+                self._chunks = None
                 self._buffered = 0
                 self.conn.resume_reading()
                 more = not self.body_complete
@@ -356,18 +323,16 @@ class HTTPCycle:
                 raise RuntimeError("http.response.body sent before http.response.start")
             if self._body_done:
                 raise RuntimeError("http.response.body sent after the response completed")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            self._write_body(body, more)
-            if self.conn.write_paused:
-                await self.conn.drain()
+            self._write_body(message.get("body", b""), message.get("more_body", False))
+            conn = self.conn
+            if conn.write_paused:
+                await conn.drain()
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
-            return
-        if kind == "http.response.start":
+        elif kind == "http.response.start":
             self._start_response(message)
-            return
-        await self._send_other(kind, message)
+        else:
+            await self._send_other(kind, message)
 
     def _start_response(self, message: dict[str, Any]) -> None:
         if self.response_started:
@@ -375,41 +340,39 @@ class HTTPCycle:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
+        if status.__class__ is not int or not 100 <= status <= 999:
             raise RuntimeError(f"invalid status {status!r}")
-        headers = encode_headers(message.get("headers", ()))
+        block, length, close, trailer = encode_headers(message.get("headers", ()))
         if status < 200:
             if status == 101:
                 raise RuntimeError("status 101 needs a protocol upgrade (use websocket)")
             # Informational response (103 Early Hints and friends): goes out now; the final
             # http.response.start follows.
             if self.scope["http_version"] != "1.0":
-                self.conn.write(status_line(status) + headers.block + b"\r\n")
+                self.conn.write(status_line(status) + block + b"\r\n")
             return
         self.response_started = True
         self._status = status
-        self._no_body = self._is_head or status in _NO_BODY_STATUS
-        if headers.close:
+        if self._is_head or status in _NO_BODY_STATUS:
+            self._no_body = True
+        if close:
             self.keep_alive = False
-        self._expected_length = headers.content_length
-        self._length_from_app = headers.content_length is not None
-        self._trailers_wanted = bool(message.get("trailers", False))
-        parts = [status_line(status), self.server.default_headers, headers.block]
-        if self._trailers_wanted and self.te_trailers and headers.trailer_names:
-            parts.append(b"trailer: %b\r\n" % headers.trailer_names)
-        self._head = b"".join(parts)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.server.loop.call_soon(self._flush_head)
+        self._expected_length = length
+        server = self.server
+        head = status_line(status) + server.default_headers + block
+        if message.get("trailers", False):
+            self._trailers_wanted = True
+            if self.te_trailers and trailer:
+                head += b"trailer: %b\r\n" % trailer
+        self._head = head
+        server.hold_head(self)
 
     def _framing(self, body_len: int | None) -> bytes:
-        """Decide the framing once the first body bytes (or their absence) are known."""
+        """The framing headers and the blank line, decided with the first body bytes."""
         status = self._status
-        if status in _NO_BODY_STATUS or status < 200:
+        if status in _NO_BODY_STATUS:
             self._expected_length = 0
-            if not self.keep_alive:
-                return b"connection: close\r\n\r\n"
-            return b"\r\n"
+            return b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n"
         tail = b""
         if self._expected_length is None:
             if body_len is not None and not (self._trailers_wanted and self.te_trailers):
@@ -428,7 +391,7 @@ class HTTPCycle:
             return tail + b"connection: keep-alive\r\n\r\n"
         return tail + b"\r\n"
 
-    def _flush_head(self) -> None:
+    def flush_head(self) -> None:
         """The app suspended between start and body: send the head without knowing the body."""
         head = self._head
         if head is None or self.disconnected:
@@ -439,29 +402,24 @@ class HTTPCycle:
     def _write_body(self, body: bytes, more: bool) -> None:
         head = self._head
         length = len(body)
+        conn = self.conn
         if head is not None:
             self._head = None
             head += self._framing(None if more else length)
-            if self._no_body or self._expected_length == 0 and length == 0:
-                self.conn.write(head)
+            if self._no_body or not length:
+                conn.write(head)
             elif self._chunked:
-                if length:
-                    self.conn.write(b"%b%x\r\n%b\r\n" % (head, length, body))
-                else:
-                    self.conn.write(head)
+                conn.write(b"%b%x\r\n%b\r\n" % (head, length, body))
+            elif length <= _JOIN_LIMIT:
+                conn.write(head + body)
             else:
-                self.conn.write(head + body if length < 65536 else head)
-                if length >= 65536:
-                    self.conn.write(body)
-            self._sent_length = length
+                conn.writelines((head, body))
         elif length and not self._no_body:
-            self._sent_length += length
             if self._chunked:
-                self.conn.write(b"%x\r\n%b\r\n" % (length, body))
+                conn.write(b"%x\r\n%b\r\n" % (length, body))
             else:
-                self.conn.write(body)
-        else:
-            self._sent_length += length
+                conn.write(body)
+        self._sent_length += length
         expected = self._expected_length
         if expected is not None and self._sent_length > expected and not self._no_body:
             self.keep_alive = False
@@ -484,8 +442,11 @@ class HTTPCycle:
 
     def _complete(self) -> None:
         self.response_complete = True
-        self.server.access(self, self._status, self._sent_length)
-        self._wake()
+        server = self.server
+        if server.access_log:
+            server.access(self, self._status, self._sent_length)
+        if self._waiter is not None:
+            self._wake()
         self.conn.cycle_done(self)
 
     async def _send_other(self, kind: str, message: dict[str, Any]) -> None:
@@ -494,18 +455,16 @@ class HTTPCycle:
                 raise RuntimeError("http.response.trailers without trailers=True in start")
             if not self._body_done or self.response_complete:
                 raise RuntimeError("http.response.trailers sent before the body completed")
-            more = message.get("more_trailers", False)
-            block = encode_headers(message.get("headers", ())).block
-            if self._chunked and self.te_trailers:
-                if more:
-                    raise RuntimeError("more_trailers=True is not supported over HTTP/1.1: "
-                                       "send all trailers in one message")
-                self.conn.write(b"0\r\n" + block + b"\r\n")
-            elif self._chunked:
-                self.conn.write(LAST_CHUNK)  # client did not ask for trailers: drop them
-            if not more:
-                self._trailers_wanted = False
-                self._complete()
+            block = encode_headers(message.get("headers", ()))[0]
+            pending = self._trailer_block + block
+            if message.get("more_trailers", False):
+                self._trailer_block = pending  # HTTP/1.1 sends the trailer section at once
+                return
+            if self._chunked:
+                # Without "TE: trailers" from the client the fields are dropped (RFC 9110 §6.5).
+                self.conn.write(b"0\r\n" + (pending if self.te_trailers else b"") + b"\r\n")
+            self._trailers_wanted = False
+            self._complete()
             return
         if kind == "http.response.early_hint":
             if self.response_started:
@@ -518,16 +477,14 @@ class HTTPCycle:
         if kind == "http.response.pathsend":
             if not self.response_started or self._body_done:
                 raise RuntimeError("http.response.pathsend needs a started, open response")
-            path = message["path"]
-            with open(path, "rb") as fh:
+            with open(message["path"], "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 await self._send_file(fh.fileno(), 0, size, more=False)
             return
         if kind == "http.response.zerocopysend":
             if not self.response_started or self._body_done:
                 raise RuntimeError("http.response.zerocopysend needs a started, open response")
-            file = message["file"]
-            fd = file.fileno()
+            fd = message["file"].fileno()
             offset = message.get("offset")
             if offset is None:
                 offset = os.lseek(fd, 0, os.SEEK_CUR)
@@ -537,6 +494,8 @@ class HTTPCycle:
             await self._send_file(fd, offset, count, more=message.get("more_body", False))
             return
         raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http connection")
+
+    _trailer_block = b""
 
     async def _send_file(self, fd: int, offset: int, count: int, more: bool) -> None:
         head = self._head
@@ -553,8 +512,9 @@ class HTTPCycle:
         self._sent_length += sent
         if sent < count:
             self.keep_alive = False
-            raise ClientDisconnected("client disconnected during sendfile") \
-                if self.disconnected else RuntimeError("file shorter than the count to send")
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected during sendfile")
+            raise RuntimeError("file shorter than the count to send")
         if self._chunked and count:
             self.conn.write(b"\r\n")
         if not more:

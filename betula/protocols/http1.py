@@ -44,6 +44,13 @@ FILE_CHUNK = 256 * 1024
 _HEADER_NAMES: dict[bytes, bytes] = {}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
+_H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE = range(6)
+_SPECIAL_HEADERS = {
+    b"host": _H_HOST, b"content-length": _H_CONTENT_LENGTH, b"connection": _H_CONNECTION,
+    b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"te": _H_TE,
+}
+_UNLIMITED = 1 << 62
+
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
 
@@ -81,6 +88,7 @@ class HTTP1Connection(asyncio.Protocol):
         "_headers",
         "_host_count",
         "_in_head",
+        "_limits",
         "_parsing",
         "_pending_error",
         "_read_paused",
@@ -131,6 +139,11 @@ class HTTP1Connection(asyncio.Protocol):
         self._done_reading = False  # a request without keep-alive ended: ignore what follows
         self._begins = 0  # messages begun so far (tells whether one began within a read)
         self._feed_body = 0  # body bytes parsed from the current read
+        config = self.config
+        # (field size, header section size, field count); 0 in the settings means no limit.
+        self._limits = (config.limit_request_field_size or _UNLIMITED,
+                        config.limit_request_header_size or _UNLIMITED,
+                        config.limit_request_fields or _UNLIMITED)
         self._reset_head()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -149,7 +162,7 @@ class HTTP1Connection(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._state = _IDLE
-        self._state_since = self.loop.time()
+        self._state_since = self.server.clock
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -165,7 +178,7 @@ class HTTP1Connection(asyncio.Protocol):
             return
         if self._state == _IDLE:
             self._state = _READING_HEAD
-            self._state_since = self.loop.time()
+            self._state_since = self.server.clock
         begins = self._begins
         self._feed_body = 0
         try:
@@ -242,48 +255,72 @@ class HTTP1Connection(asyncio.Protocol):
         self._body_bytes = 0
 
     def on_message_begin(self) -> None:
-        self._reset_head()
+        # _reset_head(), inlined: this runs once per request.
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._head_bytes = 0
+        self._has_cl = False
+        self._has_te = False
+        self._te_value = b""
+        self._host_count = 0
+        self._conn_tokens = b""
+        self._expect_continue = False
+        self._te_trailers = False
+        self._body_bytes = 0
         self._head_started = True
         self._in_head = True
         self._begins += 1
         if self._state != _READING_HEAD:
             self._state = _READING_HEAD
-            self._state_since = self.loop.time()
+            self._state_since = self.server.clock
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        url = self._url = self._url + url
         limit = self.config.limit_request_line
         # The request line is "METHOD SP target SP HTTP/1.1": method + target + 10 bytes.
-        if limit > 0 and len(self._url) + len(self.parser.get_method()) + 10 > limit:
+        if limit and len(url) + 32 > limit \
+                and len(url) + len(self.parser.get_method()) + 10 > limit:
             raise ProtocolError(414, "Request-URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        config = self.config
         size = len(name) + len(value)
-        if size > config.limit_request_field_size > 0:
+        total = self._header_bytes + size + 4
+        self._header_bytes = total
+        headers = self._headers
+        limits = self._limits
+        if size > limits[0] or total > limits[1] or len(headers) >= limits[2]:
+            self._header_limit(size, total)
+        lowered = _HEADER_NAMES.get(name) or _lower_name(name)
+        special = _SPECIAL_HEADERS.get(lowered)
+        if special is not None:
+            self._special_header(special, value)
+        headers.append((lowered, value))
+
+    def _header_limit(self, size: int, total: int) -> None:
+        limits = self._limits
+        if size > limits[0]:
             raise ProtocolError(431, "Request Header Field Too Large")
-        self._header_bytes += size + 4
-        if self._header_bytes > config.limit_request_header_size > 0:
+        if total > limits[1]:
             raise ProtocolError(431, "Request Header Fields Too Large")
-        if len(self._headers) >= config.limit_request_fields > 0:
-            raise ProtocolError(431, "Too Many Request Header Fields")
-        name = _lower_name(name)
-        if name == b"content-length":
+        raise ProtocolError(431, "Too Many Request Header Fields")
+
+    def _special_header(self, special: int, value: bytes) -> None:
+        if special == _H_HOST:
+            self._host_count += 1
+        elif special == _H_CONTENT_LENGTH:
             self._has_cl = True
-        elif name == b"transfer-encoding":
+        elif special == _H_CONNECTION:
+            self._conn_tokens += b"," + value.lower()
+        elif special == _H_TRANSFER_ENCODING:
             self._has_te = True
             self._te_value += b"," + value.lower()
-        elif name == b"host":
-            self._host_count += 1
-        elif name == b"connection":
-            self._conn_tokens += b"," + value.lower()
-        elif name == b"expect":
+        elif special == _H_EXPECT:
             if value.lower() == b"100-continue":
                 self._expect_continue = True
-        elif name == b"te":
+        elif special == _H_TE:
             if b"trailers" in value.lower():
                 self._te_trailers = True
-        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -309,7 +346,7 @@ class HTTP1Connection(asyncio.Protocol):
             raise ProtocolError(413, "Request Entity Too Large")
         if version == "1.0":
             self._expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
-        if self.server.over_limit():
+        if self.config.limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
         has_body = self._has_te or length > 0
         cycle = self._cycle_factory(
@@ -350,6 +387,10 @@ class HTTP1Connection(asyncio.Protocol):
     def write(self, data: bytes | memoryview) -> None:
         if not self._closed:
             self.transport.write(data)  # type: ignore[union-attr]
+
+    def writelines(self, parts: Any) -> None:
+        if not self._closed:
+            self.transport.writelines(parts)  # type: ignore[union-attr]
 
     @property
     def write_paused(self) -> bool:
@@ -461,7 +502,7 @@ class HTTP1Connection(asyncio.Protocol):
                 self._state = _READING_HEAD
             else:
                 self._state = _IDLE
-            self._state_since = self.loop.time()
+            self._state_since = self.server.clock
 
     def body_finished(self, cycle: Any) -> None:
         """The request body of a discarding cycle has ended: the connection is reusable."""

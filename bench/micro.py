@@ -1,0 +1,105 @@
+"""Per-request Python cost of the HTTP/1 + ASGI path, without sockets or syscalls.
+
+Feeds requests into real ``HTTP1Connection`` objects whose transport only counts bytes, 64
+connections per loop turn (like wrk -c64), and reports microseconds per request. Use it to
+A/B hot-path changes; confirm with bench/run.py.
+
+    python bench/micro.py [--requests 200000] [--path /] [--post 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.app_asgi import app  # noqa: E402
+from betula.config import Config  # noqa: E402
+from betula.protocols.http1 import HTTP1Connection  # noqa: E402
+from betula.server import ServerState, new_event_loop  # noqa: E402
+
+
+class CountingTransport:
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.writes += 1
+
+    def writelines(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.write(part)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def drive(total: int, request: bytes, conns: int) -> float:
+    loop = asyncio.get_running_loop()
+    config = Config.load({"app": "bench.app_asgi:app", "access_log": False})
+    state = ServerState(config, app, loop)
+    connections = []
+    for _ in range(conns):
+        conn = HTTP1Connection(state)
+        conn.connection_made(CountingTransport())
+        connections.append(conn)
+    done = 0
+    start = time.perf_counter()
+    while done < total:
+        for conn in connections:
+            conn.data_received(request)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        done += conns
+    elapsed = time.perf_counter() - start
+    written = sum(c.transport.writes for c in connections)
+    assert written >= done, (written, done)
+    return elapsed / done * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--post", type=int, default=0, help="POST a body of N bytes to /echo")
+    parser.add_argument("--conns", type=int, default=64)
+    args = parser.parse_args()
+    if args.post:
+        request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % args.post
+                   + b"x" * args.post)
+    else:
+        request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % args.path.encode()
+    loop, name = new_event_loop()
+    rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns))
+              for _ in range(5)]
+    print(f"{name}: best {min(rounds):.2f} us/request, median {sorted(rounds)[2]:.2f} "
+          "(python side only)")
+
+
+if __name__ == "__main__":
+    main()
