@@ -127,11 +127,8 @@ class Setting:
         return converted
 
 
-def _choice(*names: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        return _str(value).strip().lower()
-
-    return convert
+def _choice(value: Any) -> str:
+    return _str(value).strip().lower()
 
 
 KIB = 1024
@@ -147,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("app_dir", ".", "Directory added to sys.path before importing the app.", _str,
             "application", metavar="DIR"),
     Setting("lifespan", "auto", "Lifespan protocol: 'auto' runs it when the app supports it, "
-            "'on' requires it, 'off' skips it.", _choice(), "application",
+            "'on' requires it, 'off' skips it.", _choice, "application",
             choices=("auto", "on", "off")),
     Setting("lifespan_startup_timeout", 60.0, "Seconds the app may take to answer lifespan "
             "startup.", _positive_float, "application", metavar="SECONDS"),
@@ -203,7 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
             boolean=True),
     Setting("date_header", True, "Send a 'Date' header.", _bool, "http", boolean=True),
     # -- logging -------------------------------------------------------------------------
-    Setting("log_level", "info", "Log level.", _choice(), "logging",
+    Setting("log_level", "info", "Log level.", _choice, "logging",
             choices=("critical", "error", "warning", "info", "debug", "trace")),
     Setting("access_log", True, "Log one line per request.", _bool, "logging", boolean=True),
     # -- config file ---------------------------------------------------------------------

@@ -144,7 +144,9 @@ class HTTP1Connection(asyncio.Protocol):
         self._limits = (config.limit_request_field_size or _UNLIMITED,
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
-        self._reset_head()
+        self.on_message_begin()  # sets the per-request head state
+        self._head_started = self._in_head = False
+        self._begins = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -239,23 +241,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._wake_drain()
 
     # -- httptools callbacks -------------------------------------------------------------
-    def _reset_head(self) -> None:
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
-        self._head_started = False
-        self._head_bytes = 0
-        self._has_cl = False
-        self._has_te = False
-        self._te_value = b""
-        self._host_count = 0
-        self._conn_tokens = b""
-        self._expect_continue = False
-        self._te_trailers = False
-        self._body_bytes = 0
-
     def on_message_begin(self) -> None:
-        # _reset_head(), inlined: this runs once per request.
         self._url = b""
         self._headers = []
         self._header_bytes = 0
