@@ -9,18 +9,25 @@ path="${1:-/}"; shift || true
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 out=$(mktemp -d)
 py=$(python -c 'import sys; print(sys.executable)')   # the real binary, not a shim
-PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" \
-    "$py" -m betula ${@:-bench.app_asgi:app} --port "$port" --no-access-log --log-level warning \
-    >"$out/server.log" 2>&1 &
+if [ -n "${PEER_CMD:-}" ]; then   # e.g. PEER_CMD='bench/.venv-peers/bin/python -m uvicorn ... --port {port}'
+    cmd=${PEER_CMD//\{port\}/$port}
+    PYTHONPATH=. valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out/cg.%p" \
+        $cmd >"$out/server.log" 2>&1 &
+else
+    PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" \
+        "$py" -m betula ${@:-bench.app_asgi:app} --port "$port" --no-access-log \
+        --log-level warning >"$out/server.log" 2>&1 &
+fi
 pid=$!
-for _ in $(seq 1 600); do
+for _ in $(seq 1 900); do
     curl -s -o /dev/null "http://127.0.0.1:$port$path" && break; sleep 0.2
 done
 wrk -t1 -c16 -d3s "http://127.0.0.1:$port$path" >/dev/null   # warm-up
-callgrind_control -z "$pid" >/dev/null
+callgrind_control -z >/dev/null   # every process of ours under callgrind
 n=$(wrk -t1 -c16 -d5s "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
-callgrind_control -d "$pid" >/dev/null
+callgrind_control -d >/dev/null
 kill -INT "$pid"; wait "$pid" || true
-total=$(for f in "$out"/cg.*; do callgrind_annotate "$f" 2>/dev/null | tee "$out/annotate.txt" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'; done | sort -n | tail -1)
+# Sum the dumps taken after zeroing (".N" parts) over every process (a peer may fork).
+total=$(for f in "$out"/cg.*.*; do callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'; done | awk '{s+=$1} END {print s+0}')
 echo "requests=$n instructions_per_request=$((total / n))"
-cp "$out/annotate.txt" /tmp/annotate_last.txt 2>/dev/null; rm -rf "$out"
+rm -rf "$out"

@@ -34,7 +34,8 @@ class ServerState:
         self.app = app
         self.loop = loop
         self.connections: set[HTTP1Connection] = set()
-        self.tasks: set[asyncio.Task[Any]] = set()
+        # Cycles whose app is running (the response may be done: background work).
+        self.active: set[Any] = set()
         self.lifespan_state: dict[str, Any] | None = {}
         self.cycle_factory = functools.partial(HTTPCycle, self)
         self.default_headers = b""
@@ -67,7 +68,10 @@ class ServerState:
 
     def over_limit(self) -> bool:
         limit = self.config.limit_concurrency
-        return limit > 0 and len(self.connections) + len(self.tasks) > limit
+        return limit > 0 and len(self.connections) + len(self.active) > limit
+
+    def running_tasks(self) -> list[asyncio.Task[Any]]:
+        return [c.task for c in self.active if c.task is not None and not c.task.done()]
 
     def access(self, cycle: Any, status: int, size: int) -> None:
         if not self.access_log:
@@ -184,19 +188,20 @@ class Server:
             conn.shutdown()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout_graceful_shutdown
-        while (state.connections or state.tasks) and loop.time() < deadline and not self._force:
+        while (state.connections or state.active) and loop.time() < deadline \
+                and not self._force:
             await asyncio.sleep(0.05)
-        if state.connections or state.tasks:
+        if state.connections or state.active:
             if not self._force:
                 logger.warning("graceful shutdown timed out: closing %d connection(s)",
                                len(state.connections))
-            for task in list(state.tasks):
+            tasks = state.running_tasks()
+            for task in tasks:
                 task.cancel()
             for conn in list(state.connections):
                 conn.abort()
-            await asyncio.sleep(0)
-            if state.tasks:
-                await asyncio.wait(list(state.tasks), timeout=1.0)
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -221,19 +221,21 @@ class HTTPCycle:
     def start(self) -> None:
         self.started = True
         server = self.server
-        task = server.loop.create_task(self.run_asgi(server.app))
-        self.task = task
-        server.tasks.add(task)
-        task.add_done_callback(server.tasks.discard)
+        # Tracked in a set from here to the end of run_asgi, not by a done-callback (which
+        # would cost a loop callback per request).
+        server.active.add(self)
+        self.task = server.loop.create_task(self.run_asgi(server.app))
 
     async def run_asgi(self, app: Any) -> None:
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
+            self.server.active.discard(self)
             self._app_failed(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
+        self.server.active.discard(self)
         if self.response_complete:
             if result is not None:
                 logger.error("ASGI callable returned a non-None value: %r", result)
