@@ -571,24 +571,32 @@ def merge_rounds(rounds: list[list[dict]]) -> list[dict]:
     return merged
 
 
-def compute_ratios(records: list[dict], scenarios: list[dict]) -> dict:
-    """{scenario: {"betula vs uvicorn": ratio}} for servers of the same interface."""
-    by_name = {r["server"]: r for r in records}
+def compute_ratios(rounds: list[list[dict]], scenarios: list[dict]) -> dict:
+    """{scenario: {"betula/uvicorn": ratio}}: Betula's req/s over the peer's *in the same
+    round*, the median over rounds (pairs measured minutes apart would compare the machine's
+    mood, not the servers)."""
     ratios: dict = {}
     for scen in scenarios:
         name = scen["name"]
-        for base in records:
-            if SERVERS[base["server"]].family != "betula":
-                continue
-            b = base["results"].get(name, {}).get("rps")
-            for peer in records:
-                ps = SERVERS[peer["server"]]
-                if ps.family == "betula" or ps.interface != SERVERS[base["server"]].interface:
+        per_pair: dict[str, list[float]] = {}
+        for records in rounds:
+            for base in records:
+                if SERVERS[base["server"]].family != "betula":
                     continue
-                p = by_name[peer["server"]]["results"].get(name, {}).get("rps")
-                ratios.setdefault(name, {})[f"{base['server']}/{peer['server']}"] = (
-                    round(b / p, 3) if b and p else None
-                )
+                b = base["results"].get(name, {}).get("rps")
+                for peer in records:
+                    ps = SERVERS[peer["server"]]
+                    if ps.family == "betula" or ps.interface != SERVERS[base["server"]].interface:
+                        continue
+                    p = peer["results"].get(name, {}).get("rps")
+                    key = f"{base['server']}/{peer['server']}"
+                    per_pair.setdefault(key, [])
+                    if b and p:
+                        per_pair[key].append(b / p)
+        for key, values in per_pair.items():
+            values.sort()
+            ratios.setdefault(name, {})[key] = (
+                round(values[len(values) // 2], 3) if values else None)
     return ratios
 
 
@@ -609,7 +617,8 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
         (
             f"- wrk: {meta['wrk']}, `-t1 -c{meta['connections']} -d{meta['duration_s']}s "
             f"--latency` pinned to CPU {meta['client_cpu']}; server: 1 worker pinned to "
-            f"CPU {meta['server_cpu']}; warm-up {meta['warmup_s']}s"
+            f"CPU {meta['server_cpu']}; warm-up {meta['warmup_s']}s; "
+            f"{meta.get('repeat', 1)} interleaved rounds, req/s and p99 of the median round"
         ),
         "- versions: " + ", ".join(f"{r['server']} {r['version'] or '?'}" for r in records),
         "",
@@ -646,7 +655,8 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
     if pairs:
         lines += [
             "",
-            "Betula's throughput ratio (betula req/s ÷ peer req/s; >1 = Betula faster):",
+            "Betula's throughput ratio (betula req/s ÷ peer req/s within one round, median "
+            "over the rounds; >1 = Betula faster):",
             "",
             "| scenario | " + " | ".join(pairs) + " |",
             "|---|" + "---:|" * len(pairs),
@@ -765,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
     records = merge_rounds(rounds)
     meta["repeat"] = args.repeat
 
-    ratios = compute_ratios(records, scenarios)
+    ratios = compute_ratios(rounds, scenarios)
     md = render_markdown(meta, records, scenarios, ratios)
     print(md)
 

@@ -53,15 +53,15 @@ def _phrase(status: int) -> str:
         return ""
 
 
-_STATUS_LINES: dict[int, bytes] = {}
+STATUS_LINES: dict[int, bytes] = {}
 
 
 def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         line = f"HTTP/1.1 {status} {_phrase(status)}\r\n".encode("latin-1")
-        if len(_STATUS_LINES) < 1000:
-            _STATUS_LINES[status] = line
+        if len(STATUS_LINES) < 1000:
+            STATUS_LINES[status] = line
     return line
 
 

@@ -40,7 +40,7 @@ class ServerState:
         self.cycle_factory = functools.partial(HTTPCycle, self)
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
-        self._held_heads: list[Any] = []
+        self.held_heads: list[Any] = []
         # A coarse clock for connection timeouts, advanced by the server's tick.
         self.clock = loop.time()
         self.refresh_date()
@@ -48,13 +48,13 @@ class ServerState:
     def hold_head(self, cycle: Any) -> None:
         """Keep a response head back until its first body bytes (one write for both); heads
         still waiting when the loop turns (the app suspended) go out then, all at once."""
-        held = self._held_heads
+        held = self.held_heads
         if not held:
-            self.loop.call_soon(self._flush_heads)
+            self.loop.call_soon(self.flush_heads)
         held.append(cycle)
 
-    def _flush_heads(self) -> None:
-        held, self._held_heads = self._held_heads, []
+    def flush_heads(self) -> None:
+        held, self.held_heads = self.held_heads, []
         for cycle in held:
             cycle.flush_head()
 

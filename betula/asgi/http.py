@@ -22,7 +22,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ..http_common import LAST_CHUNK, encode_headers, error_response, status_line
+from ..http_common import LAST_CHUNK, STATUS_LINES, encode_headers, error_response, status_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
@@ -361,13 +361,16 @@ class HTTPCycle:
             self.keep_alive = False
         self._expected_length = length
         server = self.server
-        head = status_line(status) + server.default_headers + block
+        head = (STATUS_LINES.get(status) or status_line(status)) + server.default_headers + block
         if message.get("trailers", False):
             self._trailers_wanted = True
             if self.te_trailers and trailer:
                 head += b"trailer: %b\r\n" % trailer
         self._head = head
-        server.hold_head(self)
+        held = server.held_heads  # server.hold_head(self), inlined
+        if not held:
+            server.loop.call_soon(server.flush_heads)
+        held.append(self)
 
     def _framing(self, body_len: int | None) -> bytes:
         """The framing headers and the blank line, decided with the first body bytes."""
