@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
             "the application.", _bool, "application", boolean=True),
     Setting("app_dir", ".", "Directory added to sys.path before importing the app.", _str,
             "application", metavar="DIR"),
+    Setting("interface", "auto", "Application interface: 'auto' tells an ASGI app (async, "
+            "3 arguments) from a WSGI one (2 arguments) and says which it chose.", _choice,
+            "application", choices=("auto", "asgi", "wsgi")),
+    Setting("threads", 16, "Threads running a WSGI app per worker (one slow request does not "
+            "hold the others).", lambda v: max(1, _non_negative_int(v)), "application",
+            metavar="N"),
     Setting("lifespan", "auto", "Lifespan protocol: 'auto' runs it when the app supports it, "
             "'on' requires it, 'off' skips it.", _choice, "application",
             choices=("auto", "on", "off")),

@@ -9,6 +9,7 @@ from typing import Any
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Server
+from .wsgi.http import is_wsgi_app
 
 __all__ = ["run"]
 
@@ -28,9 +29,15 @@ def run(config: Any) -> int:
     except ListenerError as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
+    interface = config.interface
+    if interface == "auto":
+        detected = is_wsgi_app(app)
+        interface = "wsgi" if detected else "asgi"
+        how = "detected" if detected is not None else "assumed: could not tell from the signature"
+        logger.info("Interface: %s (%s; --interface to choose)", interface.upper(), how)
     try:
         return Server(config, app, sockets, app_name=str(config.app),
-                      ssl_context=ssl_context).run()
+                      ssl_context=ssl_context, interface=interface).run()
     except ListenerError as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from time import perf_counter
 from typing import Any
@@ -19,6 +20,7 @@ from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
+from .wsgi.http import WSGICycle
 
 __all__ = ["Server", "ServerState"]
 
@@ -29,15 +31,23 @@ access_logger = logging.getLogger("betula.access")
 class ServerState:
     """What every connection of a worker shares: settings, app, bookkeeping, cached headers."""
 
-    def __init__(self, config: Any, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Any, app: Any, loop: asyncio.AbstractEventLoop,
+                 interface: str = "asgi") -> None:
         self.config = config
         self.app = app
         self.loop = loop
+        self.interface = interface
+        self.wsgi_threads = config.threads
+        self.wsgi_executor: ThreadPoolExecutor | None = None
         self.connections: set[HTTP1Connection] = set()
         # Cycles whose app is running (the response may be done: background work).
         self.active: set[Any] = set()
         self.lifespan_state: dict[str, Any] | None = {}
-        self.cycle_factory = functools.partial(HTTPCycle, self)
+        if interface == "wsgi":
+            self.wsgi_executor = ThreadPoolExecutor(config.threads, "betula-wsgi")
+            self.cycle_factory = functools.partial(WSGICycle, self)
+        else:
+            self.cycle_factory = functools.partial(HTTPCycle, self)
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
         self.held_heads: list[Any] = []
@@ -104,8 +114,10 @@ class Server:
     """Serve ``app`` on ``sockets`` until told to stop. ``run()`` returns the exit status."""
 
     def __init__(self, config: Any, app: Any, sockets: list[socket.socket],
-                 app_name: str = "app", ssl_context: ssl.SSLContext | None = None) -> None:
+                 app_name: str = "app", ssl_context: ssl.SSLContext | None = None,
+                 interface: str = "asgi") -> None:
         self.config = config
+        self.interface = interface
         self.ssl_context = ssl_context
         self.app = app
         self.sockets = sockets
@@ -132,8 +144,10 @@ class Server:
         config = self.config
         self._stop = asyncio.Event()
         self._install_signals(loop)
-        state = ServerState(config, self.app, loop)
-        lifespan = LifespanManager(self.app, config.lifespan, config.lifespan_startup_timeout,
+        state = ServerState(config, self.app, loop, self.interface)
+        # WSGI has no lifespan protocol.
+        lifespan_mode = "off" if self.interface == "wsgi" else config.lifespan
+        lifespan = LifespanManager(self.app, lifespan_mode, config.lifespan_startup_timeout,
                                    config.lifespan_shutdown_timeout, self.app_name)
         try:
             await lifespan.startup()
@@ -155,8 +169,9 @@ class Server:
                                                   backlog=config.backlog)
                 self._servers.append(server)
                 logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
-            logger.info("Betula %s serving %s (ASGI, %s, httptools) [pid %d]", __version__,
-                        self.app_name, loop_name, os.getpid())
+            extra = f", {config.threads} threads" if self.interface == "wsgi" else ""
+            logger.info("Betula %s serving %s (%s%s, %s, httptools) [pid %d]", __version__,
+                        self.app_name, self.interface.upper(), extra, loop_name, os.getpid())
             await self._stop.wait()
         finally:
             ticker.cancel()
@@ -202,6 +217,9 @@ class Server:
                 conn.abort()
             if tasks:
                 await asyncio.wait(tasks, timeout=1.0)
+        if state.wsgi_executor is not None:
+            # Threads cannot be interrupted; ones still running an app end with the process.
+            state.wsgi_executor.shutdown(wait=False, cancel_futures=True)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,6 +77,7 @@ class HTTP1Connection(asyncio.Protocol):
         "_conn_tokens",
         "_cycle_factory",
         "_done_reading",
+        "_drain_callbacks",
         "_drain_waiters",
         "_expect_continue",
         "_feed_body",
@@ -129,6 +130,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_callbacks: list[Callable[[], None]] = []
         self._state = _IDLE
         self._state_since = 0.0
         self._upgrade = False
@@ -390,7 +392,17 @@ class HTTP1Connection(asyncio.Protocol):
         self._drain_waiters.append(waiter)
         await waiter
 
+    def add_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transport drains (or at once if it is not paused)."""
+        if not self._write_paused or self._closed:
+            callback()
+        else:
+            self._drain_callbacks.append(callback)
+
     def _wake_drain(self) -> None:
+        callbacks, self._drain_callbacks = self._drain_callbacks, []
+        for callback in callbacks:
+            callback()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():

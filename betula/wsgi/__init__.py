@@ -1,0 +1,1 @@
+"""WSGI (PEP 3333) interface adapter."""

@@ -1,0 +1,509 @@
+"""WSGI (PEP 3333) over the HTTP/1 connection: one ``WSGICycle`` per request.
+
+The event loop parses and writes; the app runs in the worker's thread pool so one slow
+request does not hold the others. Between the two:
+
+- the request body goes through a ``BodyBuffer`` (the loop feeds, the app thread reads;
+  reading from the socket pauses while the app is not reading);
+- response bytes go to the loop with ``call_soon_threadsafe``; while the client is not
+  reading, the app thread waits (``_writable``) before handing over more, so a slow client
+  slows the app down instead of filling memory;
+- a response whose whole body is known when its first chunk is (a list or tuple, or a
+  Content-Length that the first chunk fills) crosses to the loop once, head and body in one
+  write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from ..http_common import LAST_CHUNK, STATUS_LINES, encode_headers, error_response, status_line
+from .io import BodyBuffer, ErrorStream, InputStream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..protocols.http1 import HTTP1Connection
+    from ..server import ServerState
+
+__all__ = ["WSGICycle", "FileWrapper", "connection_environ", "is_wsgi_app"]
+
+logger = logging.getLogger("betula.error")
+
+BODY_HIGH_WATER = 256 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})
+_ERRORS = ErrorStream()
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks; served with sendfile when the file
+    has a real descriptor."""
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def fileno(self) -> int | None:
+        try:
+            return self.filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def __iter__(self) -> Any:
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+
+def connection_environ(conn: HTTP1Connection, server: ServerState) -> dict[str, Any]:
+    """The part of the environ shared by every request on one connection."""
+    sockname = conn.sockname
+    client = conn.client
+    return {
+        "SERVER_NAME": str(sockname[0]) if sockname else "localhost",
+        "SERVER_PORT": str(sockname[1]) if sockname else "0",
+        "REMOTE_ADDR": client[0] if client else "",
+        "REMOTE_PORT": str(client[1]) if client else "0",
+        "SCRIPT_NAME": server.config.root_path,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": conn.scheme,
+        "wsgi.errors": _ERRORS,
+        "wsgi.multithread": server.wsgi_threads > 1,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+
+
+class WSGICycle:
+    """One request/response exchange between an HTTP/1 connection and a WSGI app."""
+
+    started = False
+    response_started = False  # the head went out (loop side)
+    response_complete = False
+    disconnected = False
+    task = None  # WSGI apps run in threads: nothing to cancel
+    _shutdown = False
+    _discarding = False
+    _status = 0
+    _sent = 0
+    _start_time = 0.0
+
+    def __init__(self, server: ServerState, conn: HTTP1Connection, method: bytes, url: bytes,
+                 headers: list[tuple[bytes, bytes]], http_version: str, keep_alive: bool,
+                 has_body: bool, expect_continue: bool, te_trailers: bool) -> None:
+        self.server = server
+        self.conn = conn
+        self.loop = server.loop
+        self.keep_alive = keep_alive
+        self.body_complete = not has_body
+        self.http_version = http_version
+        self.method = method.decode("ascii")
+        self.raw_target = url
+        self.expect_continue = expect_continue
+        base = conn.iface_cache
+        if base is None:
+            base = conn.iface_cache = connection_environ(conn, server)
+        self.environ = self._environ(base, url, headers)
+        self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
+                               self._first_wait if expect_continue else None)
+        if not has_body:
+            self.body.end()
+        # App-thread response state.
+        self._writable = threading.Event()
+        self._writable.set()
+        self._status_line: str | None = None
+        self._headers: list[tuple[str, str]] | None = None
+        self._head_sent = False  # app-thread view: the head was handed to the loop
+        self._chunked = False
+        self._length: int | None = None
+        self._no_body = False
+        self._written = 0
+        if server.access_log:
+            self._start_time = perf_counter()
+
+    def _environ(self, base: dict[str, Any], url: bytes,
+                 headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        environ = base.copy()
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:
+            import httptools
+
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
+        path = unquote_to_bytes(raw_path).decode("latin-1") if b"%" in raw_path \
+            else raw_path.decode("latin-1")
+        script_name = environ["SCRIPT_NAME"]
+        if script_name and (path == script_name or path.startswith(script_name + "/")):
+            path = path[len(script_name):]
+        environ["REQUEST_METHOD"] = self.method
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["RAW_URI"] = url.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + self.http_version
+        environ["wsgi.input"] = None  # set below, after the buffer exists
+        for name, value in headers:
+            if name == b"content-type":
+                environ["CONTENT_TYPE"] = value.decode("latin-1")
+                continue
+            if name == b"content-length":
+                environ["CONTENT_LENGTH"] = value.decode("latin-1")
+                continue
+            if b"_" in name:
+                # HTTP_X_A would be ambiguous between X-A and X_A: drop the underscore form
+                # (a header-spoofing vector behind proxies), as gunicorn does.
+                continue
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            text = value.decode("latin-1")
+            if key in environ:
+                sep = "; " if key == "HTTP_COOKIE" else ", "
+                environ[key] = environ[key] + sep + text
+            else:
+                environ[key] = text
+        environ.setdefault("CONTENT_TYPE", "")
+        environ.setdefault("CONTENT_LENGTH", "")
+        return environ
+
+    # -- events from the connection (event loop thread) ---------------------------------
+    def feed_body(self, data: bytes) -> None:
+        if self._discarding or self.disconnected:
+            return
+        if self.body.feed(data):
+            self.conn.pause_reading()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        if self._discarding:
+            self.conn.body_finished(self)
+        else:
+            self.body.end()
+
+    def connection_lost(self) -> None:
+        self.disconnected = True
+        self.body.abort()
+        self._writable.set()  # a thread waiting for the client to read: stop waiting
+
+    def server_shutdown(self) -> None:
+        """Graceful stop: let the app finish; the connection closes after this response."""
+        self._shutdown = True
+        self.keep_alive = False
+
+    def discard_body(self) -> None:
+        self._discarding = True
+
+    def _body_drained(self) -> None:  # app thread
+        self.loop.call_soon_threadsafe(self.conn.resume_reading)
+
+    def _first_wait(self) -> None:  # app thread: the app wants a body not yet sent
+        self.loop.call_soon_threadsafe(self._send_continue)
+
+    def _send_continue(self) -> None:
+        if not self.response_started and not self.disconnected:
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- running the app ------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        server = self.server
+        server.active.add(self)
+        self.environ["wsgi.input"] = InputStream(self.body)
+        self.environ["wsgi.early_hints"] = self._early_hints
+        server.wsgi_executor.submit(self._run)
+
+    def _run(self) -> None:  # app thread
+        result: Any = None
+        try:
+            try:
+                result = self.server.app(self.environ, self._start_response)
+                self._serve(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # noqa: BLE001 - reported to the client and the log
+            self._failed(exc)
+        finally:
+            self.loop.call_soon_threadsafe(self.server.active.discard, self)
+
+    def _start_response(self, status: str, headers: list[tuple[str, str]],
+                        exc_info: Any = None) -> Any:
+        if exc_info:
+            try:
+                if self._head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self._status_line is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
+                or status[3] != " ":
+            raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
+        if not isinstance(headers, list):
+            raise TypeError("response headers must be a list of (name, value) tuples")
+        self._status_line = status
+        self._headers = headers
+        return self._write
+
+    def _serve(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, FileWrapper) and result.fileno() is not None \
+                and not self._head_sent:
+            self._serve_file(result)
+            return
+        if isinstance(result, (list, tuple)) and not self._head_sent:
+            body = b"".join(result)
+            if self._status_line is None:
+                raise RuntimeError("the WSGI app returned without calling start_response")
+            self._finish_whole(body)
+            return
+        for chunk in result:
+            if self.disconnected:
+                return
+            if chunk:
+                self._write(chunk)
+        if self._status_line is None:
+            raise RuntimeError("the WSGI app returned without calling start_response")
+        if not self._head_sent:
+            self._finish_whole(b"")
+        else:
+            self._finish_stream()
+
+    # -- response, app thread side -----------------------------------------------------
+    def _head(self, body_len: int | None) -> bytes:
+        """Build the head; ``body_len`` known means the whole body is known."""
+        status_text = self._status_line or "500 Internal Server Error"
+        status = int(status_text[:3])
+        block, length, close, _trailer = encode_headers(self._headers or ())
+        self._status = status
+        if close:
+            self.keep_alive = False
+        self._no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+        line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
+        if line is None:
+            line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
+        tail = b""
+        if status in _NO_BODY_STATUS:
+            length = 0
+        elif length is None:
+            if body_len is not None:
+                length = body_len
+                tail = b"content-length: %d\r\n" % body_len
+            elif self.http_version == "1.0":
+                self.keep_alive = False
+            else:
+                self._chunked = True
+                tail = b"transfer-encoding: chunked\r\n"
+        self._length = length
+        if self._shutdown:
+            self.keep_alive = False
+        if not self.keep_alive:
+            tail += b"connection: close\r\n"
+        elif self.http_version == "1.0":
+            tail += b"connection: keep-alive\r\n"
+        return line + self.server.default_headers + block + tail + b"\r\n"
+
+    def _write(self, data: bytes) -> None:
+        """The write() callable and each chunk of the iterable: sent in order, now."""
+        if self._status_line is None:
+            raise AssertionError("write() before start_response()")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"WSGI body chunks must be bytes, got {type(data).__name__}")
+        if self.disconnected:
+            raise OSError("client disconnected")
+        if not data:
+            return
+        parts = []
+        if not self._head_sent:
+            self._head_sent = True
+            parts.append(self._head(None))
+        if not self._no_body:
+            length = len(data)
+            self._written += length
+            if self._length is not None and self._written > self._length:
+                raise RuntimeError("response body longer than its Content-Length")
+            if self._chunked:
+                parts.append(b"%x\r\n%b\r\n" % (length, data))
+            else:
+                parts.append(bytes(data))
+        if parts:
+            self._send(b"".join(parts))
+
+    def _send(self, data: bytes) -> None:
+        """Hand bytes to the loop, first waiting while the client is not reading."""
+        writable = self._writable
+        if not writable.is_set():
+            writable.wait()
+        if self.disconnected:
+            raise OSError("client disconnected")
+        writable.clear()
+        self.loop.call_soon_threadsafe(self._loop_write, data)
+
+    def _finish_whole(self, body: bytes) -> None:
+        head = self._head(len(body))
+        self._head_sent = True
+        if self._no_body:
+            body = b""
+        self._written = len(body)
+        self.loop.call_soon_threadsafe(self._loop_respond, head + body if len(body) < 65536
+                                       else None, head, body)
+
+    def _finish_stream(self) -> None:
+        tail = LAST_CHUNK if self._chunked and not self._no_body else b""
+        short = self._length is not None and self._written < self._length and not self._no_body
+        if short:
+            logger.error("response body shorter than its Content-Length (%d < %d)",
+                         self._written, self._length)
+            self.keep_alive = False
+        self.loop.call_soon_threadsafe(self._loop_finish, tail)
+
+    def _serve_file(self, wrapper: FileWrapper) -> None:
+        fd = wrapper.fileno()
+        assert fd is not None
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        size = os.fstat(fd).st_size - offset
+        if self._status_line is None:
+            raise RuntimeError("the WSGI app returned without calling start_response")
+        block_length = None
+        head = self._head(size)
+        block_length = self._length
+        count = size if block_length is None else min(size, block_length)
+        self._head_sent = True
+        future = _threadsafe(self.loop, self._loop_sendfile(head, fd, offset, count))
+        future.result()
+
+    def _early_hints(self, headers: list[tuple[str, str]]) -> None:
+        """``wsgi.early_hints``: a 103 with these headers, before the response."""
+        if self._head_sent or self.http_version == "1.0":
+            return
+        block = encode_headers(headers)[0]
+        self.loop.call_soon_threadsafe(self._loop_write_raw, status_line(103) + block + b"\r\n")
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.disconnected and isinstance(exc, OSError):
+            return
+        logger.error("Exception in WSGI application", exc_info=exc)
+        self.loop.call_soon_threadsafe(self._loop_error, self._head_sent)
+
+    # -- response, event loop side ---------------------------------------------------------
+    def _loop_write_raw(self, data: bytes) -> None:
+        if not self.disconnected and not self.response_started:
+            self.conn.write(data)
+
+    def _loop_write(self, data: bytes) -> None:
+        self.response_started = True
+        if self.disconnected:
+            self._writable.set()
+            return
+        self.conn.write(data)
+        self._sent += len(data)
+        if self.conn.write_paused:
+            self.conn.add_drain_callback(self._writable.set)
+        else:
+            self._writable.set()
+
+    def _loop_respond(self, joined: bytes | None, head: bytes, body: bytes) -> None:
+        self.response_started = True
+        if not self.disconnected:
+            if joined is not None:
+                self.conn.write(joined)
+            else:
+                self.conn.writelines((head, body))
+        self._sent = len(body)
+        self._complete()
+
+    def _loop_finish(self, tail: bytes) -> None:
+        if tail and not self.disconnected:
+            self.conn.write(tail)
+        self._complete()
+
+    async def _loop_sendfile(self, head: bytes, fd: int, offset: int, count: int) -> None:
+        self.response_started = True
+        if self.disconnected:
+            return
+        self.conn.write(head)
+        if not self._no_body and count:
+            sent = await self.conn.sendfile(fd, offset, count)
+            self._sent = sent
+            if sent < count:
+                self.keep_alive = False
+        self._complete()
+
+    def _loop_error(self, head_sent: bool) -> None:
+        if self.response_complete:
+            return
+        if head_sent or self.response_started:
+            self.response_complete = True
+            self.conn.close()
+            self.conn.cycle_done(self)
+            return
+        self.response_started = True
+        self.response_complete = True
+        self._status = 500
+        if not self.disconnected:
+            self.conn.write(error_response(500, "Internal Server Error", self.server))
+            self.server.access(self, 500, 0)
+        self.conn.close()
+
+    def _complete(self) -> None:
+        if self.response_complete:
+            return
+        self.response_complete = True
+        if self.server.access_log:
+            self.server.access(self, self._status, self._sent)
+        self.conn.cycle_done(self)
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """What the access log needs, in the ASGI scope's shape."""
+        environ = self.environ
+        return {
+            "client": self.conn.client,
+            "method": self.method,
+            "raw_path": self.raw_target.partition(b"?")[0],
+            "query_string": self.raw_target.partition(b"?")[2],
+            "http_version": self.http_version,
+            "path": environ["PATH_INFO"],
+        }
+
+
+def _phrase(status: int) -> str:
+    line = STATUS_LINES.get(status)
+    return line.decode("latin-1")[13:-2] if line else ""
+
+
+def _threadsafe(loop: Any, coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run_coroutine_threadsafe(coro, loop)
+
+
+def is_wsgi_app(app: Any) -> bool | None:
+    """True for a WSGI callable, False for ASGI, None when it cannot be told."""
+    import inspect
+
+    if inspect.isfunction(app) or inspect.ismethod(app):
+        func = app
+    else:
+        func = type(app).__call__
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(app):
+        return False
+    try:
+        params = [p for p in inspect.signature(app).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return None
+    if len(params) == 2:
+        return True
+    if len(params) == 3:
+        return False
+    return None
