@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.load(args)
     except ConfigError as exc:
         return fail(str(exc))
-    if not config.app:
+    if not config.app and not config.mount:
         return fail("no application given: betula MODULE:ATTRIBUTE (or 'app' in the config file)")
 
     from .logs import configure_logging

@@ -84,6 +84,38 @@ def _cert_reqs(value: Any) -> int:
     raise ValueError(f"expected one of none|optional|required (or 0|1|2), got {value!r}")
 
 
+def _mounts(value: Any) -> tuple[tuple[str, str], ...]:
+    """PREFIX=MODULE:ATTR items (a list, a TOML table, or a comma-separated env string)."""
+    if value is None or value == ():
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = [v for v in value.replace(",", " ").split() if v]
+    elif isinstance(value, Mapping):
+        items = [(k, v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"expected PREFIX=MODULE:ATTR items, got {value!r}")
+    result: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            prefix, spec = str(item[0]), str(item[1])
+        else:
+            prefix, sep, spec = str(item).partition("=")
+            if not sep or not spec:
+                raise ValueError(f"mount {item!r}: expected PREFIX=MODULE:ATTR")
+        if not prefix.startswith("/"):
+            raise ValueError(f"mount prefix {prefix!r} must start with '/'")
+        if len(prefix) > 1 and prefix.endswith("/"):
+            raise ValueError(f"mount prefix {prefix!r} must not end with '/'")
+        if prefix in seen:
+            raise ValueError(f"mount prefix {prefix!r} is given twice")
+        seen.add(prefix)
+        result.append((prefix, spec))
+    return tuple(result)
+
+
 def _root_path(value: Any) -> str:
     text = _str(value)
     if text and not text.startswith("/"):
@@ -101,6 +133,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     boolean: bool = False
+    multiple: bool = False  # the flag may repeat; values collect into a list
     cli: bool = True
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
@@ -149,6 +182,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threads", 16, "Threads running a WSGI app per worker (one slow request does not "
             "hold the others).", lambda v: max(1, _non_negative_int(v)), "application",
             metavar="N"),
+    Setting("mount", (), "Serve an app under a path prefix, PREFIX=MODULE:ATTR (repeatable; "
+            "ASGI and WSGI side by side; longest prefix wins; no match is 404).", _mounts,
+            "application", metavar="PREFIX=APP", multiple=True),
+    Setting("runner", None, "Runner module (run_asgi/run_wsgi) that served requests go "
+            "through, as embedded calls do.", _optional_str, "application", metavar="MODULE"),
     Setting("lifespan", "auto", "Lifespan protocol: 'auto' runs it when the app supports it, "
             "'on' requires it, 'off' skips it.", _choice, "application",
             choices=("auto", "on", "off")),
@@ -318,6 +356,10 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Iterable[Setting] =
         if setting.boolean:
             group.add_argument(*flags, dest=setting.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
+        elif setting.multiple:
+            group.add_argument(*flags, dest=setting.name, action="append",
+                               default=argparse.SUPPRESS, metavar=setting.metavar,
+                               help=help_text)
         else:
             group.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
                                choices=setting.choices, metavar=setting.metavar, help=help_text)
@@ -328,7 +370,7 @@ def _show(setting: Setting) -> str:
         return oct(setting.default)
     if setting.name == "ssl_cert_reqs":
         return "none"
-    if setting.default is None:
+    if setting.default is None or setting.default == ():
         return "unset"
     if isinstance(setting.default, bool):
         return "on" if setting.default else "off"

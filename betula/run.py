@@ -1,4 +1,4 @@
-"""Start serving from a resolved Config: load the app, open the listeners, run the worker."""
+"""Start serving from a resolved Config: load the apps, open the listeners, run the worker."""
 
 from __future__ import annotations
 
@@ -6,41 +6,69 @@ import logging
 import sys
 from typing import Any
 
+from .embed import RunnerApp, RunnerWSGIApp, load_runner
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
-from .server import Server
+from .server import Endpoint, Server
 from .wsgi.http import is_wsgi_app
 
-__all__ = ["run"]
+__all__ = ["run", "build_endpoints"]
 
 logger = logging.getLogger("betula.error")
+
+
+class SetupError(Exception):
+    """A one-line reason the server cannot start."""
+
+
+def _endpoint(config: Any, spec: str, prefix: str, runner: Any, factory: bool) -> Endpoint:
+    where = f" (mounted at {prefix})" if prefix else ""
+    try:
+        app = load_app(spec, factory=factory, app_dir=config.app_dir)
+    except AppLoadError as exc:
+        raise SetupError(f"{exc}{where}") from None
+    interface = config.interface
+    how = "chosen"
+    if interface == "auto":
+        detected = is_wsgi_app(app)
+        interface = "wsgi" if detected else "asgi"
+        how = "auto-detected" if detected is not None else "assumed"
+    if runner is not None:
+        app = RunnerWSGIApp(app, runner) if interface == "wsgi" else RunnerApp(app, runner)
+    endpoint = Endpoint(app, interface, spec, prefix, config.root_path)
+    endpoint.how = how  # said in the startup line: "serving app (WSGI, auto-detected)"
+    return endpoint
+
+
+def build_endpoints(config: Any) -> list[Endpoint]:
+    runner = None
+    if config.runner:
+        try:
+            runner = load_runner(config.runner)
+        except (ImportError, ValueError) as exc:
+            raise SetupError(f"cannot load runner {config.runner!r}: {exc}") from None
+    mounts = list(config.mount)
+    if not mounts:
+        return [_endpoint(config, config.app, "", runner, config.factory)]
+    endpoints = [_endpoint(config, spec, prefix, runner, False) for prefix, spec in mounts]
+    if config.app:
+        if any(prefix == "/" for prefix, _ in mounts):
+            raise SetupError("an app and a mount at '/' both claim the root: give one")
+        endpoints.append(_endpoint(config, config.app, "/", runner, config.factory))
+    return endpoints
 
 
 def run(config: Any) -> int:
     """Serve until stopped; return the process exit status (non-zero on failure)."""
     try:
-        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
-    except AppLoadError as exc:
-        print(f"betula: error: {exc}", file=sys.stderr)
-        return 1
-    try:
+        endpoints = build_endpoints(config)
         ssl_context = create_ssl_context(config)
         sockets = create_sockets(config)
-    except ListenerError as exc:
+    except (SetupError, ListenerError) as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
-    interface = config.interface
-    if interface == "auto":
-        detected = is_wsgi_app(app)
-        interface = "wsgi" if detected else "asgi"
-        how = "detected" if detected is not None else "assumed: could not tell from the signature"
-        logger.info("Interface: %s (%s; --interface to choose)", interface.upper(), how)
     try:
-        return Server(config, app, sockets, app_name=str(config.app),
-                      ssl_context=ssl_context, interface=interface).run()
-    except ListenerError as exc:
-        print(f"betula: error: {exc}", file=sys.stderr)
-        return 1
+        return Server(config, endpoints, sockets, ssl_context=ssl_context).run()
     finally:
         for sock in sockets:
             sock.close()

@@ -28,32 +28,78 @@ logger = logging.getLogger("betula.error")
 access_logger = logging.getLogger("betula.access")
 
 
-class ServerState:
-    """What every connection of a worker shares: settings, app, bookkeeping, cached headers."""
+class Endpoint:
+    """One app the worker serves: the whole server, or one ``--mount`` prefix."""
 
-    def __init__(self, config: Any, app: Any, loop: asyncio.AbstractEventLoop,
-                 interface: str = "asgi") -> None:
-        self.config = config
+    def __init__(self, app: Any, interface: str, name: str, prefix: str = "",
+                 root_path: str = "") -> None:
         self.app = app
+        self.interface = interface  # "asgi" or "wsgi"
+        self.name = name
+        self.prefix = "" if prefix == "/" else prefix  # matched against the request path
+        self.path_prefix = root_path  # --root-path: prepended to ASGI paths (proxy stripped)
+        self.root_path = root_path + self.prefix  # ASGI root_path, WSGI SCRIPT_NAME
+        self.lifespan_state: dict[str, Any] | None = {}
+        self.lifespan: LifespanManager | None = None
+
+    how = "chosen"  # how the interface was decided: "auto-detected", "assumed", "chosen"
+
+    def describe(self, mounted: bool = False) -> str:
+        where = f" at {self.prefix or '/'}" if mounted else ""
+        return f"{self.name}{where} ({self.interface.upper()}, {self.how})"
+
+
+async def _not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": b"404 Not Found: no app is mounted at "
+                + scope["raw_path"] + b"\n"})
+
+
+class ServerState:
+    """What every connection of a worker shares: settings, apps, bookkeeping, cached headers."""
+
+    def __init__(self, config: Any, endpoints: list[Endpoint] | Any,
+                 loop: asyncio.AbstractEventLoop, interface: str = "asgi") -> None:
+        if not isinstance(endpoints, list):  # a bare app (tools, tests)
+            endpoints = [Endpoint(endpoints, interface, "app", "", config.root_path)]
+        self.config = config
+        self.endpoints = endpoints
         self.loop = loop
-        self.interface = interface
         self.wsgi_threads = config.threads
         self.wsgi_executor: ThreadPoolExecutor | None = None
         self.connections: set[HTTP1Connection] = set()
         # Cycles whose app is running (the response may be done: background work).
         self.active: set[Any] = set()
-        self.lifespan_state: dict[str, Any] | None = {}
-        if interface == "wsgi":
-            self.wsgi_executor = ThreadPoolExecutor(config.threads, "betula-wsgi")
-            self.cycle_factory = functools.partial(WSGICycle, self)
-        else:
-            self.cycle_factory = functools.partial(HTTPCycle, self)
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
         self.held_heads: list[Any] = []
         # A coarse clock for connection timeouts, advanced by the server's tick.
         self.clock = loop.time()
         self.refresh_date()
+        if any(e.interface == "wsgi" for e in endpoints):
+            self.wsgi_executor = ThreadPoolExecutor(config.threads, "betula-wsgi")
+        factories = [(e.prefix.encode("utf-8"), self._factory(e)) for e in endpoints]
+        if len(endpoints) == 1 and not endpoints[0].prefix:
+            self.cycle_factory = factories[0][1]
+        else:
+            # Longest prefix first; a prefix matches exactly or when followed by "/".
+            factories.sort(key=lambda item: len(item[0]), reverse=True)
+            self._routes = factories
+            self._fallback = self._factory(
+                Endpoint(_not_found, "asgi", "not-found", "", config.root_path))
+            self.cycle_factory = self._route
+
+    def _factory(self, endpoint: Endpoint) -> Any:
+        cycle = WSGICycle if endpoint.interface == "wsgi" else HTTPCycle
+        return functools.partial(cycle, self, endpoint)
+
+    def _route(self, conn: Any, method: bytes, url: bytes, *rest: Any) -> Any:
+        path = url.partition(b"?")[0]
+        for prefix, factory in self._routes:
+            if not prefix or path == prefix or path.startswith(prefix + b"/"):
+                return factory(conn, method, url, *rest)
+        return self._fallback(conn, method, url, *rest)
 
     def hold_head(self, cycle: Any) -> None:
         """Keep a response head back until its first body bytes (one write for both); heads
@@ -113,15 +159,12 @@ def new_event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
 class Server:
     """Serve ``app`` on ``sockets`` until told to stop. ``run()`` returns the exit status."""
 
-    def __init__(self, config: Any, app: Any, sockets: list[socket.socket],
-                 app_name: str = "app", ssl_context: ssl.SSLContext | None = None,
-                 interface: str = "asgi") -> None:
+    def __init__(self, config: Any, endpoints: list[Endpoint], sockets: list[socket.socket],
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
-        self.interface = interface
+        self.endpoints = endpoints
         self.ssl_context = ssl_context
-        self.app = app
         self.sockets = sockets
-        self.app_name = app_name
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -144,20 +187,27 @@ class Server:
         config = self.config
         self._stop = asyncio.Event()
         self._install_signals(loop)
-        state = ServerState(config, self.app, loop, self.interface)
-        # WSGI has no lifespan protocol.
-        lifespan_mode = "off" if self.interface == "wsgi" else config.lifespan
-        lifespan = LifespanManager(self.app, lifespan_mode, config.lifespan_startup_timeout,
-                                   config.lifespan_shutdown_timeout, self.app_name)
+        state = ServerState(config, self.endpoints, loop)
+        started: list[LifespanManager] = []
         try:
-            await lifespan.startup()
+            for endpoint in self.endpoints:
+                if endpoint.interface == "wsgi":  # WSGI has no lifespan protocol
+                    continue
+                lifespan = LifespanManager(endpoint.app, config.lifespan,
+                                           config.lifespan_startup_timeout,
+                                           config.lifespan_shutdown_timeout, endpoint.name)
+                await lifespan.startup()  # each ASGI app gets its own lifespan and state
+                started.append(lifespan)
+                endpoint.lifespan_state = lifespan.state
         except LifespanFailure as exc:
             logger.error("%s", exc)
             logger.error("application startup failed: exiting")
+            for lifespan in reversed(started):
+                await lifespan.shutdown()
             return 3
-        state.lifespan_state = lifespan.state
         if self._stop.is_set():  # stopped during startup
-            await lifespan.shutdown()
+            for lifespan in reversed(started):
+                await lifespan.shutdown()
             return self.exit_code
 
         ssl_ctx = self.ssl_context
@@ -169,14 +219,18 @@ class Server:
                                                   backlog=config.backlog)
                 self._servers.append(server)
                 logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
-            extra = f", {config.threads} threads" if self.interface == "wsgi" else ""
-            logger.info("Betula %s serving %s (%s%s, %s, httptools) [pid %d]", __version__,
-                        self.app_name, self.interface.upper(), extra, loop_name, os.getpid())
+            threads = (f", {config.threads} WSGI threads" if state.wsgi_executor is not None
+                       else "")
+            mounted = len(self.endpoints) > 1 or bool(self.endpoints[0].prefix)
+            served = ", ".join(e.describe(mounted) for e in self.endpoints)
+            logger.info("Betula %s serving %s [%s%s, httptools, pid %d]", __version__, served,
+                        loop_name, threads, os.getpid())
             await self._stop.wait()
         finally:
             ticker.cancel()
             await self._shutdown(state)
-            await lifespan.shutdown()
+            for lifespan in reversed(started):
+                await lifespan.shutdown()
         logger.info("Stopped")
         return self.exit_code
 

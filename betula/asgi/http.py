@@ -26,7 +26,7 @@ from ..http_common import LAST_CHUNK, STATUS_LINES, encode_headers, error_respon
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
-    from ..server import ServerState
+    from ..server import Endpoint, ServerState
 
 __all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
 
@@ -73,8 +73,8 @@ def _decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
-def connection_scope(conn: HTTP1Connection, server: ServerState) -> dict[str, Any]:
-    """The part of the scope shared by every request on one connection."""
+def connection_scope(conn: HTTP1Connection, endpoint: Endpoint) -> dict[str, Any]:
+    """The part of the scope shared by every request to one app on one connection."""
     return {
         "type": "http",
         "asgi": _ASGI,
@@ -82,7 +82,7 @@ def connection_scope(conn: HTTP1Connection, server: ServerState) -> dict[str, An
         "scheme": conn.scheme,
         "server": conn.sockname,
         "client": conn.client,
-        "root_path": server.config.root_path,
+        "root_path": endpoint.root_path,
         "extensions": ASGI_EXTENSIONS,
     }
 
@@ -116,6 +116,7 @@ class HTTPCycle:
     def __init__(
         self,
         server: ServerState,
+        endpoint: Endpoint,
         conn: HTTP1Connection,
         method: bytes,
         url: bytes,
@@ -128,10 +129,11 @@ class HTTPCycle:
     ) -> None:
         self.conn = conn
         self.server = server
-        base = conn.iface_cache
-        if base is None:
-            base = conn.iface_cache = connection_scope(conn, server)
-        scope = base.copy()
+        self.endpoint = endpoint
+        cache = conn.iface_cache
+        if cache is None or cache[0] is not endpoint:
+            cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
+        scope = cache[1].copy()
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
         else:
@@ -140,10 +142,10 @@ class HTTPCycle:
             path = _decode_path(raw_path)
         else:
             path = raw_path.decode("ascii")
-        root_path = scope["root_path"]
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode("utf-8") + raw_path
+        prefix = endpoint.path_prefix  # --root-path: the part a proxy stripped
+        if prefix:
+            path = prefix + path
+            raw_path = prefix.encode("utf-8") + raw_path
         method_name = _METHODS.get(method) or _method(method)
         scope["method"] = method_name
         scope["path"] = path
@@ -152,7 +154,7 @@ class HTTPCycle:
         scope["headers"] = headers
         if http_version != "1.1":
             scope["http_version"] = http_version
-        state = server.lifespan_state
+        state = endpoint.lifespan_state
         if state is not None:
             scope["state"] = state.copy()
         self.scope = scope
@@ -224,7 +226,7 @@ class HTTPCycle:
         # Tracked in a set from here to the end of run_asgi, not by a done-callback (which
         # would cost a loop callback per request).
         server.active.add(self)
-        self.task = server.loop.create_task(self.run_asgi(server.app))
+        self.task = server.loop.create_task(self.run_asgi(self.endpoint.app))
 
     async def run_asgi(self, app: Any) -> None:
         try:

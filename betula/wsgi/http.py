@@ -28,7 +28,7 @@ from .io import BodyBuffer, ErrorStream, InputStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
-    from ..server import ServerState
+    from ..server import Endpoint, ServerState
 
 __all__ = ["WSGICycle", "FileWrapper", "connection_environ", "is_wsgi_app"]
 
@@ -64,8 +64,9 @@ class FileWrapper:
             yield data
 
 
-def connection_environ(conn: HTTP1Connection, server: ServerState) -> dict[str, Any]:
-    """The part of the environ shared by every request on one connection."""
+def connection_environ(conn: HTTP1Connection, server: ServerState,
+                       endpoint: Endpoint) -> dict[str, Any]:
+    """The part of the environ shared by every request to one app on one connection."""
     sockname = conn.sockname
     client = conn.client
     return {
@@ -73,7 +74,7 @@ def connection_environ(conn: HTTP1Connection, server: ServerState) -> dict[str, 
         "SERVER_PORT": str(sockname[1]) if sockname else "0",
         "REMOTE_ADDR": client[0] if client else "",
         "REMOTE_PORT": str(client[1]) if client else "0",
-        "SCRIPT_NAME": server.config.root_path,
+        "SCRIPT_NAME": endpoint.root_path,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": conn.scheme,
         "wsgi.errors": _ERRORS,
@@ -99,10 +100,12 @@ class WSGICycle:
     _sent = 0
     _start_time = 0.0
 
-    def __init__(self, server: ServerState, conn: HTTP1Connection, method: bytes, url: bytes,
+    def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
+                 method: bytes, url: bytes,
                  headers: list[tuple[bytes, bytes]], http_version: str, keep_alive: bool,
                  has_body: bool, expect_continue: bool, te_trailers: bool) -> None:
         self.server = server
+        self.endpoint = endpoint
         self.conn = conn
         self.loop = server.loop
         self.keep_alive = keep_alive
@@ -111,10 +114,10 @@ class WSGICycle:
         self.method = method.decode("ascii")
         self.raw_target = url
         self.expect_continue = expect_continue
-        base = conn.iface_cache
-        if base is None:
-            base = conn.iface_cache = connection_environ(conn, server)
-        self.environ = self._environ(base, url, headers)
+        cache = conn.iface_cache
+        if cache is None or cache[0] is not endpoint:
+            cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint))
+        self.environ = self._environ(cache[1], url, headers)
         self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
                                self._first_wait if expect_continue else None)
         if not has_body:
@@ -144,9 +147,11 @@ class WSGICycle:
             raw_path, query = parsed.path or b"/", parsed.query or b""
         path = unquote_to_bytes(raw_path).decode("latin-1") if b"%" in raw_path \
             else raw_path.decode("latin-1")
-        script_name = environ["SCRIPT_NAME"]
-        if script_name and (path == script_name or path.startswith(script_name + "/")):
-            path = path[len(script_name):]
+        # The mount prefix, and the --root-path when the proxy did not strip it, move from
+        # PATH_INFO to SCRIPT_NAME.
+        for strip in (self.endpoint.path_prefix, self.endpoint.prefix):
+            if strip and (path == strip or path.startswith(strip + "/")):
+                path = path[len(strip):]
         environ["REQUEST_METHOD"] = self.method
         environ["PATH_INFO"] = path
         environ["QUERY_STRING"] = query.decode("latin-1")
@@ -225,7 +230,7 @@ class WSGICycle:
         result: Any = None
         try:
             try:
-                result = self.server.app(self.environ, self._start_response)
+                result = self.endpoint.app(self.environ, self._start_response)
                 self._serve(result)
             finally:
                 close = getattr(result, "close", None)
