@@ -20,7 +20,8 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    path = scope["path"]
+    # Route on the path below the mount point (scope["path"] includes root_path).
+    path = scope["path"][len(scope["root_path"]):] or "/"
     if path == "/":
         body = b"Hello, world!"
         ctype = b"text/plain"
