@@ -98,7 +98,9 @@ def _checked_name(name: bytes) -> bytes:
 
 # What one (name, value) pair means for the response, cached per pair: apps send the same
 # pairs over and over (content-type, server-wide headers), so each is validated once.
-_PLAIN, _LENGTH, _CLOSE, _DROP, _TRAILER = 0, 1, 2, 3, 4
+_PLAIN, _LENGTH, _CLOSE, _DROP, _TRAILER, _DATE, _SERVER = 0, 1, 2, 3, 4, 5, 6
+# Flags returned by encode_headers.
+CLOSE, HAS_DATE, HAS_SERVER = 1, 2, 4
 _PAIRS: dict[tuple[Any, Any], tuple[bytes, int, Any]] = {}
 _PAIRS_MAX = 4096
 
@@ -126,20 +128,26 @@ def _classify(name: Any, value: Any) -> tuple[bytes, int, Any]:
         if length < 0:
             raise RuntimeError(f"invalid Content-Length {value!r}")
         return line, _LENGTH, length
+    if lowered == b"date":
+        return line, _DATE, None
+    if lowered == b"server":
+        return line, _SERVER, None
     return line, _PLAIN, None
 
 
-def encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, bool, bytes | None]:
+def encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, bytes | None]:
     """Validate and serialise app headers (bytes or str pairs) in the order given.
 
-    Returns (header block, Content-Length or None, app asked to close, Trailer value).
+    Returns (header block, Content-Length or None, flags, Trailer value); flags has CLOSE
+    when the app asked to close, HAS_DATE / HAS_SERVER when it gave its own (the server's
+    then stay out: one Date field, RFC 9110 §6.6.1).
     Repeated names are all kept. Hop-by-hop headers are held back: framing is the server's.
     Raises RuntimeError for a name that is not a token or a value with CR, LF or NUL
     (response splitting), or an invalid or conflicting Content-Length.
     """
     parts: list[bytes] = []
     length: int | None = None
-    close = False
+    flags = 0
     trailer = None
     pairs = _PAIRS
     for name, value in headers:
@@ -162,7 +170,10 @@ def encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, bool, byt
             elif length != entry[2]:
                 raise RuntimeError(f"conflicting Content-Length values {length} and {entry[2]}")
         elif kind == _CLOSE:
-            close = True
+            flags |= CLOSE
         elif kind == _TRAILER:
             trailer = entry[2]
-    return b"".join(parts), length, close, trailer
+        else:  # _DATE, _SERVER: sent as given, and the server's own stays out
+            parts.append(entry[0])
+            flags |= HAS_DATE if kind == _DATE else HAS_SERVER
+    return b"".join(parts), length, flags, trailer

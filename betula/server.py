@@ -115,12 +115,16 @@ class ServerState:
             cycle.flush_head()
 
     def refresh_date(self) -> None:
-        parts = []
-        if self.config.date_header:
-            parts.append(b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n")
-        if self.config.server_header:
-            parts.append(b"server: betula\r\n")
-        self.default_headers = b"".join(parts)
+        config = self.config
+        date = (b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+                if config.date_header else b"")
+        server = b"server: betula\r\n" if config.server_header else b""
+        # Indexed by encode_headers' HAS_DATE | HAS_SERVER bits: what the app left to us.
+        self.default_blocks = (date + server, server, date, b"")
+        self.default_headers = self.default_blocks[0]
+
+    def default_headers_for(self, flags: int) -> bytes:
+        return self.default_blocks[(flags >> 1) & 3]
 
     def over_limit(self) -> bool:
         limit = self.config.limit_concurrency

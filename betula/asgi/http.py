@@ -22,7 +22,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ..http_common import LAST_CHUNK, STATUS_LINES, encode_headers, error_response, status_line
+from ..http_common import (
+    CLOSE,
+    LAST_CHUNK,
+    STATUS_LINES,
+    encode_headers,
+    error_response,
+    status_line,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
@@ -346,7 +353,7 @@ class HTTPCycle:
         status = message["status"]
         if status.__class__ is not int or not 100 <= status <= 999:
             raise RuntimeError(f"invalid status {status!r}")
-        block, length, close, trailer = encode_headers(message.get("headers", ()))
+        block, length, flags, trailer = encode_headers(message.get("headers", ()))
         if status < 200:
             if status == 101:
                 raise RuntimeError("status 101 needs a protocol upgrade (use websocket)")
@@ -359,11 +366,12 @@ class HTTPCycle:
         self._status = status
         if self._is_head or status in _NO_BODY_STATUS:
             self._no_body = True
-        if close:
+        if flags & CLOSE:
             self.keep_alive = False
         self._expected_length = length
         server = self.server
-        head = (STATUS_LINES.get(status) or status_line(status)) + server.default_headers + block
+        defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
+        head = (STATUS_LINES.get(status) or status_line(status)) + defaults + block
         if message.get("trailers", False):
             self._trailers_wanted = True
             if self.te_trailers and trailer:

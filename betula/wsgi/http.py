@@ -23,7 +23,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ..http_common import LAST_CHUNK, STATUS_LINES, encode_headers, error_response, status_line
+from ..http_common import (
+    CLOSE,
+    LAST_CHUNK,
+    STATUS_LINES,
+    encode_headers,
+    error_response,
+    status_line,
+)
 from .io import BodyBuffer, ErrorStream, InputStream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -239,7 +246,8 @@ class WSGICycle:
         except BaseException as exc:  # noqa: BLE001 - reported to the client and the log
             self._failed(exc)
         finally:
-            self.loop.call_soon_threadsafe(self.server.active.discard, self)
+            # A set operation is atomic under the GIL: no extra wake-up of the loop for it.
+            self.server.active.discard(self)
 
     def _start_response(self, status: str, headers: list[tuple[str, str]],
                         exc_info: Any = None) -> Any:
@@ -288,9 +296,9 @@ class WSGICycle:
         """Build the head; ``body_len`` known means the whole body is known."""
         status_text = self._status_line or "500 Internal Server Error"
         status = int(status_text[:3])
-        block, length, close, _trailer = encode_headers(self._headers or ())
+        block, length, flags, _trailer = encode_headers(self._headers or ())
         self._status = status
-        if close:
+        if flags & CLOSE:
             self.keep_alive = False
         self._no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
         line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
@@ -315,7 +323,7 @@ class WSGICycle:
             tail += b"connection: close\r\n"
         elif self.http_version == "1.0":
             tail += b"connection: keep-alive\r\n"
-        return line + self.server.default_headers + block + tail + b"\r\n"
+        return line + self.server.default_headers_for(flags) + block + tail + b"\r\n"
 
     def _write(self, data: bytes) -> None:
         """The write() callable and each chunk of the iterable: sent in order, now."""
@@ -341,9 +349,9 @@ class WSGICycle:
             else:
                 parts.append(bytes(data))
         if parts:
-            self._send(b"".join(parts))
+            self._send(b"".join(parts), 0 if self._no_body else len(data))
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, body_len: int) -> None:
         """Hand bytes to the loop, first waiting while the client is not reading."""
         writable = self._writable
         if not writable.is_set():
@@ -351,7 +359,7 @@ class WSGICycle:
         if self.disconnected:
             raise OSError("client disconnected")
         writable.clear()
-        self.loop.call_soon_threadsafe(self._loop_write, data)
+        self.loop.call_soon_threadsafe(self._loop_write, data, body_len)
 
     def _finish_whole(self, body: bytes) -> None:
         head = self._head(len(body))
@@ -404,13 +412,13 @@ class WSGICycle:
         if not self.disconnected and not self.response_started:
             self.conn.write(data)
 
-    def _loop_write(self, data: bytes) -> None:
+    def _loop_write(self, data: bytes, body_len: int) -> None:
         self.response_started = True
         if self.disconnected:
             self._writable.set()
             return
         self.conn.write(data)
-        self._sent += len(data)
+        self._sent += body_len
         if self.conn.write_paused:
             self.conn.add_drain_callback(self._writable.set)
         else:
