@@ -174,6 +174,11 @@ def _request_scope(scope: Mapping[str, Any], state: dict[str, Any] | None = None
     base = scope if isinstance(scope, _BuiltScope) else build_scope(scope)
     result = dict(base)
     result["headers"] = list(base["headers"])
+    # Nested dicts of the template are the template's: an app writing to them must not
+    # change later calls.
+    result["asgi"] = dict(base["asgi"])
+    result["extensions"] = {k: (dict(v) if isinstance(v, dict) else v)
+                            for k, v in base["extensions"].items()}
     if state is not None:
         result["state"] = dict(state)
     elif "state" in base:

@@ -33,8 +33,12 @@ def _endpoint(config: Any, spec: str, prefix: str, runner: Any, factory: bool) -
         detected = is_wsgi_app(app)
         interface = "wsgi" if detected else "asgi"
         how = "auto-detected" if detected is not None else "assumed"
-    if runner is not None:
-        app = RunnerWSGIApp(app, runner) if interface == "wsgi" else RunnerApp(app, runner)
+    # A runner wraps only the kind of app it has a function for; the other kind keeps the
+    # default path (as in the embedding API).
+    if runner is not None and interface == "wsgi" and hasattr(runner, "run_wsgi"):
+        app = RunnerWSGIApp(app, runner)
+    elif runner is not None and interface == "asgi" and hasattr(runner, "run_asgi"):
+        app = RunnerApp(app, runner)
     endpoint = Endpoint(app, interface, spec, prefix, config.root_path)
     endpoint.how = how  # said in the startup line: "serving app (WSGI, auto-detected)"
     return endpoint

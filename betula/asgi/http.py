@@ -159,6 +159,8 @@ class HTTPCycle:
         scope["raw_path"] = raw_path
         scope["query_string"] = query
         scope["headers"] = headers
+        # Middleware may add to extensions: each request gets its own dict.
+        scope["extensions"] = ASGI_EXTENSIONS.copy()
         if http_version != "1.1":
             scope["http_version"] = http_version
         state = endpoint.lifespan_state
