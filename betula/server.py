@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from time import perf_counter
 from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
 
 from . import __version__
 from .asgi.http import HTTPCycle
@@ -95,7 +98,12 @@ class ServerState:
         return functools.partial(cycle, self, endpoint)
 
     def _route(self, conn: Any, method: bytes, url: bytes, *rest: Any) -> Any:
-        path = url.partition(b"?")[0]
+        if url[:1] == b"/":
+            path = url.partition(b"?")[0]
+        else:  # absolute form (RFC 9112 §3.2.2) or "*"
+            path = httptools.parse_url(url).path or b"/" if url != b"*" else b"*"
+        if b"%" in path:  # prefixes match the decoded path, as the app will see it
+            path = unquote_to_bytes(path)
         for prefix, factory in self._routes:
             if not prefix or path == prefix or path.startswith(prefix + b"/"):
                 return factory(conn, method, url, *rest)

@@ -159,6 +159,8 @@ class WSGICycle:
         for strip in (self.endpoint.path_prefix, self.endpoint.prefix):
             if strip and (path == strip or path.startswith(strip + "/")):
                 path = path[len(strip):]
+        if path == "*":
+            path = ""  # OPTIONS *: PATH_INFO must be empty or start with "/" (PEP 3333)
         environ["REQUEST_METHOD"] = self.method
         environ["PATH_INFO"] = path
         environ["QUERY_STRING"] = query.decode("latin-1")
@@ -382,14 +384,20 @@ class WSGICycle:
     def _serve_file(self, wrapper: FileWrapper) -> None:
         fd = wrapper.fileno()
         assert fd is not None
-        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        # PEP 3333: from the file's current position; a buffered file object's position
+        # (tell) is behind the descriptor's after a read.
+        tell = getattr(wrapper.filelike, "tell", None)
+        offset = tell() if tell is not None else os.lseek(fd, 0, os.SEEK_CUR)
         size = os.fstat(fd).st_size - offset
         if self._status_line is None:
             raise RuntimeError("the WSGI app returned without calling start_response")
-        block_length = None
         head = self._head(size)
-        block_length = self._length
-        count = size if block_length is None else min(size, block_length)
+        declared = self._length
+        count = size if declared is None else min(size, declared)
+        if declared is not None and size < declared and not self._no_body:
+            logger.error("response body shorter than its Content-Length (%d < %d)",
+                         size, declared)
+            self.keep_alive = False  # the client cannot tell where the body ends: close
         self._head_sent = True
         future = _threadsafe(self.loop, self._loop_sendfile(head, fd, offset, count))
         future.result()

@@ -1,0 +1,827 @@
+"""WSGI (PEP 3333) interface, black box: the real CLI, real sockets, apps in
+tests/apps/wsgi_apps.py.
+
+Every app runs through ``wsgiref.validate.validator`` (see that module's docstring); a PEP
+3333 violation by the server raises AssertionError inside the app, so every test also
+checks that the server log gained no ``AssertionError`` (and no "garbage collected without
+being closed" from the validator's iterator wrapper). What only the app can see is printed
+as ``RECORD <id> <json>`` lines; waits on those are bounded. Ordering is checked with flag
+files the apps wait on (bounded), never with timing asserts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from .conftest import ServerProcess, read_response, recv_until_closed
+
+APP = "tests.apps.wsgi_apps:app"
+MIB = 1024 * 1024
+# The startup line says which interface auto chose ("serving app (WSGI, auto-detected)";
+# earlier wording: "Interface: WSGI (detected; ...)").
+DETECTED_WSGI = r"WSGI(, auto-| \()detected"
+VIOLATIONS = ("AssertionError", "garbage collected without being closed")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def module_server():
+    srv = ServerProcess([APP, "--port", "0", "--threads", "4", "--timeout-keep-alive", "3",
+                         "--timeout-graceful-shutdown", "2"]).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(module_server):
+    """The shared server; after the test, no validator complaint may have reached its log."""
+    start = len(module_server.lines)
+    yield module_server
+    time.sleep(0.05)  # a validator __del__ message, printed after the response
+    assert_clean(module_server, start)
+
+
+def assert_clean(srv: ServerProcess, start: int = 0) -> None:
+    new = "\n".join(srv.lines[start:])
+    for text in VIOLATIONS:
+        assert text not in new, f"PEP 3333 violation reported by the validator:\n{new[-6000:]}"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def records(srv: ServerProcess, rid: str) -> list:
+    prefix = f"RECORD {rid} "
+    return [json.loads(line.split(prefix, 1)[1]) for line in list(srv.lines) if prefix in line]
+
+
+def wait_record(srv: ServerProcess, rid: str, pred=lambda r: True, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        for rec in records(srv, rid):
+            if pred(rec):
+                return rec
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching RECORD {rid}:\n{srv.log[-4000:]}")
+        time.sleep(0.02)
+
+
+def request(path: str, method: str = "GET", headers: tuple[str, ...] = ("Host: test",),
+            body: bytes = b"", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def exchange(srv: ServerProcess, data: bytes, timeout: float = 10.0) -> bytes:
+    with srv.connect() as sock:
+        sock.sendall(data)
+        return recv_until_closed(sock, timeout)
+
+
+def split_head(data: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete head in {data[:300]!r}"
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, rest
+
+
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """(body, complete): ``complete`` is False when the last chunk never came."""
+    body = b""
+    while True:
+        size_line, sep, data = data.partition(b"\r\n")
+        if not sep:
+            return body, False
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return body, data.startswith(b"\r\n")
+        if len(data) < size + 2:
+            return body + data[:size], False
+        assert data[size:size + 2] == b"\r\n", "chunk data not followed by CRLF"
+        body += data[:size]
+        data = data[size + 2:]
+
+
+def recv_until(sock: socket.socket, marker: bytes, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        assert time.monotonic() < deadline, f"{marker!r} never came; got {data[:500]!r}"
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}; got {data[:500]!r}"
+        data += chunk
+    return data
+
+
+def get_json(srv: ServerProcess, target: str, **kwargs) -> dict:
+    response = httpx.get(srv.base_url + target, timeout=10, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_logged_with_traceback(srv: ServerProcess, text: str) -> None:
+    assert srv.wait_for_log(re.escape(text), 5) is not None, srv.log[-4000:]
+    lines = list(srv.lines)
+    end = next(i for i, line in enumerate(lines) if text in line)
+    assert any(line.startswith("Traceback (most recent call last)")
+               for line in lines[max(0, end - 40):end]), \
+        f"no traceback before {text!r}:\n" + "\n".join(lines[max(0, end - 40):end + 1])
+
+
+def flag_path(tmp_path, name: str = "flag") -> tuple[str, str]:
+    path = str(tmp_path / name)
+    return path, quote(path, safe="")
+
+
+def vm_hwm_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+# -- interface selection -------------------------------------------------------------------------
+def test_auto_detects_a_wsgi_function_and_says_so(server):
+    assert server.wait_for_log(DETECTED_WSGI, 1) is not None, server.log
+    response = httpx.get(server.base_url + "/fast", timeout=10)
+    assert response.status_code == 200 and response.text == "fast done"
+
+
+def test_interface_wsgi_forced(serve):
+    # validator(app) has the signature (*args, **kw): nothing to detect, so it is forced.
+    srv = serve("tests.apps.wsgi_apps:lint_app", "--interface", "wsgi")
+    response = httpx.get(srv.base_url + "/fast", timeout=10)
+    assert response.status_code == 200 and response.text == "fast done"
+    environ = get_json(srv, "/anything")
+    assert environ["values"]["wsgi.version"] == [1, 0]
+    line = srv.wait_for_log(r"serving", 1)
+    assert line is not None and "WSGI" in line and "ASGI" not in line, srv.log
+    assert_clean(srv)
+
+
+def test_flask_like_instance_is_detected_as_wsgi(serve):
+    srv = serve("tests.apps.wsgi_apps:flask_like")
+    assert srv.wait_for_log(DETECTED_WSGI, 1) is not None, srv.log
+    response = httpx.get(srv.base_url + "/who", timeout=10)
+    assert response.status_code == 200 and response.text == "flask-like"
+    assert get_json(srv, "/x")["values"]["PATH_INFO"] == "/x"
+    assert_clean(srv)
+
+
+# -- environ -------------------------------------------------------------------------------------
+def test_environ_complete_and_typed(server):
+    with server.connect() as sock:
+        client_port = sock.getsockname()[1]
+        sock.sendall(request("/env/x?a=1&b=%20x&c", headers=(
+            "Host: example.test", "X-Multi: a", "Cookie: a=1", "X-Multi: b",
+            "Cookie: b=2", "X-Under: real", "X_Under: spoofed", "Only_Underscore: v",
+            "User-Agent: t/1")))
+        status, _, _, body = read_response(sock)
+    assert status == 200, body
+    env = json.loads(body)
+    values, types = env["values"], env["types"]
+    for key in ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+                "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+                "wsgi.version", "wsgi.url_scheme", "wsgi.input", "wsgi.errors",
+                "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+                "wsgi.input_terminated", "wsgi.file_wrapper", "wsgi.early_hints"):
+        assert key in values, key
+    # Every CGI-style key (no dot) is a native str.
+    assert {k: t for k, t in types.items() if "." not in k and t != "str"} == {}
+    assert values["REQUEST_METHOD"] == "GET"
+    assert values["SCRIPT_NAME"] == ""
+    assert values["PATH_INFO"] == "/env/x"
+    assert values["QUERY_STRING"] == "a=1&b=%20x&c"
+    assert values.get("CONTENT_LENGTH", "") == "" and values.get("CONTENT_TYPE", "") == ""
+    assert values["SERVER_NAME"]
+    assert values["SERVER_PORT"] == str(server.port)
+    assert values["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert values["REMOTE_ADDR"] == "127.0.0.1"
+    assert values["REMOTE_PORT"] == str(client_port)
+    assert values["HTTP_HOST"] == "example.test"
+    assert values["HTTP_USER_AGENT"] == "t/1"
+    assert values["HTTP_X_MULTI"] == "a, b"
+    assert values["HTTP_COOKIE"] == "a=1; b=2"
+    assert values["HTTP_X_UNDER"] == "real"  # X_Under (underscore) dropped, not merged
+    assert not any("ONLY" in k for k in values)
+    assert "HTTP_CONTENT_LENGTH" not in values and "HTTP_CONTENT_TYPE" not in values
+    assert values["wsgi.version"] == [1, 0] and types["wsgi.version"] == "tuple"
+    assert values["wsgi.url_scheme"] == "http"
+    assert env["input_attrs"] == ["read", "readline", "readlines", "__iter__"]
+    assert env["errors_attrs"] == ["write", "writelines", "flush"]
+    assert values["wsgi.multithread"] is True  # --threads 4
+    assert values["wsgi.multiprocess"] is False
+    assert values["wsgi.run_once"] is False
+    assert values["wsgi.input_terminated"] is True
+    for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+                "wsgi.input_terminated"):
+        assert types[key] == "bool", key
+    assert env["callables"] == {"wsgi.file_wrapper": True, "wsgi.early_hints": True}
+
+
+def test_environ_post_http_1_0(server):
+    data = exchange(server, request(
+        "/env/post", "POST", ("Content-Type: application/x-www-form-urlencoded",
+                              "Content-Length: 5"), b"a=b&c", version="1.0"))
+    status_line, _, body = split_head(data)
+    assert b" 200 " in status_line, data[:300]
+    values = json.loads(body)["values"]
+    assert values["REQUEST_METHOD"] == "POST"
+    assert values["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert values["CONTENT_LENGTH"] == "5"
+    assert values["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert values["QUERY_STRING"] == ""
+
+
+def test_environ_header_values_are_latin1_str(server):
+    with server.connect() as sock:
+        sock.sendall(b"GET /env HTTP/1.1\r\nHost: t\r\nX-Latin: caf\xe9\r\n\r\n")
+        status, _, _, body = read_response(sock)
+    assert status == 200
+    env = json.loads(body)
+    assert env["values"]["HTTP_X_LATIN"] == "caf\xe9" and env["types"]["HTTP_X_LATIN"] == "str"
+
+
+def test_multithread_false_with_one_thread(serve):
+    srv = serve(APP, "--threads", "1")
+    assert get_json(srv, "/env")["values"]["wsgi.multithread"] is False
+    assert_clean(srv)
+
+
+def test_environ_path_info_percent_decoded_as_latin1(server):
+    env = get_json(server, "/caf%C3%A9")
+    # PEP 3333: native str whose latin-1 encoding is the raw (UTF-8) bytes.
+    assert env["values"]["PATH_INFO"] == "/cafÃ©"
+    assert bytes.fromhex(env["path_info_latin1_hex"]) == "/café".encode()
+    env = get_json(server, "/a%2Fb%20c/%E2%82%AC")
+    assert bytes.fromhex(env["path_info_latin1_hex"]).decode("utf-8") == "/a/b c/€"
+
+
+@pytest.mark.parametrize("target, script_name, path_info", [
+    ("/app/x/y?q=1", "/app", "/x/y"),
+    ("/app", "/app", ""),
+    ("/app/", "/app", "/"),
+    ("/other/x", "/app", "/other/x"),
+    ("/application", "/app", "/application"),
+])
+def test_root_path_sets_script_name(serve, target, script_name, path_info):
+    srv = serve(APP, "--root-path", "/app")
+    with srv.connect() as sock:
+        sock.sendall(request(target))
+        status, _, _, body = read_response(sock)
+    assert status == 200, body
+    values = json.loads(body)["values"]
+    assert values["SCRIPT_NAME"] == script_name
+    assert values["PATH_INFO"] == path_info
+    assert_clean(srv)
+
+
+def test_wsgi_errors_writes_to_the_log(server):
+    rid = new_id()
+    response = httpx.get(server.base_url + f"/errors?id={rid}", timeout=10)
+    assert response.status_code == 200
+    for word in ("one", "two", "three"):
+        assert server.wait_for_log(f"ERRLINE {word} {rid}", 5) is not None, server.log[-3000:]
+
+
+# -- wsgi.input ----------------------------------------------------------------------------------
+BODY = b"hello\nworld, this is\nline three\nlast-no-newline"
+
+
+def post_input(srv: ServerProcess, op: str, body: bytes, chunked: bool = False,
+               extra: str = "") -> dict:
+    with srv.connect() as sock:
+        if chunked:
+            sock.sendall(request(f"/input?op={op}{extra}", "POST",
+                                 ("Host: t", "Transfer-Encoding: chunked")))
+            for i in range(0, len(body), 5):
+                piece = body[i:i + 5]
+                sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+            sock.sendall(b"0\r\n\r\n")
+        else:
+            sock.sendall(request(f"/input?op={op}{extra}", "POST",
+                                 ("Host: t", f"Content-Length: {len(body)}"), body))
+        status, _, _, data = read_response(sock)
+    assert status == 200, data
+    return json.loads(data)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_input_read_in_pieces(server, chunked):
+    out = post_input(server, "pieces", BODY, chunked, "&n=7")
+    assert out["data"].encode("latin-1") == BODY
+    assert out["sizes"] == [7] * (len(BODY) // 7) + [len(BODY) % 7]
+    assert out["after"] == ["", "", "", 0]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_input_read_all(server, chunked):
+    out = post_input(server, "readall", BODY, chunked)
+    assert out["data"].encode("latin-1") == BODY and out["type"] == "bytes"
+    assert out["after"] == ["", "", ""]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_input_readline_limit_and_readlines(server, chunked):
+    out = post_input(server, "lines", BODY, chunked)
+    assert out["lines"] == ["hell", "o\n", "world, this is\n", "line three\n"]
+    assert out["rest"] == ["last-no-newline"]
+    assert out["after"] == ["", ""]
+
+
+@pytest.mark.parametrize("op", ["iter", "validator-iter"])
+def test_input_iteration(server, op):
+    out = post_input(server, op, BODY, chunked=True)
+    assert out["lines"] == ["hello\n", "world, this is\n", "line three\n", "last-no-newline"]
+    if op == "iter":
+        assert out["after"] == [""]
+
+
+def test_input_mixed_reads(server):
+    out = post_input(server, "mixed", b"abcdef\nrest of it")
+    assert out == {"first": "abc", "line": "def\n", "rest": "rest of it"}
+
+
+def test_input_empty_body(server):
+    out = post_input(server, "readall", b"")
+    assert out["data"] == "" and out["after"] == ["", "", ""]
+    data = exchange(server, request("/input?op=pieces&n=3", "POST",
+                                    ("Host: t", "Connection: close")))
+    assert json.loads(split_head(data)[2])["sizes"] == []
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_unread_body_is_skipped_for_the_next_request(server, chunked):
+    body = os.urandom(300 * 1024)
+    with server.connect() as sock:
+        if chunked:
+            sock.sendall(request("/fast", "POST", ("Host: t", "Transfer-Encoding: chunked"))
+                         + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            sock.sendall(request("/fast", "POST", ("Host: t", f"Content-Length: {len(body)}"),
+                                 body))
+        status, _, _, data = read_response(sock)
+        assert status == 200 and data == b"fast done"
+        sock.sendall(request("/input?op=readall", "POST", ("Host: t", "Content-Length: 3"),
+                             b"abc"))
+        status, _, _, data = read_response(sock)
+    assert status == 200 and json.loads(data)["data"] == "abc"
+
+
+def _send_big_body(sock: socket.socket, size_mib: int, chunked: bool,
+                   sent: list[int] | None = None) -> str:
+    digest = hashlib.sha256()
+    block = os.urandom(MIB)
+    for i in range(size_mib):
+        piece = struct.pack(">I", i) + block[4:]
+        digest.update(piece)
+        sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+        if sent is not None:
+            sent[0] += len(piece)
+    if chunked:
+        sock.sendall(b"0\r\n\r\n")
+    return digest.hexdigest()
+
+
+def test_large_body_to_a_slow_reader_arrives_exactly_with_bounded_memory(serve, tmp_path):
+    """128 MiB to an app that first reads nothing, then reads in small pieces, slowly: the
+    client is held back (it cannot send the body while the app does not read), the body
+    arrives exactly, and the server's peak RSS stays far below the body's size."""
+    srv = serve(APP, "--threads", "4")
+    assert httpx.get(srv.base_url + "/fast", timeout=10).status_code == 200
+    baseline = vm_hwm_kib(srv.proc.pid)
+    rid = new_id()
+    flag, qflag = flag_path(tmp_path)
+    size_mib = 128  # bigger than the allowance: a server buffering the body would exceed it
+    sent = [0]
+    result: dict = {}
+    with srv.connect(timeout=60) as sock:
+        sock.sendall(request(f"/slow-sha?id={rid}&flag={qflag}&piece=65536&pause=0.001",
+                             "POST", ("Host: t", f"Content-Length: {size_mib * MIB}")))
+
+        def sender():
+            try:
+                result["sha"] = _send_big_body(sock, size_mib, chunked=False, sent=sent)
+            except OSError as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        try:
+            wait_record(srv, rid, lambda r: r.get("event") == "waiting")
+            # The app reads nothing: wait until the client cannot send more (bounded).
+            last, stable_since = -1, time.monotonic()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and sent[0] < size_mib * MIB:
+                if sent[0] != last:
+                    last, stable_since = sent[0], time.monotonic()
+                elif time.monotonic() - stable_since > 0.5:
+                    break
+                time.sleep(0.05)
+            held_back = sent[0]
+        finally:
+            open(flag, "w").close()
+        thread.join(60)
+        assert "error" not in result, result
+        status, _, _, body = read_response(sock, timeout=60)
+    assert held_back <= 48 * MIB, \
+        f"the client sent {held_back // MIB} MiB to an app that read nothing"
+    assert status == 200, body
+    assert json.loads(body) == {"sha256": result["sha"], "size": size_mib * MIB}
+    growth_mib = (vm_hwm_kib(srv.proc.pid) - baseline) / 1024
+    assert growth_mib < 100, f"server peak RSS grew {growth_mib:.0f} MiB for a streamed body"
+    assert_clean(srv)
+
+
+def test_chunked_body_streams_exactly(server):
+    with server.connect(timeout=30) as sock:
+        sock.sendall(request("/slow-sha?piece=4096&pause=0", "POST",
+                             ("Host: t", "Transfer-Encoding: chunked")))
+        expected = _send_big_body(sock, 8, chunked=True)
+        status, _, _, body = read_response(sock, timeout=30)
+    assert status == 200, body
+    assert json.loads(body) == {"sha256": expected, "size": 8 * MIB}
+
+
+def test_expect_100_continue_sent_when_the_app_reads(server):
+    with server.connect() as sock:
+        sock.sendall(request("/expect-read", "POST", ("Host: t", "Content-Length: 5",
+                                                      "Expect: 100-continue")))
+        head = recv_until(sock, b"\r\n\r\n")
+        assert head == b"HTTP/1.1 100 Continue\r\n\r\n", head
+        sock.sendall(b"hello")
+        status, _, _, body = read_response(sock)
+    assert status == 200 and body == b"got:hello"
+
+
+def test_expect_100_continue_not_sent_when_the_app_does_not_read(server):
+    with server.connect() as sock:
+        sock.sendall(request("/expect-noread", "POST", ("Host: t", "Content-Length: 5",
+                                                        "Expect: 100-continue")))
+        data = recv_until(sock, b"\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 403 "), data[:200]
+        assert b"100 Continue" not in data
+
+
+# -- start_response, write(), exc_info -----------------------------------------------------------
+def test_headers_held_until_the_first_non_empty_chunk(server, tmp_path):
+    rid = new_id()
+    flag, qflag = flag_path(tmp_path)
+    with server.connect() as sock:
+        sock.sendall(request(f"/hold?id={rid}&flag={qflag}"))
+        # The generator resumed after its b"": the server has handled the empty chunk.
+        wait_record(server, rid, lambda r: r.get("event") == "after-empty")
+        sock.settimeout(0.5)
+        try:
+            early = sock.recv(65536)
+        except TimeoutError:
+            early = b""
+        assert early == b"", f"bytes sent before the first non-empty chunk: {early!r}"
+        open(flag, "w").close()
+        status, headers, _, body = read_response(sock)
+    assert status == 200 and headers["x-held"] == "yes"
+    assert body == b"data-after-flag"
+    assert wait_record(server, rid, lambda r: r.get("event") == "flag")["seen"] is True
+
+
+def test_exc_info_after_headers_sent_reraises(server):
+    rid = new_id()
+    data = exchange(server, request(f"/exc-after?id={rid}"))
+    status_line, headers, rest = split_head(data)
+    assert status_line.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert b"first-chunk;" in rest and b"never-sent" not in rest
+    if headers.get("transfer-encoding") == "chunked":
+        body, complete = dechunk(rest)
+        assert body == b"first-chunk;" and not complete, "a failed response must not end cleanly"
+    rec = wait_record(server, rid)
+    assert rec == {"raised": "ValueError", "same": True}
+    assert_logged_with_traceback(server, f"late failure {rid}")
+
+
+def test_exc_info_before_headers_replaces_the_status(server):
+    rid = new_id()
+    response = httpx.get(server.base_url + f"/exc-before?id={rid}", timeout=10)
+    assert response.status_code == 503
+    assert response.text == "app error page"
+    assert response.headers.get("x-replaced") == "1" and "x-first" not in response.headers
+    assert wait_record(server, rid) == {"write_callable": True}
+
+
+def test_start_response_twice_without_exc_info_raises_assertion_error(server):
+    response = httpx.get(server.base_url + "/twice", timeout=10)
+    assert response.status_code == 200
+    assert response.text == "raised AssertionError"
+
+
+def test_write_callable_data_in_order_before_the_iterable(server):
+    response = httpx.get(server.base_url + "/write", timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"one;two;three;four"
+
+
+def test_write_callable_sends_immediately(server, tmp_path):
+    rid = new_id()
+    flag, qflag = flag_path(tmp_path)
+    with server.connect() as sock:
+        sock.sendall(request(f"/write-wait?id={rid}&flag={qflag}",
+                             headers=("Host: t", "Connection: close")))
+        first = recv_until(sock, b"written-first;")
+        assert records(server, rid) == [], "the app went on before the client got write()'s data"
+        open(flag, "w").close()
+        data = first + recv_until_closed(sock)
+    _, headers, rest = split_head(data)
+    if headers.get("transfer-encoding") == "chunked":
+        rest, complete = dechunk(rest)
+        assert complete
+    assert rest == b"written-first;returned-after"
+    assert wait_record(server, rid) == {"seen": True}
+
+
+# -- close() -------------------------------------------------------------------------------------
+def test_close_called_after_success(server):
+    rid = new_id()
+    response = httpx.get(server.base_url + f"/close?id={rid}&chunks=3", timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"".join((b"chunk%06d;" % n).ljust(16, b".") for n in (1, 2, 3))
+    assert wait_record(server, rid) == {"closed": True, "produced": 3}
+
+
+def test_close_called_after_exception_mid_body(server):
+    rid = new_id()
+    data = exchange(server, request(f"/close?id={rid}&chunks=5&fail=1"))
+    status_line, headers, rest = split_head(data)
+    assert status_line.startswith(b"HTTP/1.1 200 ")
+    assert b"chunk000001;" in rest and b"chunk000002" not in rest
+    if headers.get("transfer-encoding") == "chunked":
+        assert not dechunk(rest)[1], "a failed response must not end cleanly"
+    assert wait_record(server, rid) == {"closed": True, "produced": 1}
+    assert_logged_with_traceback(server, f"iteration failure {rid}")
+
+
+def test_close_called_after_exception_before_any_body(server):
+    rid = new_id()
+    response = httpx.get(server.base_url + f"/close?id={rid}&chunks=5&fail=0", timeout=10)
+    assert response.status_code == 500
+    assert wait_record(server, rid) == {"closed": True, "produced": 0}
+    assert_logged_with_traceback(server, f"iteration failure {rid}")
+
+
+def test_close_called_when_the_client_disconnects_mid_stream(server):
+    rid = new_id()
+    sock = server.connect()
+    try:
+        sock.sendall(request(f"/close?id={rid}&chunks=100000&pause=0.005&size=1024"))
+        recv_until(sock, b"chunk000002;")
+    finally:
+        sock.close()
+    rec = wait_record(server, rid, timeout=10)
+    assert rec["closed"] is True and rec["produced"] < 100000
+
+
+# -- streaming -----------------------------------------------------------------------------------
+def test_generator_chunks_reach_the_client_as_yielded_sse(server, tmp_path):
+    rid = new_id()
+    flag, qflag = flag_path(tmp_path)
+    with server.connect() as sock:
+        sock.sendall(request(f"/sse?id={rid}&flag={qflag}",
+                             headers=("Host: t", "Connection: close")))
+        first = recv_until(sock, b"data: event-1\n\n")
+        assert b"event-2" not in first
+        # The app is still waiting for the flag: it cannot have produced event 2 yet.
+        assert not any(r.get("event") == "flag" for r in records(server, rid))
+        open(flag, "w").close()
+        data = first + recv_until_closed(sock)
+    status_line, headers, rest = split_head(data)
+    assert status_line.startswith(b"HTTP/1.1 200 ")
+    assert headers["content-type"] == "text/event-stream"
+    assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+    body, complete = dechunk(rest)
+    assert complete
+    assert body == b"data: event-1\n\ndata: event-2\n\ndata: event-3\n\n"
+    assert wait_record(server, rid, lambda r: r.get("event") == "flag")["seen"] is True
+
+
+def test_slow_client_gives_backpressure_to_the_generator(server):
+    rid = new_id()
+    chunks, size = 400, 256 * 1024  # 100 MiB
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)  # no autotuning
+    sock.settimeout(30)
+    try:
+        sock.connect((server.host, server.port))
+        sock.sendall(request(f"/big-stream?id={rid}&chunks={chunks}&size={size}"))
+        # Do not read; wait until production stops growing (bounded).
+        last, stable_since = 0, time.monotonic()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            produced = max((r.get("produced", 0) for r in records(server, rid)), default=0)
+            if produced != last:
+                last, stable_since = produced, time.monotonic()
+            elif produced and time.monotonic() - stable_since > 0.7:
+                break
+            time.sleep(0.05)
+        assert 0 < last < chunks, f"generator ran ahead of a client that read nothing: {last}"
+        assert last * size <= 32 * MIB, f"{last} chunks ({last * size // MIB} MiB) produced"
+        status, headers, _, body = read_response(sock, timeout=30)
+    finally:
+        sock.close()
+    assert status == 200 and len(body) == chunks * size
+    assert headers.get("transfer-encoding") == "chunked"
+    assert wait_record(server, rid, lambda r: r.get("finished")) == {"finished": True}
+
+
+def test_http_1_0_streamed_response_is_delimited_by_close(server):
+    rid = new_id()
+    data = exchange(server, request(f"/close?id={rid}&chunks=3", version="1.0"))
+    status_line, headers, rest = split_head(data)
+    assert b" 200 " in status_line
+    assert "transfer-encoding" not in headers
+    assert rest == b"".join((b"chunk%06d;" % n).ljust(16, b".") for n in (1, 2, 3))
+    assert wait_record(server, rid) == {"closed": True, "produced": 3}
+
+
+# -- wsgi.file_wrapper ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wsgi") / "blob.bin"
+    data = os.urandom(3 * MIB + 12345)
+    path.write_bytes(data)
+    return str(path), data
+
+
+@pytest.mark.parametrize("kind", ["file", "bytesio"])
+def test_file_wrapper(server, big_file, kind):
+    path, data = big_file
+    with server.connect() as sock:
+        sock.sendall(request(f"/file?kind={kind}&path={quote(path, safe='')}"))
+        status, headers, _, body = read_response(sock, timeout=20)
+        assert status == 200
+        assert headers["content-length"] == str(len(data))
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+        # the connection is still usable
+        sock.sendall(request("/fast"))
+        assert read_response(sock)[3] == b"fast done"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("&length={size}", lambda d: d),
+    ("", lambda d: d),
+    ("&length=1000", lambda d: d[:1000]),
+    pytest.param("&skip=100&length={rest}", lambda d: d[100:], id="from-current-position"),
+], ids=["content-length", "no-length", "shorter-content-length", None])
+def test_file_wrapper_sendfile_path(serve, big_file, query, expected):
+    """The unwrapped file_wrapper (the sendfile path): PEP 3333 says transmission begins at
+    the file's current position and stops at Content-Length."""
+    path, data = big_file
+    srv = serve("tests.apps.wsgi_apps:sendfile_app", "--timeout-keep-alive", "1")
+    query = query.format(size=len(data), rest=len(data) - 100)
+    with srv.connect() as sock:
+        sock.sendall(request(f"/?path={quote(path, safe='')}{query}"))
+        status, headers, _, body = read_response(sock, timeout=20)
+        assert status == 200
+        want = expected(data)
+        assert len(body) == len(want)
+        assert body == want
+        sock.sendall(request("/?path=" + quote(path, safe="") + "&length=10"))
+        assert read_response(sock)[3] == data[:10]
+    assert_clean(srv)
+
+
+def _assert_short_file_closes_the_connection(srv: ServerProcess, target: str,
+                                             data: bytes, second: str) -> None:
+    """The app declares 10 bytes more than the file holds: after the file's bytes the
+    server must close the connection (RFC 9112 6.3), not answer a next request on it, which
+    the client would read as the missing body bytes."""
+    with srv.connect() as sock:
+        sock.sendall(request(target))
+        got = recv_until(sock, b"\r\n\r\n")
+        status_line, headers, rest = split_head(got)
+        assert status_line.startswith(b"HTTP/1.1 200 ")
+        assert headers["content-length"] == str(len(data) + 10)
+        for _ in range(10_000):
+            if len(rest) >= len(data):
+                break
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the file's bytes arrived"
+            rest += chunk
+        assert rest[:len(data)] == data
+        try:
+            sock.sendall(request(second))
+        except OSError:
+            pass
+        tail = rest[len(data):] + recv_until_closed(sock, timeout=10)
+    assert b"HTTP/1.1" not in tail, f"the connection was reused after a short body: {tail[:200]!r}"
+
+
+def test_file_wrapper_shorter_than_content_length_closes(server, big_file):
+    path, data = big_file
+    _assert_short_file_closes_the_connection(
+        server, f"/file?kind=file&extra=10&path={quote(path, safe='')}", data, "/fast")
+
+
+def test_file_wrapper_sendfile_shorter_than_content_length_closes(serve, big_file):
+    path, data = big_file
+    srv = serve("tests.apps.wsgi_apps:sendfile_app", "--timeout-keep-alive", "1")
+    _assert_short_file_closes_the_connection(
+        srv, f"/?path={quote(path, safe='')}&length={len(data) + 10}", data,
+        f"/?path={quote(path, safe='')}&length=10")
+
+
+# -- early hints ---------------------------------------------------------------------------------
+def test_early_hints_sends_103_before_the_response(server):
+    data = exchange(server, request("/hints", headers=("Host: t", "Connection: close")))
+    assert data.startswith(b"HTTP/1.1 103 Early Hints\r\n"), data[:300]
+    hint_head, _, rest = data.partition(b"\r\n\r\n")
+    assert b"link: </a.css>; rel=preload" in hint_head.lower()
+    status_line, headers, body = split_head(rest)
+    assert status_line.startswith(b"HTTP/1.1 200 ")
+    assert body == b"final body"
+
+
+def test_early_hints_not_sent_to_http_1_0(server):
+    data = exchange(server, request("/hints", version="1.0"))
+    assert data.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert b" 103 " not in data
+
+
+# -- errors --------------------------------------------------------------------------------------
+def test_exception_before_start_response_gives_500_and_traceback(server):
+    rid = new_id()
+    response = httpx.get(server.base_url + f"/raise?id={rid}", timeout=10)
+    assert response.status_code == 500
+    assert f"{rid}" not in response.text  # no traceback to the client
+    assert_logged_with_traceback(server, f"failure before start_response {rid}")
+
+
+def test_app_returning_without_start_response_gives_500(server):
+    response = httpx.get(server.base_url + "/no-start", timeout=10)
+    assert response.status_code == 500
+    # and the server goes on serving
+    assert httpx.get(server.base_url + "/fast", timeout=10).text == "fast done"
+
+
+# -- execution, no-body responses ----------------------------------------------------------------
+def test_slow_request_does_not_block_a_fast_one(server, tmp_path):
+    rid = new_id()
+    flag, qflag = flag_path(tmp_path)
+    result: dict = {}
+
+    def slow_client():
+        result["slow"] = httpx.get(server.base_url + f"/slow?id={rid}&flag={qflag}", timeout=20)
+
+    thread = threading.Thread(target=slow_client)
+    thread.start()
+    try:
+        wait_record(server, rid, lambda r: r.get("event") == "slow-started")
+        fast = httpx.get(server.base_url + "/fast", timeout=10)
+        assert fast.status_code == 200 and fast.text == "fast done"
+        # the slow app is still running: it has not seen the flag yet
+        assert not any(r.get("event") == "slow-done" for r in records(server, rid))
+    finally:
+        open(flag, "w").close()
+        thread.join(20)
+    assert result["slow"].status_code == 200 and result["slow"].text == "slow done"
+    assert wait_record(server, rid, lambda r: r.get("event") == "slow-done")["seen"] is True
+
+
+@pytest.mark.parametrize("target", ["/env", "/write", "/close?id=head&chunks=3"])
+def test_head_gets_no_body(server, target):
+    data = exchange(server, request(target, "HEAD", ("Host: t", "Connection: close")))
+    status_line, headers, rest = split_head(data)
+    assert status_line.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert rest == b"", f"HEAD response carried a body: {rest[:200]!r}"
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_no_body_for_204_and_304(server, code):
+    with server.connect() as sock:
+        sock.sendall(request(f"/status?code={code}"))
+        head = recv_until(sock, b"\r\n\r\n")
+        status_line, headers, rest = split_head(head)
+        assert status_line.startswith(b"HTTP/1.1 %d " % code)
+        assert headers.get("x-code") == str(code)
+        assert "transfer-encoding" not in headers
+        # the next response on the connection follows the head directly
+        sock.sendall(request("/fast", headers=("Host: t", "Connection: close")))
+        data = rest + recv_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 "), f"bytes after a {code} head: {data[:200]!r}"
+    assert data.endswith(b"fast done")
