@@ -3,16 +3,24 @@
 
 Usage (from anywhere):
     python bench/run.py [--duration 10] [--warmup 3] [--connections 64]
-                        [--servers betula,uvicorn,granian]
+                        [--servers betula,uvicorn,granian | --wsgi]
                         [--scenarios hello,64k,post4k] [--venv bench/.venv-peers]
 
-For each server: start it serving bench.app_asgi:app on 127.0.0.1:<free port>
-with one worker, pinned to one CPU (taskset -c 1); wait until it answers HTTP;
-check each scenario returns the right body; warm up with wrk; then run each
-scenario with `taskset -c 0 wrk -t1 -c64 -dNs --latency` and stop the server
-(SIGINT to its process group, SIGKILL after a grace period).
+Servers: ASGI betula, uvicorn, granian (the default list); WSGI betula-wsgi,
+granian-wsgi, gunicorn-gthread (`--wsgi` is short for
+`--servers betula-wsgi,granian-wsgi,gunicorn-gthread`).  Ratios pair each
+Betula entry with the peers of its interface.  BENCH_BETULA_ARGS (shell
+words) is appended to Betula's command line, e.g.
+`BENCH_BETULA_ARGS="--threads 4" python bench/run.py --wsgi`.
 
-Peers (uvicorn, granian, ...) live in a throwaway venv (default
+For each server: start it serving bench.app_asgi:app (ASGI) or
+bench.app_wsgi:app (WSGI) on 127.0.0.1:<free port> with one worker, pinned to
+one CPU (taskset -c 1); wait until it answers HTTP; check each scenario
+returns the right body; warm up with wrk; then run each scenario with
+`taskset -c 0 wrk -t1 -c64 -dNs --latency` and stop the server (SIGINT to
+its process group, SIGKILL after a grace period).
+
+Peers (uvicorn, granian, gunicorn) live in a throwaway venv (default
 bench/.venv-peers, created and populated on first use), never in Betula's own
 dependencies.  Results go to stdout (markdown) and bench/results/latest.{json,md}.
 
@@ -28,6 +36,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -47,10 +56,19 @@ HOST = "127.0.0.1"
 # Installed into the peers venv, never into Betula's dependencies.
 PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn"]
 
-# App target per interface; a WSGI app (bench.app_wsgi:app) will join later.
+# App target per interface: the same routes and bodies in both.
 APP_TARGETS = {
     "asgi": "bench.app_asgi:app",
+    "wsgi": "bench.app_wsgi:app",
 }
+
+# Default server lists: `--servers` (ASGI) and the `--wsgi` shortcut.
+ASGI_SERVERS = "betula,uvicorn,granian"
+WSGI_SERVERS = "betula-wsgi,granian-wsgi,gunicorn-gthread"
+
+# Extra arguments appended to every Betula command line (shell-split), e.g.
+# BENCH_BETULA_ARGS="--threads 4" to sweep a setting without editing this file.
+BETULA_ARGS_ENV = "BENCH_BETULA_ARGS"
 
 START_TIMEOUT_S = 30.0  # max wait for a server to answer HTTP
 STOP_GRACE_S = 5.0  # SIGINT -> SIGKILL delay
@@ -71,6 +89,8 @@ class Server:
     computed between servers sharing the same interface.
     distribution: PyPI distribution whose version is reported (looked up in
     the peers venv).
+    executable: the peers-venv bin/ entry that must exist (ensure_venv
+    installs PEER_PACKAGES when one is missing); defaults to name.
     """
 
     name: str
@@ -79,6 +99,11 @@ class Server:
     family: str = "peer"
     distribution: str | None = None
     needs_venv: bool = True
+    executable: str | None = None
+
+
+def _extra_betula_args() -> list[str]:
+    return shlex.split(os.environ.get(BETULA_ARGS_ENV, ""))
 
 
 def _betula_argv(venv: Path, port: int, app: str) -> list[str]:
@@ -94,6 +119,28 @@ def _betula_argv(venv: Path, port: int, app: str) -> list[str]:
         "--no-access-log",
         "--log-level",
         "warning",
+        *_extra_betula_args(),
+    ]
+
+
+def _betula_wsgi_argv(venv: Path, port: int, app: str) -> list[str]:
+    # --interface wsgi explicitly (no auto-detection); --threads left at
+    # Betula's default unless BENCH_BETULA_ARGS says otherwise.
+    return [
+        sys.executable,
+        "-m",
+        "betula",
+        app,
+        "--interface",
+        "wsgi",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *_extra_betula_args(),
     ]
 
 
@@ -150,12 +197,78 @@ def _granian_argv(venv: Path, port: int, app: str) -> list[str]:
     ]
 
 
+def _granian_wsgi_argv(venv: Path, port: int, app: str) -> list[str]:
+    # Choices (checked against `granian --help` and granian/server/common.py,
+    # granian 2.x):
+    #  * --interface wsgi, one worker, --http 1 (HTTP/1.1 only, as Betula and
+    #    gunicorn; see _granian_argv).
+    #  * --no-ws: websockets do not exist for WSGI; explicit for clarity.
+    #  * blocking threads (the pool running the WSGI callable) left at
+    #    granian's default for WSGI: backpressure // 2 = backlog(1024) //
+    #    workers // 2 = 512, spawned on demand (idle timeout 30 s), so in
+    #    practice about as many as there are concurrent requests (<= 64 here).
+    #    --runtime-threads 1 and --runtime-mode auto also default.  No --loop:
+    #    granian's WSGI path runs no asyncio loop.
+    #  * access log is off by default; --no-access-log made explicit.
+    # Known: after a loaded run granian 2.8 (WSGI) often ignores SIGINT for more
+    # than STOP_GRACE_S, so Running.stop() SIGKILLs it; harmless to the numbers.
+    return [
+        str(venv / "bin" / "granian"),
+        "--interface",
+        "wsgi",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--http",
+        "1",
+        "--no-ws",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        app,
+    ]
+
+
+def _gunicorn_gthread_argv(venv: Path, port: int, app: str) -> list[str]:
+    # gthread worker: one process, 16 threads (as the brief and Betula's own
+    # default; gunicorn's default --threads is 1).
+    # Keep-alive stays at gunicorn's default (2 s), long enough for wrk's
+    # back-to-back requests.  No access log (gunicorn's default is none; the
+    # explicit --access-logfile is omitted on purpose, "-" would turn it on).
+    return [
+        str(venv / "bin" / "gunicorn"),
+        "-k",
+        "gthread",
+        "--threads",
+        "16",
+        "-w",
+        "1",
+        "-b",
+        f"{HOST}:{port}",
+        "--log-level",
+        "warning",
+        app,
+    ]
+
+
 SERVERS: dict[str, Server] = {
     s.name: s
     for s in [
         Server("betula", "asgi", _betula_argv, family="betula", needs_venv=False),
         Server("uvicorn", "asgi", _uvicorn_argv, distribution="uvicorn"),
         Server("granian", "asgi", _granian_argv, distribution="granian"),
+        Server("betula-wsgi", "wsgi", _betula_wsgi_argv, family="betula", needs_venv=False),
+        Server(
+            "granian-wsgi", "wsgi", _granian_wsgi_argv, distribution="granian",
+            executable="granian",
+        ),
+        Server(
+            "gunicorn-gthread", "wsgi", _gunicorn_gthread_argv, distribution="gunicorn",
+            executable="gunicorn",
+        ),
     ]
 }
 
@@ -229,7 +342,9 @@ def ensure_venv(venv: Path, servers: list[Server]) -> None:
     needed = [s for s in servers if s.needs_venv]
     if not needed:
         return
-    missing = [s.name for s in needed if not (venv / "bin" / s.name).exists()]
+    missing = [
+        s.name for s in needed if not (venv / "bin" / (s.executable or s.name)).exists()
+    ]
     if not missing:
         return
     if not (venv / "bin" / "python").exists():
@@ -685,8 +800,13 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--warmup", type=int, default=3, help="warm-up seconds per server (default 3)")
     p.add_argument(
         "--servers",
-        default="betula,uvicorn,granian",
-        help=f"comma-separated, from: {','.join(SERVERS)}",
+        default=None,
+        help=f"comma-separated, from: {','.join(SERVERS)} (default {ASGI_SERVERS})",
+    )
+    p.add_argument(
+        "--wsgi",
+        action="store_true",
+        help=f"shortcut for --servers {WSGI_SERVERS}",
     )
     p.add_argument(
         "--scenarios",
@@ -711,6 +831,10 @@ def parse_args(argv: list[str] | None = None):
     args.venv = args.venv.resolve()
     if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.repeat < 1:
         p.error("--duration >= 1, --warmup >= 0, --connections >= 1, --repeat >= 1")
+    if args.wsgi and args.servers is not None:
+        p.error("--wsgi and --servers are exclusive")
+    if args.servers is None:
+        args.servers = WSGI_SERVERS if args.wsgi else ASGI_SERVERS
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.server_list if s not in SERVERS]
