@@ -10,7 +10,6 @@ import signal
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from time import perf_counter
 from typing import Any
@@ -24,6 +23,7 @@ from .asgi.lifespan import LifespanFailure, LifespanManager
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 from .wsgi.http import WSGICycle
+from .wsgi.pool import ThreadPool
 
 __all__ = ["Server", "ServerState"]
 
@@ -70,7 +70,7 @@ class ServerState:
         self.endpoints = endpoints
         self.loop = loop
         self.wsgi_threads = config.threads
-        self.wsgi_executor: ThreadPoolExecutor | None = None
+        self.wsgi_executor: ThreadPool | None = None
         self.connections: set[HTTP1Connection] = set()
         # Cycles whose app is running (the response may be done: background work).
         self.active: set[Any] = set()
@@ -81,7 +81,7 @@ class ServerState:
         self.clock = loop.time()
         self.refresh_date()
         if any(e.interface == "wsgi" for e in endpoints):
-            self.wsgi_executor = ThreadPoolExecutor(config.threads, "betula-wsgi")
+            self.wsgi_executor = ThreadPool(config.threads)
         factories = [(e.prefix.encode("utf-8"), self._factory(e)) for e in endpoints]
         if len(endpoints) == 1 and not endpoints[0].prefix:
             self.cycle_factory = factories[0][1]
@@ -285,7 +285,7 @@ class Server:
                 await asyncio.wait(tasks, timeout=1.0)
         if state.wsgi_executor is not None:
             # Threads cannot be interrupted; ones still running an app end with the process.
-            state.wsgi_executor.shutdown(wait=False, cancel_futures=True)
+            state.wsgi_executor.shutdown()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -825,3 +825,19 @@ def test_no_body_for_204_and_304(server, code):
         data = rest + recv_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 200 "), f"bytes after a {code} head: {data[:200]!r}"
     assert data.endswith(b"fast done")
+
+
+@pytest.mark.parametrize("declared,body,sent", [("3", "abcdef", b"abc"), ("10", "abc", b"abc")])
+def test_list_body_disagreeing_with_content_length_closes(serve, declared, body, sent):
+    """A list body longer or shorter than the app's Content-Length: at most the declared bytes
+    go out and the connection closes, so the client never misreads the next response."""
+    srv = serve("tests.apps.wsgi_length_apps:app")
+    with srv.connect() as sock:
+        sock.sendall(f"GET /{declared}/{body} HTTP/1.1\r\nHost: x\r\n\r\n"
+                     f"GET /1/z HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = recv_until_closed(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in head.lower()
+    assert rest == sent  # nothing more: the pipelined request behind it is not answered
+    assert srv.wait_for_log("does not match its Content-Length", 5)

@@ -31,7 +31,7 @@ from ..http_common import (
     error_response,
     status_line,
 )
-from .io import BodyBuffer, ErrorStream, InputStream
+from .io import EMPTY_INPUT, BodyBuffer, ErrorStream, InputStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
@@ -125,13 +125,12 @@ class WSGICycle:
         if cache is None or cache[0] is not endpoint:
             cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint))
         self.environ = self._environ(cache[1], url, headers)
+        # A request without a body needs no buffer (nor its lock): one shared empty stream.
         self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
-                               self._first_wait if expect_continue else None)
-        if not has_body:
-            self.body.end()
-        # App-thread response state.
-        self._writable = threading.Event()
-        self._writable.set()
+                               self._first_wait if expect_continue else None) \
+            if has_body else None
+        # App-thread response state. _writable (an Event) exists once a response streams.
+        self._writable: threading.Event | None = None
         self._status_line: str | None = None
         self._headers: list[tuple[str, str]] | None = None
         self._head_sent = False  # app-thread view: the head was handed to the loop
@@ -191,7 +190,7 @@ class WSGICycle:
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
-        if self._discarding or self.disconnected:
+        if self._discarding or self.disconnected or self.body is None:
             return
         if self.body.feed(data):
             self.conn.pause_reading()
@@ -200,13 +199,15 @@ class WSGICycle:
         self.body_complete = True
         if self._discarding:
             self.conn.body_finished(self)
-        else:
+        elif self.body is not None:
             self.body.end()
 
     def connection_lost(self) -> None:
         self.disconnected = True
-        self.body.abort()
-        self._writable.set()  # a thread waiting for the client to read: stop waiting
+        if self.body is not None:
+            self.body.abort()
+        if self._writable is not None:
+            self._writable.set()  # a thread waiting for the client to read: stop waiting
 
     def server_shutdown(self) -> None:
         """Graceful stop: let the app finish; the connection closes after this response."""
@@ -231,7 +232,8 @@ class WSGICycle:
         self.started = True
         server = self.server
         server.active.add(self)
-        self.environ["wsgi.input"] = InputStream(self.body)
+        self.environ["wsgi.input"] = InputStream(self.body) if self.body is not None \
+            else EMPTY_INPUT
         self.environ["wsgi.early_hints"] = self._early_hints
         server.wsgi_executor.submit(self._run)
 
@@ -294,8 +296,9 @@ class WSGICycle:
             self._finish_stream()
 
     # -- response, app thread side -----------------------------------------------------
-    def _head(self, body_len: int | None) -> bytes:
-        """Build the head; ``body_len`` known means the whole body is known."""
+    def _head(self, body_len: int | None, whole_body: bool = True) -> bytes:
+        """Build the head; ``body_len`` known means the body's length is known (the whole
+        body when ``whole_body``; a file's size, which Content-Length may cut, otherwise)."""
         status_text = self._status_line or "500 Internal Server Error"
         status = int(status_text[:3])
         block, length, flags, _trailer = encode_headers(self._headers or ())
@@ -307,6 +310,13 @@ class WSGICycle:
         if line is None:
             line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
         tail = b""
+        if length is not None and body_len is not None and length != body_len \
+                and whole_body and not self._no_body:
+            # The whole body is known and disagrees with the app's Content-Length: send what
+            # the header promises at most, and close so the client cannot misread the rest.
+            logger.error("response body length %d does not match its Content-Length %d",
+                         body_len, length)
+            self.keep_alive = False
         if status in _NO_BODY_STATUS:
             length = 0
         elif length is None:
@@ -356,7 +366,9 @@ class WSGICycle:
     def _send(self, data: bytes, body_len: int) -> None:
         """Hand bytes to the loop, first waiting while the client is not reading."""
         writable = self._writable
-        if not writable.is_set():
+        if writable is None:
+            writable = self._writable = threading.Event()
+        elif not writable.is_set():
             writable.wait()
         if self.disconnected:
             raise OSError("client disconnected")
@@ -368,6 +380,8 @@ class WSGICycle:
         self._head_sent = True
         if self._no_body:
             body = b""
+        elif self._length is not None and len(body) > self._length:
+            body = body[:self._length]
         self._written = len(body)
         self.loop.call_soon_threadsafe(self._loop_respond, head + body if len(body) < 65536
                                        else None, head, body)
@@ -391,7 +405,7 @@ class WSGICycle:
         size = os.fstat(fd).st_size - offset
         if self._status_line is None:
             raise RuntimeError("the WSGI app returned without calling start_response")
-        head = self._head(size)
+        head = self._head(size, whole_body=False)
         declared = self._length
         count = size if declared is None else min(size, declared)
         if declared is not None and size < declared and not self._no_body:
@@ -422,6 +436,7 @@ class WSGICycle:
 
     def _loop_write(self, data: bytes, body_len: int) -> None:
         self.response_started = True
+        assert self._writable is not None
         if self.disconnected:
             self._writable.set()
             return

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["BodyBuffer", "InputStream", "ErrorStream"]
+__all__ = ["BodyBuffer", "InputStream", "ErrorStream", "EMPTY_INPUT"]
 
 error_logger = logging.getLogger("betula.error")
 
@@ -164,6 +164,25 @@ class InputStream:
             if not line:
                 return
             yield line
+
+
+class _EmptyInput:
+    """``wsgi.input`` of a request without a body: every read is b"" (stateless, shared)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+EMPTY_INPUT = _EmptyInput()
 
 
 class ErrorStream:
