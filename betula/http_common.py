@@ -16,7 +16,6 @@ __all__ = [
     "HOP_BY_HOP",
     "LAST_CHUNK",
     "ProtocolError",
-    "chunk",
     "encode_headers",
     "error_response",
     "status_line",
@@ -67,10 +66,6 @@ def status_line(status: int) -> bytes:
 
 for _code in http.HTTPStatus:
     status_line(_code.value)
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 def error_response(status: int, reason: str, server: Any) -> bytes:

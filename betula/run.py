@@ -28,7 +28,7 @@ def _endpoint(config: Any, spec: str, prefix: str, runner: Any, factory: bool) -
     except AppLoadError as exc:
         raise SetupError(f"{exc}{where}") from None
     interface = config.interface
-    how = "chosen"
+    how = "configured"
     if interface == "auto":
         detected = is_wsgi_app(app)
         interface = "wsgi" if detected else "asgi"

@@ -45,7 +45,7 @@ class Endpoint:
         self.lifespan_state: dict[str, Any] | None = {}
         self.lifespan: LifespanManager | None = None
 
-    how = "chosen"  # how the interface was decided: "auto-detected", "assumed", "chosen"
+    how = "configured"  # how the interface was decided: "auto-detected", "assumed", "configured"
 
     def describe(self, mounted: bool = False) -> str:
         where = f" at {self.prefix or '/'}" if mounted else ""
@@ -109,15 +109,10 @@ class ServerState:
                 return factory(conn, method, url, *rest)
         return self._fallback(conn, method, url, *rest)
 
-    def hold_head(self, cycle: Any) -> None:
-        """Keep a response head back until its first body bytes (one write for both); heads
-        still waiting when the loop turns (the app suspended) go out then, all at once."""
-        held = self.held_heads
-        if not held:
-            self.loop.call_soon(self.flush_heads)
-        held.append(cycle)
-
     def flush_heads(self) -> None:
+        """Send the heads of responses whose app suspended between start and body (a cycle
+        holds its head back so head and first body leave in one write); once per loop turn
+        for the whole batch."""
         held, self.held_heads = self.held_heads, []
         for cycle in held:
             cycle.flush_head()
@@ -253,7 +248,8 @@ class Server:
         last_date = 0
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval)
+            # Wake at the turn of each second too, so Date is never more than a tick stale.
+            await asyncio.sleep(min(interval, 1.0005 - time.time() % 1.0))
             second = int(time.time())
             if second != last_date:
                 last_date = second

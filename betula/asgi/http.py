@@ -379,7 +379,7 @@ class HTTPCycle:
             if self.te_trailers and trailer:
                 head += b"trailer: %b\r\n" % trailer
         self._head = head
-        held = server.held_heads  # server.hold_head(self), inlined
+        held = server.held_heads  # flushed once per loop turn if the app suspends
         if not held:
             server.loop.call_soon(server.flush_heads)
         held.append(self)
