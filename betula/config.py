@@ -116,6 +116,12 @@ def _mounts(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
+def _workers(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    return _non_negative_int(value)
+
+
 def _root_path(value: Any) -> str:
     text = _str(value)
     if text and not text.startswith("/"):
@@ -196,6 +202,12 @@ SETTINGS: tuple[Setting, ...] = (
             "shutdown.", _positive_float, "application", metavar="SECONDS"),
     Setting("root_path", "", "ASGI root_path: the mount point of the app behind a proxy.",
             _root_path, "application", metavar="PATH"),
+    # -- process model -------------------------------------------------------------------
+    Setting("workers", 1, "Worker processes; 0 or 'auto' for one per CPU. Above 1 a master "
+            "process supervises them (HUP: rolling restart, TTIN/TTOU: one more/less).",
+            _workers, "process", metavar="N"),
+    Setting("pid", None, "Write the (master) process id to this file.", _optional_str,
+            "process", metavar="FILE"),
     # -- listeners -----------------------------------------------------------------------
     Setting("host", "127.0.0.1", "Bind address (IPv4 or IPv6; '::' for all IPv6).", _str,
             "listen"),

@@ -10,6 +10,7 @@ from .embed import RunnerApp, RunnerWSGIApp, load_runner
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Endpoint, Server
+from .supervisor import BOOT_FAILED, Supervisor, available_cpus
 from .wsgi.http import is_wsgi_app
 
 __all__ = ["run", "build_endpoints"]
@@ -64,6 +65,9 @@ def build_endpoints(config: Any) -> list[Endpoint]:
 
 def run(config: Any) -> int:
     """Serve until stopped; return the process exit status (non-zero on failure)."""
+    workers = config.workers or available_cpus()
+    if workers > 1:
+        return _run_master(config, workers)
     try:
         endpoints = build_endpoints(config)
         ssl_context = create_ssl_context(config)
@@ -73,6 +77,32 @@ def run(config: Any) -> int:
         return 1
     try:
         return Server(config, endpoints, sockets, ssl_context=ssl_context).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _run_master(config: Any, workers: int) -> int:
+    """The master owns the sockets; each forked worker imports the app itself (so HUP
+    re-imports changed code) and reports ready once serving."""
+    try:
+        ssl_context = create_ssl_context(config)
+        sockets = create_sockets(config)
+    except ListenerError as exc:
+        print(f"betula: error: {exc}", file=sys.stderr)
+        return 1
+
+    def worker_main(ready: Any) -> int:
+        try:
+            endpoints = build_endpoints(config)
+        except SetupError as exc:
+            print(f"betula: error: {exc}", file=sys.stderr)
+            return BOOT_FAILED
+        return Server(config, endpoints, sockets, ssl_context=ssl_context,
+                      on_ready=ready).run()
+
+    try:
+        return Supervisor(config, sockets, worker_main, workers).run()
     finally:
         for sock in sockets:
             sock.close()

@@ -167,8 +167,10 @@ class Server:
     """Serve ``app`` on ``sockets`` until told to stop. ``run()`` returns the exit status."""
 
     def __init__(self, config: Any, endpoints: list[Endpoint], sockets: list[socket.socket],
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 on_ready: Any = None) -> None:
         self.config = config
+        self.on_ready = on_ready  # called once serving (a master waits for it)
         self.endpoints = endpoints
         self.ssl_context = ssl_context
         self.sockets = sockets
@@ -232,6 +234,8 @@ class Server:
             served = ", ".join(e.describe(mounted) for e in self.endpoints)
             logger.info("Betula %s serving %s [%s%s, httptools, pid %d]", __version__, served,
                         loop_name, threads, os.getpid())
+            if self.on_ready is not None:
+                self.on_ready()
             await self._stop.wait()
         finally:
             ticker.cancel()

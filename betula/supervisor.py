@@ -1,0 +1,324 @@
+"""The master process for ``--workers N``: owns the listening sockets, forks the workers,
+watches them, and turns signals into lifecycle actions. It never serves HTTP.
+
+Signals: TERM/INT graceful stop (a second INT: now), QUIT fast stop, HUP rolling restart
+(one worker at a time, the new one ready before the old one drains), TTIN/TTOU one worker
+more/less. A worker that dies is replaced (with backoff when they die in a loop); a worker
+that cannot boot (import error, lifespan failure) stops the master with exit status 3.
+
+Each worker has a pipe to the master: it writes ``R`` once it serves.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from typing import Any
+
+__all__ = ["Supervisor", "BOOT_FAILED"]
+
+logger = logging.getLogger("betula.error")
+
+BOOT_FAILED = 3  # a worker's exit status when it could not load or start its app
+BOOT_TIMEOUT = 60.0  # a worker not ready by then counts as failed to boot (HUP waits this)
+
+
+class Worker:
+    def __init__(self, pid: int, ready_fd: int, number: int) -> None:
+        self.pid = pid
+        self.ready_fd = ready_fd
+        self.number = number
+        self.ready = False
+        self.started = time.monotonic()
+        self.retiring = False  # told to stop by the master: its exit is expected
+
+
+class Supervisor:
+    def __init__(self, config: Any, sockets: list[socket.socket], worker_main: Any,
+                 workers: int) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.worker_main = worker_main  # called in the child with the ready callback
+        self.target = workers
+        self.workers: dict[int, Worker] = {}
+        self.stopping = False
+        self.exit_code = 0
+        self._signals: list[int] = []
+        self._deaths: list[float] = []
+        self._numbers = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- the master loop -------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        self._write_pid()
+        try:
+            logger.info("Master %d starting %d workers", os.getpid(), self.target)
+            for _ in range(self.target):
+                self.spawn()
+            while True:
+                self._wait(1.0)
+                self._reap()
+                if self.exit_code == BOOT_FAILED:
+                    self._stop_all(signal.SIGTERM, self.config.timeout_graceful_shutdown)
+                    return BOOT_FAILED
+                for sig in self._take_signals():
+                    if self._handle(sig):
+                        return self.exit_code
+                if not self.stopping:
+                    self._maintain()
+        finally:
+            self._remove_pid()
+
+    def _handle(self, sig: int) -> bool:
+        """Act on one signal; True when the master should exit now."""
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            if self.stopping and sig == signal.SIGINT:
+                logger.warning("second interrupt: stopping workers now")
+                self._stop_all(signal.SIGKILL, 0)
+                return True
+            logger.info("Master received %s: stopping workers gracefully",
+                        signal.Signals(sig).name)
+            self.stopping = True
+            self._stop_all(signal.SIGTERM, self.config.timeout_graceful_shutdown + 5)
+            return True
+        if sig == signal.SIGQUIT:
+            logger.info("Master received SIGQUIT: stopping now")
+            self.stopping = True
+            self._stop_all(signal.SIGQUIT, 5)
+            return True
+        if sig == signal.SIGHUP:
+            logger.info("Master received SIGHUP: replacing workers one at a time")
+            self.rolling_restart()
+        elif sig == signal.SIGTTIN:
+            self.target += 1
+            logger.info("Master received SIGTTIN: %d workers", self.target)
+        elif sig == signal.SIGTTOU:
+            if self.target > 1:
+                self.target -= 1
+            logger.info("Master received SIGTTOU: %d workers", self.target)
+        return False
+
+    def _maintain(self) -> None:
+        live = [w for w in self.workers.values() if not w.retiring]
+        while len(live) < self.target:
+            self._backoff()
+            live.append(self.spawn())
+        while len(live) > self.target:
+            newest = max(live, key=lambda w: w.number)
+            self._retire(newest, signal.SIGTERM)
+            live.remove(newest)
+
+    def _backoff(self) -> None:
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < 10.0]
+        if len(self._deaths) >= 5:
+            delay = min(10.0, 0.5 * 2 ** (len(self._deaths) - 5))
+            logger.warning("workers are dying in a loop: waiting %.1f s before the next", delay)
+            self._wait(delay)
+
+    # -- workers -------------------------------------------------------------------------
+    def spawn(self) -> Worker:
+        ready_r, ready_w = os.pipe()
+        self._numbers += 1
+        number = self._numbers
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(ready_r)
+            code = 1
+            try:
+                self._child_setup()
+                code = self.worker_main(lambda: _tell_ready(ready_w))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - the worker must end here, never return
+                logger.exception("worker crashed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        os.close(ready_w)
+        os.set_blocking(ready_r, False)
+        worker = Worker(pid, ready_r, number)
+        self.workers[pid] = worker
+        logger.info("Booting worker %d (pid %d)", number, pid)
+        return worker
+
+    def _child_setup(self) -> None:
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)  # the worker's event loop installs its own
+        signal.set_wakeup_fd(-1)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        for worker in self.workers.values():
+            os.close(worker.ready_fd)
+
+    def _retire(self, worker: Worker, sig: int) -> None:
+        worker.retiring = True
+        try:
+            os.kill(worker.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            os.close(worker.ready_fd)
+            self._check_ready(worker)  # it may have said ready just before dying
+            how = _describe_status(status)
+            if worker.retiring or self.stopping:
+                logger.info("Worker %d (pid %d) exited: %s", worker.number, pid, how)
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if not worker.ready and code == BOOT_FAILED:
+                logger.error("Worker %d (pid %d) failed to boot: stopping", worker.number, pid)
+                self.exit_code = BOOT_FAILED
+                return
+            logger.error("Worker %d (pid %d) died: %s; starting a new one", worker.number, pid,
+                         how)
+            self._deaths.append(time.monotonic())
+
+    def _check_ready(self, worker: Worker) -> None:
+        if worker.ready:
+            return
+        try:
+            data = os.read(worker.ready_fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            return
+        if b"R" in data:
+            worker.ready = True
+
+    def rolling_restart(self) -> None:
+        """Replace each worker: start the new one, wait until it serves, then drain the old."""
+        for old in [w for w in self.workers.values() if not w.retiring]:
+            new = self.spawn()
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            while not new.ready and time.monotonic() < deadline:
+                self._wait(0.05)
+                self._check_ready(new)
+                self._reap()
+                if new.pid not in self.workers:  # the new one died while booting
+                    if self.exit_code == BOOT_FAILED:
+                        # The changed code does not boot: keep the old workers serving.
+                        logger.error("rolling restart abandoned: the new worker failed to "
+                                     "boot; the old workers keep serving")
+                        self.exit_code = 0
+                    return
+            if not new.ready:
+                logger.error("rolling restart abandoned: the new worker was not ready in %g s",
+                             BOOT_TIMEOUT)
+                self._retire(new, signal.SIGKILL)
+                return
+            self._retire(old, signal.SIGTERM)
+        logger.info("Rolling restart done")
+
+    def _stop_all(self, sig: int, timeout: float) -> None:
+        for worker in list(self.workers.values()):
+            self._retire(worker, sig)
+        deadline = time.monotonic() + timeout
+        while self.workers and time.monotonic() < deadline:
+            self._wait(0.05)
+            self._reap()
+            for extra in self._take_signals():
+                if extra == signal.SIGINT:
+                    logger.warning("second interrupt: stopping workers now")
+                    deadline = 0
+        for worker in list(self.workers.values()):
+            logger.warning("Worker %d (pid %d) did not stop in time: killing it",
+                           worker.number, worker.pid)
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 5
+        while self.workers and time.monotonic() < end:
+            self._wait(0.05)
+            self._reap()
+
+    # -- signals and waiting -------------------------------------------------------------
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        if sig != signal.SIGCHLD:
+            self._signals.append(sig)
+
+    def _take_signals(self) -> list[int]:
+        taken, self._signals = self._signals, []
+        return taken
+
+    def _wait(self, timeout: float) -> None:
+        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if not w.ready]
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        except OSError as exc:  # a ready fd closed under us by a reap
+            if exc.errno == errno.EBADF:
+                return
+            raise
+        for fd in readable:
+            if fd == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+        for worker in self.workers.values():
+            if worker.ready_fd in readable:
+                self._check_ready(worker)
+
+    def _write_pid(self) -> None:
+        if self.config.pid:
+            with open(self.config.pid, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+
+    def _remove_pid(self) -> None:
+        if self.config.pid:
+            try:
+                os.unlink(self.config.pid)
+            except FileNotFoundError:
+                pass
+
+
+def _tell_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"R")
+    except OSError:
+        pass
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
