@@ -206,6 +206,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", 1, "Worker processes; 0 or 'auto' for one per CPU. Above 1 a master "
             "process supervises them (HUP: rolling restart, TTIN/TTOU: one more/less).",
             _workers, "process", metavar="N"),
+    Setting("limit_max_requests", 0, "Recycle a worker after this many requests (0: never); "
+            "with a master the replacement is serving before the old one drains.",
+            _non_negative_int, "process", metavar="N"),
+    Setting("limit_max_requests_jitter", 0, "Add 0..J to each worker's --limit-max-requests "
+            "so workers do not all recycle at once.", _non_negative_int, "process",
+            metavar="J"),
+    Setting("limit_max_rss", 0, "Recycle a worker whose resident memory passes this many MiB "
+            "(checked every second; 0: never).", _non_negative_int, "process", metavar="MB"),
+    Setting("timeout_worker", 30.0, "With a master: kill and replace a worker whose event loop "
+            "has not answered for this long (stuck app); its in-flight request paths are "
+            "logged first.", _positive_float, "process", metavar="SECONDS"),
     Setting("pid", None, "Write the (master) process id to this file.", _optional_str,
             "process", metavar="FILE"),
     # -- listeners -----------------------------------------------------------------------

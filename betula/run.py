@@ -92,14 +92,14 @@ def _run_master(config: Any, workers: int) -> int:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
 
-    def worker_main(ready: Any) -> int:
+    def worker_main(notify: Any) -> int:
         try:
             endpoints = build_endpoints(config)
         except SetupError as exc:
             print(f"betula: error: {exc}", file=sys.stderr)
             return BOOT_FAILED
         return Server(config, endpoints, sockets, ssl_context=ssl_context,
-                      on_ready=ready).run()
+                      notify=notify).run()
 
     try:
         return Supervisor(config, sockets, worker_main, workers).run()

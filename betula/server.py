@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -29,6 +30,26 @@ __all__ = ["Server", "ServerState"]
 
 logger = logging.getLogger("betula.error")
 access_logger = logging.getLogger("betula.access")
+
+
+def _rss_mib() -> float | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def _log_in_flight(state: ServerState) -> None:
+    """SIGUSR1 (from a master about to kill a stuck worker): say what it is stuck on."""
+    if not state.active:
+        logger.error("Worker %d stuck with no request in flight (blocked outside an app?)",
+                     os.getpid())
+    for cycle in list(state.active):
+        scope = getattr(cycle, "scope", None) or {}
+        logger.error("Worker %d stuck on request: %s %s", os.getpid(), scope.get("method", "?"),
+                     scope.get("path", "?"))
 
 
 class Endpoint:
@@ -74,6 +95,7 @@ class ServerState:
         self.connections: set[HTTP1Connection] = set()
         # Cycles whose app is running (the response may be done: background work).
         self.active: set[Any] = set()
+        self.requests = 0  # started, for --limit-max-requests
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
         self.held_heads: list[Any] = []
@@ -168,9 +190,11 @@ class Server:
 
     def __init__(self, config: Any, endpoints: list[Endpoint], sockets: list[socket.socket],
                  ssl_context: ssl.SSLContext | None = None,
-                 on_ready: Any = None) -> None:
+                 notify: Any = None) -> None:
         self.config = config
-        self.on_ready = on_ready  # called once serving (a master waits for it)
+        # notify(b"R") once serving, b"H" every tick (heartbeat), b"X" to ask to be
+        # recycled: the master's side of the pipe (None without a master).
+        self.notify = notify
         self.endpoints = endpoints
         self.ssl_context = ssl_context
         self.sockets = sockets
@@ -197,6 +221,9 @@ class Server:
         self._stop = asyncio.Event()
         self._install_signals(loop)
         state = ServerState(config, self.endpoints, loop)
+        if self.notify is not None:
+            # A plain handler, not the loop's: it must run while the loop is blocked.
+            signal.signal(signal.SIGUSR1, lambda *_: _log_in_flight(state))
         started: list[LifespanManager] = []
         try:
             for endpoint in self.endpoints:
@@ -234,8 +261,8 @@ class Server:
             served = ", ".join(e.describe(mounted) for e in self.endpoints)
             logger.info("Betula %s serving %s [%s%s, httptools, pid %d]", __version__, served,
                         loop_name, threads, os.getpid())
-            if self.on_ready is not None:
-                self.on_ready()
+            if self.notify is not None:
+                self.notify(b"R")
             await self._stop.wait()
         finally:
             ticker.cancel()
@@ -246,11 +273,16 @@ class Server:
         return self.exit_code
 
     async def _tick(self, state: ServerState) -> None:
-        """Once per tick: refresh the Date header, enforce idle and header-read timeouts."""
+        """Once per tick: refresh the Date header, enforce idle and header-read timeouts,
+        heartbeat to the master, and ask to be recycled past the request or memory limit."""
         config = self.config
         interval = min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4)
         last_date = 0
         loop = asyncio.get_running_loop()
+        max_requests = config.limit_max_requests
+        if max_requests and config.limit_max_requests_jitter:
+            max_requests += random.randint(0, config.limit_max_requests_jitter)
+        recycling = False
         while True:
             # Wake at the turn of each second too, so Date is never more than a tick stale.
             await asyncio.sleep(min(interval, 1.0005 - time.time() % 1.0))
@@ -258,9 +290,36 @@ class Server:
             if second != last_date:
                 last_date = second
                 state.refresh_date()
+                if self.notify is not None:
+                    self.notify(b"H")
+                if not recycling:
+                    reason = self._recycle_reason(state, max_requests)
+                    if reason:
+                        recycling = True
+                        self._recycle(reason)
             now = state.clock = loop.time()
             for conn in list(state.connections):
                 conn.check_timeouts(now)
+
+    def _recycle_reason(self, state: ServerState, max_requests: int) -> str | None:
+        if max_requests and state.requests >= max_requests:
+            return f"served {state.requests} requests (limit {max_requests})"
+        limit = self.config.limit_max_rss
+        if limit:
+            rss = _rss_mib()
+            if rss is not None and rss > limit:
+                return f"memory {rss:.0f} MiB over --limit-max-rss {limit}"
+        return None
+
+    def _recycle(self, reason: str) -> None:
+        if self.notify is not None:
+            logger.info("Worker %d %s: asking the master for a replacement", os.getpid(),
+                        reason)
+            self.notify(b"X")  # the master starts a new worker, then stops this one
+        else:
+            logger.info("%s: stopping (no master to replace this process)", reason)
+            assert self._stop is not None
+            self._stop.set()
 
     async def _shutdown(self, state: ServerState) -> None:
         for server in self._servers:

@@ -35,7 +35,10 @@ class Worker:
         self.number = number
         self.ready = False
         self.started = time.monotonic()
+        self.last_beat = self.started
         self.retiring = False  # told to stop by the master: its exit is expected
+        self.wants_recycle = False  # it asked to be replaced (--limit-max-requests/-rss)
+        self.stuck = False
 
 
 class Supervisor:
@@ -73,6 +76,8 @@ class Supervisor:
                     if self._handle(sig):
                         return self.exit_code
                 if not self.stopping:
+                    self._recycle_requested()
+                    self._kill_stuck()
                     self._maintain()
         finally:
             self._remove_pid()
@@ -116,13 +121,40 @@ class Supervisor:
             self._retire(newest, signal.SIGTERM)
             live.remove(newest)
 
+    def _recycle_requested(self) -> None:
+        for worker in [w for w in self.workers.values() if w.wants_recycle and not w.retiring]:
+            worker.wants_recycle = False
+            logger.info("Recycling worker %d (pid %d)", worker.number, worker.pid)
+            self._replace(worker)
+
+    def _kill_stuck(self) -> None:
+        limit = self.config.timeout_worker
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.ready and not worker.retiring and now - worker.last_beat > limit:
+                logger.error("Worker %d (pid %d) has not answered for %.0f s "
+                             "(--timeout-worker %g): killing it", worker.number, worker.pid,
+                             now - worker.last_beat, limit)
+                worker.stuck = True
+                try:
+                    os.kill(worker.pid, signal.SIGUSR1)  # it logs what it is stuck on
+                    deadline = time.monotonic() + 1.0
+                    while time.monotonic() < deadline:
+                        self._wait(0.1)
+                    os.kill(worker.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def _backoff(self) -> None:
         now = time.monotonic()
         self._deaths = [t for t in self._deaths if now - t < 10.0]
         if len(self._deaths) >= 5:
             delay = min(10.0, 0.5 * 2 ** (len(self._deaths) - 5))
             logger.warning("workers are dying in a loop: waiting %.1f s before the next", delay)
-            self._wait(delay)
+            end = time.monotonic() + delay
+            while time.monotonic() < end:  # _wait returns early on any event: wait it out
+                self._wait(min(0.1, max(0.0, end - time.monotonic())))
+                self._reap()
 
     # -- workers -------------------------------------------------------------------------
     def spawn(self) -> Worker:
@@ -132,10 +164,11 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(ready_r)
+            os.set_blocking(ready_w, False)  # never let a slow master block the event loop
             code = 1
             try:
                 self._child_setup()
-                code = self.worker_main(lambda: _tell_ready(ready_w))
+                code = self.worker_main(lambda message: _tell(ready_w, message))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:  # noqa: BLE001 - the worker must end here, never return
@@ -181,8 +214,12 @@ class Supervisor:
             if worker is None:
                 continue
             os.close(worker.ready_fd)
-            self._check_ready(worker)  # it may have said ready just before dying
+            self._read_pipe(worker)  # it may have said ready just before dying
             how = _describe_status(status)
+            if worker.stuck:
+                logger.error("Worker %d (pid %d) killed after being stuck; starting a new one",
+                             worker.number, pid)
+                continue
             if worker.retiring or self.stopping:
                 logger.info("Worker %d (pid %d) exited: %s", worker.number, pid, how)
                 continue
@@ -195,40 +232,49 @@ class Supervisor:
                          how)
             self._deaths.append(time.monotonic())
 
-    def _check_ready(self, worker: Worker) -> None:
-        if worker.ready:
-            return
+    def _read_pipe(self, worker: Worker) -> None:
+        """R: ready; H: heartbeat; X: asks to be recycled."""
         try:
-            data = os.read(worker.ready_fd, 64)
-        except BlockingIOError:
+            data = os.read(worker.ready_fd, 4096)
+        except (BlockingIOError, OSError):
             return
-        except OSError:
+        if not data:
             return
+        worker.last_beat = time.monotonic()
         if b"R" in data:
             worker.ready = True
+        if b"X" in data:
+            worker.wants_recycle = True
+
+    def _replace(self, old: Worker) -> bool:
+        """Start a new worker, wait until it serves, then drain ``old``; False if the new
+        one did not come up (``old`` keeps serving)."""
+        new = self.spawn()
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not new.ready and time.monotonic() < deadline:
+            self._wait(0.05)
+            self._reap()
+            if new.pid not in self.workers:  # the new one died while booting
+                if self.exit_code == BOOT_FAILED:
+                    # The changed code does not boot: keep the old workers serving.
+                    logger.error("replacement abandoned: the new worker failed to boot; the "
+                                 "old one keeps serving")
+                    self.exit_code = 0
+                return False
+        if not new.ready:
+            logger.error("replacement abandoned: the new worker was not ready in %g s",
+                         BOOT_TIMEOUT)
+            self._retire(new, signal.SIGKILL)
+            return False
+        self._retire(old, signal.SIGTERM)
+        return True
 
     def rolling_restart(self) -> None:
         """Replace each worker: start the new one, wait until it serves, then drain the old."""
         for old in [w for w in self.workers.values() if not w.retiring]:
-            new = self.spawn()
-            deadline = time.monotonic() + BOOT_TIMEOUT
-            while not new.ready and time.monotonic() < deadline:
-                self._wait(0.05)
-                self._check_ready(new)
-                self._reap()
-                if new.pid not in self.workers:  # the new one died while booting
-                    if self.exit_code == BOOT_FAILED:
-                        # The changed code does not boot: keep the old workers serving.
-                        logger.error("rolling restart abandoned: the new worker failed to "
-                                     "boot; the old workers keep serving")
-                        self.exit_code = 0
-                    return
-            if not new.ready:
-                logger.error("rolling restart abandoned: the new worker was not ready in %g s",
-                             BOOT_TIMEOUT)
-                self._retire(new, signal.SIGKILL)
+            if not self._replace(old):
+                logger.error("rolling restart abandoned")
                 return
-            self._retire(old, signal.SIGTERM)
         logger.info("Rolling restart done")
 
     def _stop_all(self, sig: int, timeout: float) -> None:
@@ -270,7 +316,7 @@ class Supervisor:
         return taken
 
     def _wait(self, timeout: float) -> None:
-        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if not w.ready]
+        fds = [self._wake_r] + [w.ready_fd for w in self.workers.values()]
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
@@ -286,9 +332,9 @@ class Supervisor:
                         pass
                 except BlockingIOError:
                     pass
-        for worker in self.workers.values():
+        for worker in list(self.workers.values()):
             if worker.ready_fd in readable:
-                self._check_ready(worker)
+                self._read_pipe(worker)
 
     def _write_pid(self) -> None:
         if self.config.pid:
@@ -303,10 +349,10 @@ class Supervisor:
                 pass
 
 
-def _tell_ready(fd: int) -> None:
+def _tell(fd: int, message: bytes) -> None:
     try:
-        os.write(fd, b"R")
-    except OSError:
+        os.write(fd, message)
+    except OSError:  # the master is gone or slow: a lost heartbeat is not worth a crash
         pass
 
 

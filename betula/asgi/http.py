@@ -235,6 +235,7 @@ class HTTPCycle:
         # Tracked in a set from here to the end of run_asgi, not by a done-callback (which
         # would cost a loop callback per request).
         server.active.add(self)
+        server.requests += 1
         self.task = server.loop.create_task(self.run_asgi(self.endpoint.app))
 
     async def run_asgi(self, app: Any) -> None:

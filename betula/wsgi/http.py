@@ -232,6 +232,7 @@ class WSGICycle:
         self.started = True
         server = self.server
         server.active.add(self)
+        server.requests += 1
         self.environ["wsgi.input"] = InputStream(self.body) if self.body is not None \
             else EMPTY_INPUT
         self.environ["wsgi.early_hints"] = self._early_hints
