@@ -331,6 +331,9 @@ class Server:
         while (state.connections or state.active) and loop.time() < deadline \
                 and not self._force:
             await asyncio.sleep(0.05)
+            now = loop.time()
+            for conn in list(state.connections):
+                conn.check_timeouts(now)  # the tick has stopped: keep closing drained ones
         if state.connections or state.active:
             if not self._force:
                 logger.warning("graceful shutdown timed out: closing %d connection(s)",

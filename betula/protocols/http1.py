@@ -38,6 +38,9 @@ PIPELINE_HIGH_WATER = 16
 # Transport write buffer limits: send() waits (backpressure) above HIGH until below LOW.
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+# On a graceful stop, how long a connection that has sent nothing yet may take to send its
+# request (it may have been accepted just before the listener closed).
+SHUTDOWN_GRACE = 1.0
 # Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
 FILE_CHUNK = 256 * 1024
 
@@ -90,6 +93,9 @@ class HTTP1Connection(asyncio.Protocol):
         "_host_count",
         "_in_head",
         "_limits",
+        "_draining",
+        "_drain_since",
+        "_served",
         "_parsing",
         "_pending_error",
         "_read_paused",
@@ -140,6 +146,9 @@ class HTTP1Connection(asyncio.Protocol):
         self._pending_error: tuple[int, str] | None = None  # answered after earlier requests
         self._done_reading = False  # a request without keep-alive ended: ignore what follows
         self._begins = 0  # messages begun so far (tells whether one began within a read)
+        self._draining = False  # graceful stop under way
+        self._drain_since = 0.0
+        self._served = 0  # responses completed on this connection
         self._feed_body = 0  # body bytes parsed from the current read
         config = self.config
         # (field size, header section size, field count); 0 in the settings means no limit.
@@ -334,6 +343,8 @@ class HTTP1Connection(asyncio.Protocol):
             raise ProtocolError(413, "Request Entity Too Large")
         if version == "1.0":
             self._expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
+        if self._draining:
+            keep_alive = False  # the server is stopping: this request is the last
         if self.config.limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
         has_body = self._has_te or length > 0
@@ -480,6 +491,7 @@ class HTTP1Connection(asyncio.Protocol):
             self.resume_reading()
             return
         self.cycle = None
+        self._served += 1
         if self.pipeline:
             self.cycle = self.pipeline.popleft()
             if self._pending_error is None:
@@ -550,6 +562,9 @@ class HTTP1Connection(asyncio.Protocol):
         state = self._state
         if state == _BUSY or self._closed:
             return
+        if self._draining and self.cycle is None and now - self._drain_since >= SHUTDOWN_GRACE:
+            self.close()
+            return
         elapsed = now - self._state_since
         if state == _IDLE:
             if elapsed >= self.config.timeout_keep_alive:
@@ -560,16 +575,20 @@ class HTTP1Connection(asyncio.Protocol):
             # else the current cycle is still answering: the timer applies once it is done
 
     def shutdown(self) -> None:
-        """Graceful stop: close idle connections now, let busy ones finish their request."""
+        """Graceful stop: every request already received is answered, then the connection
+        closes. A keep-alive connection idle between requests closes now; a fresh one (its
+        request may be in flight: the listener accepted it just before closing) gets
+        SHUTDOWN_GRACE seconds to send it."""
+        self._draining = True
+        self._drain_since = self.loop.time()
         if self.cycle is None and not self.pipeline:
-            self.close()
+            if self._served and not self._head_started:
+                self.close()
             return
+        last = self.pipeline[-1] if self.pipeline else self.cycle
+        last.keep_alive = False
         if self.cycle is not None:
-            self.cycle.keep_alive = False
             self.cycle.server_shutdown()
-        for cycle in self.pipeline:
-            cycle.keep_alive = False
-        self.pipeline.clear()
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
