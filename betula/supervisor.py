@@ -53,6 +53,7 @@ class Supervisor:
         self.exit_code = 0
         self._signals: list[int] = []
         self._deaths: list[float] = []
+        self._not_before = 0.0  # while backing off, no worker starts before this
         self._numbers = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -67,7 +68,10 @@ class Supervisor:
             for _ in range(self.target):
                 self.spawn()
             while True:
-                self._wait(1.0)
+                wait = 1.0
+                if self._not_before:
+                    wait = min(wait, max(0.01, self._not_before - time.monotonic()))
+                self._wait(wait)
                 self._reap()
                 if self.exit_code == BOOT_FAILED:
                     self._stop_all(signal.SIGTERM, self.config.timeout_graceful_shutdown)
@@ -114,7 +118,19 @@ class Supervisor:
     def _maintain(self) -> None:
         live = [w for w in self.workers.values() if not w.retiring]
         while len(live) < self.target:
-            self._backoff()
+            now = time.monotonic()
+            if self._not_before:
+                # Backing off: the main loop keeps handling signals meanwhile.
+                if now < self._not_before:
+                    return
+                self._not_before = 0.0
+            else:
+                delay = self._backoff_delay(now)
+                if delay:
+                    logger.warning("workers are dying in a loop: waiting %.1f s before the "
+                                   "next", delay)
+                    self._not_before = now + delay
+                    return
             live.append(self.spawn())
         while len(live) > self.target:
             newest = max(live, key=lambda w: w.number)
@@ -145,16 +161,11 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
 
-    def _backoff(self) -> None:
-        now = time.monotonic()
+    def _backoff_delay(self, now: float) -> float:
         self._deaths = [t for t in self._deaths if now - t < 10.0]
         if len(self._deaths) >= 5:
-            delay = min(10.0, 0.5 * 2 ** (len(self._deaths) - 5))
-            logger.warning("workers are dying in a loop: waiting %.1f s before the next", delay)
-            end = time.monotonic() + delay
-            while time.monotonic() < end:  # _wait returns early on any event: wait it out
-                self._wait(min(0.1, max(0.0, end - time.monotonic())))
-                self._reap()
+            return min(10.0, 0.5 * 2 ** (len(self._deaths) - 5))
+        return 0.0
 
     # -- workers -------------------------------------------------------------------------
     def spawn(self) -> Worker:
