@@ -217,6 +217,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timeout_worker", 30.0, "With a master: kill and replace a worker whose event loop "
             "has not answered for this long (stuck app); its in-flight request paths are "
             "logged first.", _positive_float, "process", metavar="SECONDS"),
+    Setting("on_starting", None, "Hook module:function called in the master (or the single "
+            "process) before the listeners open, with the config.", _optional_str, "process",
+            metavar="HOOK"),
+    Setting("when_ready", None, "Hook called once all first workers serve (the single "
+            "process: once it serves), with the config.", _optional_str, "process",
+            metavar="HOOK"),
+    Setting("on_worker_boot", None, "Hook called in each worker process before it loads the "
+            "app, with the config.", _optional_str, "process", metavar="HOOK"),
+    Setting("on_worker_exit", None, "Hook called in the master after a worker exits, with the "
+            "config and the worker's pid.", _optional_str, "process", metavar="HOOK"),
+    Setting("on_exit", None, "Hook called in the master (or the single process) before it "
+            "exits, with the config.", _optional_str, "process", metavar="HOOK"),
     Setting("pid", None, "Write the (master) process id to this file.", _optional_str,
             "process", metavar="FILE"),
     # -- listeners -----------------------------------------------------------------------

@@ -19,7 +19,24 @@ class ListenerError(Exception):
     """A listener could not be set up; the message says which and why."""
 
 
+def systemd_sockets() -> list[socket.socket]:
+    """Sockets passed by systemd socket activation (LISTEN_FDS/LISTEN_PID), fds 3, 4, ..."""
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+        pid = int(os.environ.get("LISTEN_PID", "0"))
+    except ValueError:
+        return []
+    if count <= 0 or pid != os.getpid():
+        return []
+    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for the app's own children
+    return [_from_fd(fd) for fd in range(3, 3 + count)]
+
+
 def create_sockets(config: Any) -> list[socket.socket]:
+    activated = systemd_sockets()
+    if activated:
+        return activated
     if config.fd is not None:
         return [_from_fd(config.fd)]
     if config.uds:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .embed import RunnerApp, RunnerWSGIApp, load_runner
+from .hooks import HookError, call_hook
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Endpoint, Server
@@ -65,6 +66,18 @@ def build_endpoints(config: Any) -> list[Endpoint]:
 
 def run(config: Any) -> int:
     """Serve until stopped; return the process exit status (non-zero on failure)."""
+    try:
+        call_hook(config, "on_starting", fatal=True)
+    except HookError as exc:
+        print(f"betula: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(config)
+    finally:
+        call_hook(config, "on_exit")
+
+
+def _run(config: Any) -> int:
     workers = config.workers or available_cpus()
     if workers > 1:
         return _run_master(config, workers)
@@ -93,6 +106,7 @@ def _run_master(config: Any, workers: int) -> int:
         return 1
 
     def worker_main(notify: Any) -> int:
+        call_hook(config, "on_worker_boot")
         try:
             endpoints = build_endpoints(config)
         except SetupError as exc:

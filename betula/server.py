@@ -21,6 +21,7 @@ import httptools
 from . import __version__
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
+from .hooks import call_hook
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 from .wsgi.http import WSGICycle
@@ -263,6 +264,8 @@ class Server:
                         loop_name, threads, os.getpid())
             if self.notify is not None:
                 self.notify(b"R")
+            else:
+                call_hook(config, "when_ready")  # a master calls it once all workers serve
             await self._stop.wait()
         finally:
             ticker.cancel()

@@ -20,6 +20,8 @@ import socket
 import time
 from typing import Any
 
+from .hooks import call_hook
+
 __all__ = ["Supervisor", "BOOT_FAILED"]
 
 logger = logging.getLogger("betula.error")
@@ -54,6 +56,7 @@ class Supervisor:
         self._signals: list[int] = []
         self._deaths: list[float] = []
         self._not_before = 0.0  # while backing off, no worker starts before this
+        self._announced = False  # when_ready called
         self._numbers = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -79,6 +82,10 @@ class Supervisor:
                 for sig in self._take_signals():
                     if self._handle(sig):
                         return self.exit_code
+                if not self._announced and self.workers and \
+                        all(w.ready for w in self.workers.values()):
+                    self._announced = True
+                    call_hook(self.config, "when_ready")
                 if not self.stopping:
                     self._recycle_requested()
                     self._kill_stuck()
@@ -226,6 +233,7 @@ class Supervisor:
                 continue
             os.close(worker.ready_fd)
             self._read_pipe(worker)  # it may have said ready just before dying
+            call_hook(self.config, "on_worker_exit", pid)
             how = _describe_status(status)
             if worker.stuck:
                 logger.error("Worker %d (pid %d) killed after being stuck; starting a new one",
