@@ -353,7 +353,13 @@ class Server:
             state.wsgi_executor.shutdown()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+        if self.notify is not None:
+            # A worker under a master: Ctrl-C reaches the whole process group, and the
+            # master turns it into SIGTERM for each worker (a second one, into SIGKILL).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            stop_signals = (signal.SIGTERM,)
+        for sig in stop_signals:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, self._on_quit)
 

@@ -102,3 +102,28 @@ def test_systemd_socket_activation_on_fd_3():
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, out
+
+
+def test_ctrl_c_to_the_process_group_stops_workers_once(tmp_path):
+    """A terminal's Ctrl-C signals the master and every worker at once: the master's
+    graceful stop runs, no worker counts as died, nothing is respawned."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "betula", "tests.apps.hook_apps:app", "--workers", "2",
+         "--port", "0", "--lifespan", "off"],
+        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 20
+        while sum("serving" in line for line in lines) < 2 and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        os.killpg(proc.pid, 2)  # SIGINT to the whole group, as a terminal does
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    log = "".join(lines) + out
+    assert proc.returncode == 0, log
+    assert "Master received SIGINT" in log
+    assert "died" not in log and log.count("Booting worker") == 2, log
