@@ -116,6 +116,16 @@ def _mounts(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
+def _str_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v for v in value.replace(",", " ").split() if v)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
 def _workers(value: Any) -> int:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return 0
@@ -229,6 +239,16 @@ SETTINGS: tuple[Setting, ...] = (
             "config and the worker's pid.", _optional_str, "process", metavar="HOOK"),
     Setting("on_exit", None, "Hook called in the master (or the single process) before it "
             "exits, with the config.", _optional_str, "process", metavar="HOOK"),
+    Setting("reload", False, "Restart the workers when a source file changes (development; "
+            "a change that does not import is logged and the old workers keep serving).",
+            _bool, "process", boolean=True),
+    Setting("reload_dir", (), "Directory to watch with --reload (repeatable; default: the "
+            "current directory).", _str_list, "process", metavar="DIR", multiple=True),
+    Setting("reload_include", (), "Glob of files that trigger a reload (repeatable; default "
+            "*.py).", _str_list, "process", metavar="GLOB", multiple=True),
+    Setting("reload_exclude", (), "Glob of paths never watched (repeatable; default .*, "
+            "*.py[cod], __pycache__, *~).", _str_list, "process", metavar="GLOB",
+            multiple=True),
     Setting("pid", None, "Write the (master) process id to this file.", _optional_str,
             "process", metavar="FILE"),
     # -- listeners -----------------------------------------------------------------------

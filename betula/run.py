@@ -79,7 +79,7 @@ def run(config: Any) -> int:
 
 def _run(config: Any) -> int:
     workers = config.workers or available_cpus()
-    if workers > 1:
+    if workers > 1 or config.reload:  # --reload needs a master to roll the workers
         return _run_master(config, workers)
     try:
         endpoints = build_endpoints(config)

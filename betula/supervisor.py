@@ -11,6 +11,7 @@ Each worker has a pipe to the master: it writes ``R`` once it serves.
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
@@ -26,6 +27,7 @@ __all__ = ["Supervisor", "BOOT_FAILED"]
 
 logger = logging.getLogger("betula.error")
 
+_RELOAD = -1  # a pseudo-signal queued by the --reload watcher
 BOOT_FAILED = 3  # a worker's exit status when it could not load or start its app
 BOOT_TIMEOUT = 60.0  # a worker not ready by then counts as failed to boot (HUP waits this)
 
@@ -53,7 +55,8 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self.exit_code = 0
-        self._signals: list[int] = []
+        # Appended by signal handlers and the reload thread, drained by the master loop.
+        self._signals: collections.deque[int] = collections.deque()
         self._deaths: list[float] = []
         self._not_before = 0.0  # while backing off, no worker starts before this
         self._announced = False  # when_ready called
@@ -66,8 +69,14 @@ class Supervisor:
     def run(self) -> int:
         self._install_signals()
         self._write_pid()
+        reloader = None
+        if self.config.reload:
+            from .reload import Reloader
+
+            reloader = Reloader(self.config, self._changed)
+            reloader.start()
         try:
-            logger.info("Master %d starting %d workers", os.getpid(), self.target)
+            logger.info("Master %d starting %d worker(s)", os.getpid(), self.target)
             for _ in range(self.target):
                 self.spawn()
             while True:
@@ -77,6 +86,7 @@ class Supervisor:
                 self._wait(wait)
                 self._reap()
                 if self.exit_code == BOOT_FAILED:
+                    logger.error("Stopping: a worker could not boot (see its error above)")
                     self._stop_all(signal.SIGTERM, self.config.timeout_graceful_shutdown)
                     return BOOT_FAILED
                 for sig in self._take_signals():
@@ -91,7 +101,19 @@ class Supervisor:
                     self._kill_stuck()
                     self._maintain()
         finally:
+            if reloader is not None:
+                reloader.stop()
             self._remove_pid()
+
+    def _changed(self, paths: list[str]) -> None:
+        """From the reload thread: note the change and wake the master loop."""
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        logger.info("Changed: %s: reloading", shown)
+        self._signals.append(_RELOAD)
+        try:
+            os.write(self._wake_w, b"r")
+        except OSError:
+            pass
 
     def _handle(self, sig: int) -> bool:
         """Act on one signal; True when the master should exit now."""
@@ -110,8 +132,9 @@ class Supervisor:
             self.stopping = True
             self._stop_all(signal.SIGQUIT, 5)
             return True
-        if sig == signal.SIGHUP:
-            logger.info("Master received SIGHUP: replacing workers one at a time")
+        if sig == signal.SIGHUP or sig == _RELOAD:
+            if sig == signal.SIGHUP:
+                logger.info("Master received SIGHUP: replacing workers one at a time")
             self.rolling_restart()
         elif sig == signal.SIGTTIN:
             self.target += 1
@@ -244,7 +267,7 @@ class Supervisor:
                 continue
             code = os.waitstatus_to_exitcode(status)
             if not worker.ready and code == BOOT_FAILED:
-                logger.error("Worker %d (pid %d) failed to boot: stopping", worker.number, pid)
+                logger.error("Worker %d (pid %d) failed to boot", worker.number, pid)
                 self.exit_code = BOOT_FAILED
                 return
             logger.error("Worker %d (pid %d) died: %s; starting a new one", worker.number, pid,
@@ -331,7 +354,9 @@ class Supervisor:
             self._signals.append(sig)
 
     def _take_signals(self) -> list[int]:
-        taken, self._signals = self._signals, []
+        taken = []
+        while self._signals:
+            taken.append(self._signals.popleft())
         return taken
 
     def _wait(self, timeout: float) -> None:
