@@ -76,7 +76,7 @@ class Supervisor:
             reloader = Reloader(self.config, self._changed)
             reloader.start()
         try:
-            logger.info("Master %d starting %d worker(s)", os.getpid(), self.target)
+            logger.info("Master %d starting %d workers", os.getpid(), self.target)
             for _ in range(self.target):
                 self.spawn()
             while True:
