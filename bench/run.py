@@ -100,6 +100,7 @@ class Server:
     distribution: str | None = None
     needs_venv: bool = True
     executable: str | None = None
+    cpus: str | None = None  # taskset CPU list overriding --server-cpu (multi-worker runs)
 
 
 def _extra_betula_args() -> list[str]:
@@ -261,6 +262,10 @@ SERVERS: dict[str, Server] = {
         Server("uvicorn", "asgi", _uvicorn_argv, distribution="uvicorn"),
         Server("granian", "asgi", _granian_argv, distribution="granian"),
         Server("betula-wsgi", "wsgi", _betula_wsgi_argv, family="betula", needs_venv=False),
+        # Issue 4's measure: two workers on both CPUs (wrk shares CPU 0) against one worker;
+        # the table's betula/betula-2w ratio is one worker's share of two.
+        Server("betula-2w", "asgi", lambda v, p, a: [*_betula_argv(v, p, a), "--workers", "2"],
+               needs_venv=False, cpus="0,1"),
         Server(
             "granian-wsgi", "wsgi", _granian_wsgi_argv, distribution="granian",
             executable="granian",
@@ -599,7 +604,7 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
     log(f"{server.name}: starting on port {port}: {' '.join(argv)}")
     running: Running | None = None
     try:
-        running = Running(server, argv, port, args.server_cpu)
+        running = Running(server, argv, port, server.cpus or args.server_cpu)
         err = running.wait_ready()
         if err:
             tail = running.log_tail()
