@@ -197,7 +197,7 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
     Returns (status, headers as a lower-cased dict, headers as a list in order, body).
     """
     sock.settimeout(timeout)
-    reader = _Reader(sock)
+    reader = _reader(sock)
     while True:
         status_line = reader.line()
         status = int(status_line.split(b" ", 2)[1])
@@ -231,15 +231,24 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
     return status, headers, headers_list, body
 
 
-class _Reader:
+def _reader(sock: socket.socket) -> RawReader:
+    """read_response's reader: starts with the bytes left over from the last call."""
+    reader = RawReader(sock)
+    reader.buf = _LEFTOVER.pop(sock, b"")
+    return reader
+
+
+class RawReader:
+    """Buffered reads from a raw socket, for tests that check the framing itself."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buf = _LEFTOVER.pop(sock, b"")
+        self.buf = b""
 
     def _fill(self) -> None:
         data = self.sock.recv(65536)
         if not data:
-            raise ConnectionError("connection closed while reading a response")
+            raise ConnectionError("closed by the server")
         self.buf += data
 
     def line(self) -> bytes:
@@ -254,14 +263,44 @@ class _Reader:
         data, self.buf = self.buf[:n], self.buf[n:]
         return data
 
+    def head(self) -> tuple[int, list[tuple[str, str]]]:
+        """The next final response's status and headers (1xx responses skipped)."""
+        while True:
+            status = int(self.line().split(b" ", 2)[1])
+            headers = []
+            while line := self.line():
+                name, _, value = line.decode("latin-1").partition(":")
+                headers.append((name.strip().lower(), value.strip()))
+            if status >= 200:
+                return status, headers
+
+    def chunk(self) -> bytes:
+        """One chunk of a chunked body (b"" for the last chunk, trailers consumed)."""
+        size = int(self.line().split(b";")[0], 16)
+        if size == 0:
+            while self.line():
+                pass
+            return b""
+        data = self.exact(size)
+        assert self.exact(2) == b"\r\n", "chunk data not followed by CRLF"
+        return data
+
     def rest(self) -> bytes:
+        """Everything until the peer closes (a body framed by the connection's end)."""
         while True:
             try:
                 data = self.sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
+            except (ConnectionResetError, socket.timeout):
                 break
             if not data:
                 break
             self.buf += data
         data, self.buf = self.buf, b""
         return data
+
+    def chunks(self) -> list[bytes]:
+        """The data chunks of a chunked body, as framed on the wire (the last 0 excluded)."""
+        chunks = []
+        while data := self.chunk():
+            chunks.append(data)
+        return chunks

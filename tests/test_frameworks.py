@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ServerProcess, read_response
+from .conftest import RawReader, ServerProcess, read_response
 
 APPS = {
     "starlette": "tests.apps.starlette_app:app",
@@ -112,53 +112,6 @@ def starlette(servers) -> Served:
 
 def token() -> str:
     return uuid.uuid4().hex
-
-
-class RawReader:
-    """Buffered reads from a raw socket, for checking the framing itself."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buf += data
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def head(self) -> tuple[int, list[tuple[str, str]]]:
-        status = int(self.line().split(b" ", 2)[1])
-        headers = []
-        while line := self.line():
-            name, _, value = line.decode("latin-1").partition(":")
-            headers.append((name.strip().lower(), value.strip()))
-        return status, headers
-
-    def chunks(self) -> list[bytes]:
-        """The data chunks of a chunked body, as framed on the wire (the last 0 excluded)."""
-        chunks = []
-        while True:
-            size_line = self.line()
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                while self.line():  # trailers, then the empty line
-                    pass
-                return chunks
-            chunks.append(self.exact(size))
-            assert self.exact(2) == b"\r\n", "chunk data not followed by CRLF"
 
 
 # -- routing and bodies -------------------------------------------------------------------------

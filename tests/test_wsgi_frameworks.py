@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, ServerProcess, read_response
+from .conftest import ROOT, RawReader, ServerProcess, read_response
 
 flask = pytest.importorskip("flask")
 django = pytest.importorskip("django")
@@ -42,53 +41,6 @@ SUPERUSER = ("admin", "betula-pw-9183")
 
 def token() -> str:
     return uuid.uuid4().hex[:12]
-
-
-class RawReader:
-    """Buffered reads from a raw socket, for checking the framing itself."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buf += data
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def head(self) -> tuple[int, list[tuple[str, str]]]:
-        while True:
-            status = int(self.line().split(b" ", 2)[1])
-            headers = []
-            while line := self.line():
-                name, _, value = line.decode("latin-1").partition(":")
-                headers.append((name.strip().lower(), value.strip()))
-            if status >= 200:
-                return status, headers
-
-    def chunk(self) -> bytes:
-        """One chunk of a chunked body (b"" for the last chunk, trailers consumed)."""
-        size = int(self.line().split(b";")[0], 16)
-        if size == 0:
-            while self.line():
-                pass
-            return b""
-        data = self.exact(size)
-        assert self.exact(2) == b"\r\n", "chunk data not followed by CRLF"
-        return data
 
 
 def raw_request(server: ServerProcess, method: str, target: str,
