@@ -304,3 +304,35 @@ class RawReader:
         while data := self.chunk():
             chunks.append(data)
         return chunks
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0,
+            pass_fds: tuple[int, ...] = (), cwd: str | Path | None = None) -> tuple[int, str]:
+    """Run ``python -m betula ARGS`` to completion (for invocations that must exit).
+
+    The inherited environment loses its BETULA_* variables so each test sets its own.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BETULA_")}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "betula", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                              check=False, env=full_env, cwd=str(cwd or ROOT), timeout=timeout,
+                              pass_fds=pass_fds)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output or ""
+        if isinstance(out, bytes):
+            out = out.decode("utf-8", "replace")
+        raise AssertionError(f"betula {' '.join(args)} did not exit; output:\n{out}") from None
+    return proc.returncode, proc.stdout
+
+
+def one_error_line(output: str) -> str:
+    """The output is exactly one non-empty line and no traceback; return that line."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{output}"
+    return lines[0]

@@ -6,13 +6,11 @@ Black-box: ``betula`` / ``python -m betula`` in a subprocess, real sockets.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import sysconfig
 import threading
 import uuid
@@ -23,45 +21,12 @@ import pytest
 
 import betula as betula_pkg
 
-from .conftest import ROOT, ServerProcess, betula, read_response
+from .conftest import ServerProcess, betula, one_error_line, read_response, run_cli
 
 APP = "tests.apps.cli_apps:app"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-            timeout: float = 20.0) -> tuple[int, str]:
-    """Run ``python -m betula ARGS`` to completion; return (exit code, stdout+stderr).
-
-    Used for invocations that must fail at startup: one that serves instead runs into the
-    timeout and the test fails.
-    """
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if env:
-        full_env.update(env)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "betula", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                              check=False, env=full_env, cwd=str(cwd or ROOT), timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = exc.output or ""
-        if isinstance(out, bytes):
-            out = out.decode("utf-8", "replace")
-        raise AssertionError(f"betula {' '.join(args)} did not exit (it should fail at "
-                             f"startup); output:\n{out}") from None
-    return proc.returncode, proc.stdout
-
-
-def one_error_line(output: str) -> str:
-    """The output is exactly one non-empty line and no traceback; return that line."""
-    assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{output}"
-    return lines[0]
-
-
 def write_module(directory: Path, source: str, prefix: str = "cliapp") -> str:
     """Write ``source`` as a uniquely named module in ``directory``; return the module name."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

@@ -8,11 +8,8 @@ are unit tests of ``betula.config.Config.load``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -20,37 +17,12 @@ import pytest
 from betula.cli import build_parser
 from betula.config import BY_NAME, SETTINGS, Config, ConfigError
 
-from .conftest import ROOT
+from .conftest import one_error_line, run_cli
 
 APP = "tests.apps.cli_apps:app"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0
-            ) -> tuple[int, str]:
-    """Run ``python -m betula ARGS`` to completion (for invocations that must fail)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BETULA_")}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if env:
-        full_env.update(env)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "betula", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                              check=False, env=full_env, cwd=str(ROOT), timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"betula {' '.join(args)} did not exit; output:\n"
-                             f"{exc.output!r}") from None
-    return proc.returncode, proc.stdout
-
-
-def one_error_line(output: str) -> str:
-    assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{output}"
-    return lines[0]
-
-
 def names(setting_name: str) -> str:
     """A regex matching a setting's name spelt with '_' or '-' (root_path / --root-path)."""
     return setting_name.replace("_", "[-_]")

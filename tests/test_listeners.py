@@ -9,8 +9,6 @@ import shutil
 import socket
 import ssl
 import stat
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, betula
+from .conftest import betula, one_error_line, run_cli
 
 trustme = pytest.importorskip("trustme")
 
@@ -26,32 +24,6 @@ APP = "tests.apps.cli_apps:app"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0,
-            pass_fds: tuple[int, ...] = ()) -> tuple[int, str]:
-    """Run ``python -m betula ARGS`` to completion (for invocations that must fail)."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if env:
-        full_env.update(env)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "betula", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                              check=False, env=full_env, cwd=str(ROOT), timeout=timeout,
-                              pass_fds=pass_fds)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"betula {' '.join(args)} did not exit; output:\n"
-                             f"{exc.output!r}") from None
-    return proc.returncode, proc.stdout
-
-
-def one_error_line(output: str) -> str:
-    assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{output}"
-    return lines[0]
-
-
 def error_lines(output: str) -> list[str]:
     """Lines of a failed startup that carry the error (the server may log info lines first)."""
     assert "Traceback" not in output, output
