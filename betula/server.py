@@ -65,7 +65,6 @@ class Endpoint:
         self.path_prefix = root_path  # --root-path: prepended to ASGI paths (proxy stripped)
         self.root_path = root_path + self.prefix  # ASGI root_path, WSGI SCRIPT_NAME
         self.lifespan_state: dict[str, Any] | None = {}
-        self.lifespan: LifespanManager | None = None
 
     how = "configured"  # how the interface was decided: "auto-detected", "assumed", "configured"
 

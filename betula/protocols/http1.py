@@ -30,9 +30,6 @@ __all__ = ["HTTP1Connection"]
 
 logger = logging.getLogger("betula.error")
 
-# Request-body flow control: stop reading the socket once this much body is buffered
-# and not yet taken by the app; start again once the app has taken it.
-BODY_HIGH_WATER = 256 * 1024
 # Pipelined requests parsed ahead of the one being answered before reading pauses.
 PIPELINE_HIGH_WATER = 16
 # Transport write buffer limits: send() waits (backpressure) above HIGH until below LOW.
