@@ -42,10 +42,24 @@ def _non_negative_int(value: Any) -> int:
     return number
 
 
+def _positive_int(value: Any) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise ValueError("must be > 0, got 0")
+    return number
+
+
 def _positive_float(value: Any) -> float:
     number = float(value)
     if number <= 0:
         raise ValueError(f"must be > 0, got {number}")
+    return number
+
+
+def _non_negative_float(value: Any) -> float:
+    number = float(value)
+    if not number >= 0.0:  # also refuses NaN
+        raise ValueError(f"must be >= 0, got {value!r}")
     return number
 
 
@@ -298,6 +312,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server_header", True, "Send a 'Server: betula' header.", _bool, "http",
             boolean=True),
     Setting("date_header", True, "Send a 'Date' header.", _bool, "http", boolean=True),
+    # -- WebSocket -----------------------------------------------------------------------
+    Setting("ws", "auto", "WebSocket support: 'auto' (or 'websockets') upgrades WebSocket "
+            "requests to ASGI apps; 'none' answers them as plain HTTP.", _choice, "websocket",
+            choices=("auto", "websockets", "none")),
+    Setting("ws_max_size", 16 * MIB, "Largest incoming WebSocket message in bytes, after "
+            "decompression (else close 1009).", _positive_int, "websocket", metavar="BYTES"),
+    Setting("ws_max_queue", 32, "Incoming messages queued for an app that is not receiving "
+            "before reading from that client pauses.", _positive_int, "websocket",
+            metavar="N"),
+    Setting("ws_ping_interval", 20.0, "Send a ping this often in seconds (0: never).",
+            _non_negative_float, "websocket", metavar="SECONDS"),
+    Setting("ws_ping_timeout", 20.0, "Close a connection whose pong has not come back after "
+            "this many seconds (0: wait forever).", _non_negative_float, "websocket",
+            metavar="SECONDS"),
+    Setting("ws_per_message_deflate", True, "Negotiate permessage-deflate compression when "
+            "the client offers it.", _bool, "websocket", boolean=True),
+    Setting("ws_close_timeout", 5.0, "After sending a close frame, wait this long for the "
+            "client's before dropping the connection.", _positive_float, "websocket",
+            metavar="SECONDS"),
     # -- logging -------------------------------------------------------------------------
     Setting("log_level", "info", "Log level.", _choice, "logging",
             choices=("critical", "error", "warning", "info", "debug", "trace")),

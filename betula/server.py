@@ -21,6 +21,7 @@ import httptools
 from . import __version__
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
+from .asgi.websocket import WebSocketCycle
 from .hooks import call_hook
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
@@ -104,32 +105,53 @@ class ServerState:
         self.refresh_date()
         if any(e.interface == "wsgi" for e in endpoints):
             self.wsgi_executor = ThreadPool(config.threads)
-        factories = [(e.prefix.encode("utf-8"), self._factory(e)) for e in endpoints]
+        # (prefix, HTTP cycle factory, WebSocket cycle factory) per endpoint. A WebSocket
+        # request to a WSGI app (or to no app) is answered as plain HTTP by its HTTP cycle.
+        routes = [(e.prefix.encode("utf-8"), self._factory(e), self._ws_factory(e))
+                  for e in endpoints]
+        self.ws_cycle_factory: Any = None
         if len(endpoints) == 1 and not endpoints[0].prefix:
-            self.cycle_factory = factories[0][1]
+            self.cycle_factory = routes[0][1]
+            if config.ws != "none":
+                self.ws_cycle_factory = routes[0][2]
         else:
             # Longest prefix first; a prefix matches exactly or when followed by "/".
-            factories.sort(key=lambda item: len(item[0]), reverse=True)
-            self._routes = factories
-            self._fallback = self._factory(
+            routes.sort(key=lambda item: len(item[0]), reverse=True)
+            self._routes = routes
+            not_found = self._factory(
                 Endpoint(_not_found, "asgi", "not-found", "", config.root_path))
+            self._fallback = (b"", not_found, not_found)
             self.cycle_factory = self._route
+            if config.ws != "none":
+                self.ws_cycle_factory = self._route_ws
 
     def _factory(self, endpoint: Endpoint) -> Any:
         cycle = WSGICycle if endpoint.interface == "wsgi" else HTTPCycle
         return functools.partial(cycle, self, endpoint)
 
-    def _route(self, conn: Any, method: bytes, url: bytes, *rest: Any) -> Any:
+    def _ws_factory(self, endpoint: Endpoint) -> Any:
+        if endpoint.interface == "wsgi":
+            return self._factory(endpoint)
+        return functools.partial(WebSocketCycle, self, endpoint)
+
+    def _match(self, url: bytes) -> tuple[bytes, Any, Any]:
         if url[:1] == b"/":
             path = url.partition(b"?")[0]
         else:  # absolute form (RFC 9112 §3.2.2) or "*"
             path = httptools.parse_url(url).path or b"/" if url != b"*" else b"*"
         if b"%" in path:  # prefixes match the decoded path, as the app will see it
             path = unquote_to_bytes(path)
-        for prefix, factory in self._routes:
+        for route in self._routes:
+            prefix = route[0]
             if not prefix or path == prefix or path.startswith(prefix + b"/"):
-                return factory(conn, method, url, *rest)
-        return self._fallback(conn, method, url, *rest)
+                return route
+        return self._fallback
+
+    def _route(self, conn: Any, method: bytes, url: bytes, *rest: Any) -> Any:
+        return self._match(url)[1](conn, method, url, *rest)
+
+    def _route_ws(self, conn: Any, method: bytes, url: bytes, *rest: Any) -> Any:
+        return self._match(url)[2](conn, method, url, *rest)
 
     def flush_heads(self) -> None:
         """Send the heads of responses whose app suspended between start and body (a cycle

@@ -101,6 +101,7 @@ class HTTP1Connection(asyncio.Protocol):
         "_te_trailers",
         "_te_value",
         "_upgrade",
+        "_upgrade_data",
         "_url",
         "_write_paused",
         "client",
@@ -137,6 +138,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._state = _IDLE
         self._state_since = 0.0
         self._upgrade = False
+        self._upgrade_data = b""  # bytes read past an upgrade request (a WebSocket's first)
         self.iface_cache: Any = None  # per-connection data of the interface adapter
         self._in_head = False  # between the first byte of a request and its blank line
         self._head_bytes = 0  # bytes received while one head stayed incomplete
@@ -185,6 +187,8 @@ class HTTP1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._done_reading or self._pending_error is not None:
+            if self._upgrade and not self._closed:
+                self._upgrade_data += data  # read before pause_reading took effect
             return
         if self._state == _IDLE:
             self._state = _READING_HEAD
@@ -193,12 +197,17 @@ class HTTP1Connection(asyncio.Protocol):
         self._feed_body = 0
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol to upgrade to here (WebSocket arrives later): answer the request
-            # as plain HTTP and close, since the parser cannot continue past an upgrade.
+        except httptools.HttpParserUpgrade as exc:
+            # The parser stops at an upgrade request. A WebSocket cycle may take the
+            # connection over (upgrade_to) with the bytes that followed; any other request
+            # is answered as plain HTTP, then the connection closes.
             self._upgrade = True
-            if self.cycle is not None:
-                self.cycle.keep_alive = False
+            self._done_reading = True
+            self._upgrade_data = data[exc.args[0]:] if exc.args else b""
+            last = self.pipeline[-1] if self.pipeline else self.cycle
+            if last is not None:
+                last.keep_alive = False
+            self.pause_reading()
         except httptools.HttpParserCallbackError as exc:
             err = exc.__context__
             if isinstance(err, ProtocolError):
@@ -345,7 +354,11 @@ class HTTP1Connection(asyncio.Protocol):
         if self.config.limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
         has_body = self._has_te or length > 0
-        cycle = self._cycle_factory(
+        factory = self._cycle_factory
+        if parser.should_upgrade() and self.server.ws_cycle_factory is not None \
+                and _wants_websocket(self._headers):
+            factory = self.server.ws_cycle_factory
+        cycle = factory(
             self, parser.get_method(), self._url, self._headers, version, keep_alive,
             has_body, self._expect_continue, self._te_trailers,
         )
@@ -461,6 +474,17 @@ class HTTP1Connection(asyncio.Protocol):
                 transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         return sent
 
+    def upgrade_to(self, protocol: Any) -> None:
+        """Hand the transport to ``protocol`` (an accepted WebSocket), with the bytes read
+        past the handshake; this connection object is done."""
+        self._closed = True
+        self.server.connections.discard(self)
+        data, self._upgrade_data = self._upgrade_data, b""
+        if not self._read_paused:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self._read_paused = False
+        protocol.attach(self.transport, data)  # resumes reading
+
     def pause_reading(self) -> None:
         if not self._read_paused and not self._closed:
             self._read_paused = True
@@ -468,7 +492,7 @@ class HTTP1Connection(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         if self._read_paused and not self._closed and len(self.pipeline) < PIPELINE_HIGH_WATER \
-                and self._pending_error is None:
+                and self._pending_error is None and not self._upgrade:
             self._read_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
 
@@ -586,6 +610,13 @@ class HTTP1Connection(asyncio.Protocol):
         last.keep_alive = False
         if self.cycle is not None:
             self.cycle.server_shutdown()
+
+
+def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"upgrade" and value.strip().lower() == b"websocket":
+            return True
+    return False
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:

@@ -1,0 +1,334 @@
+"""WebSocket connection protocol (RFC 6455, RFC 7692): frames in, whole messages out.
+
+After the opening handshake the HTTP/1.1 connection hands its transport to a
+``WebSocketConnection``. Framing, masking, control frames, the close handshake, the message
+size limit and permessage-deflate are websockets' sans-I/O ``ServerProtocol``: it measured
+6.5x faster than wsproto on the echo step (bench/ws_framing.py: 8.3 vs 53 us per 1 KiB
+message), so it is the framing library. This module wires it to the transport: message
+reassembly and UTF-8 checks, keepalive pings, flow control both ways, the close timeout and
+the server's graceful stop. It knows nothing of ASGI: a *handler* gets ``on_message(data)``
+(str or bytes) and, once, ``on_close(code, reason)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN, State
+from websockets.server import ServerProtocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..server import ServerState
+
+__all__ = ["WebSocketConnection", "ConnectionClosed", "handshake_protocol", "open_handshake"]
+
+logger = logging.getLogger("betula.error")
+# websockets logs every open and close at INFO: keep its per-connection chatter out of ours.
+_frames_logger = logging.getLogger("betula.websocket.frames")
+_frames_logger.setLevel(logging.WARNING)
+
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+
+_TEXT, _BINARY, _CONT, _CLOSE, _PONG = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT,
+                                        Opcode.CLOSE, Opcode.PONG)
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# Close codes (RFC 6455 §7.4.1).
+NORMAL, GOING_AWAY, ABNORMAL, INVALID_DATA, INTERNAL_ERROR = 1000, 1001, 1006, 1007, 1011
+
+
+class ConnectionClosed(Exception):
+    """A message was sent on a connection that is closing or closed."""
+
+
+def handshake_protocol(config: Any, select: Callable[[], str | None]) -> ServerProtocol:
+    """A websockets protocol for one handshake, configured from the settings; ``select``
+    returns the subprotocol the app accepted (asked once the app has answered)."""
+    extensions = []
+    if config.ws_per_message_deflate:
+        # websockets' recommended server settings: 4 KiB windows and memLevel 5 keep a
+        # compressed connection near 64 KiB of zlib state instead of about 320 KiB.
+        extensions.append(ServerPerMessageDeflateFactory(
+            server_max_window_bits=12, client_max_window_bits=12,
+            compress_settings={"memLevel": 5}))
+    return ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
+                          select_subprotocol=lambda _proto, _offered: select(),
+                          logger=_frames_logger)
+
+
+def open_handshake(protocol: ServerProtocol, path: str,
+                   headers: list[tuple[bytes, bytes]]) -> tuple[Request, Response | None]:
+    """Check a handshake request; returns the request and, when it is not a valid WebSocket
+    handshake, the HTTP response that refuses it (400, 426, ...)."""
+    request = Request(path, Headers([(k.decode("latin-1"), v.decode("latin-1"))
+                                     for k, v in headers]))
+    try:
+        protocol.process_request(request)
+    except Exception:  # the same checks accept() runs; let it build the refusal
+        return request, protocol.accept(request)
+    return request, None
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One WebSocket connection in the OPEN state and after."""
+
+    def __init__(self, server: ServerState, protocol: ServerProtocol, handler: Any) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.config = server.config
+        self.proto = protocol
+        self.handler = handler
+        self.transport: asyncio.Transport | None = None
+        self._closed = False  # the transport is closed or closing
+        self._notified = False  # the handler got on_close
+        self._fragments: list[Any] | None = None  # a fragmented message being reassembled
+        self._fragment_text = False
+        self._decoder: Any = None
+        self._write_paused = False
+        self._read_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._ping_handle: asyncio.TimerHandle | None = None
+        self._pong_handle: asyncio.TimerHandle | None = None
+        self._pong_payload: bytes | None = None
+        self._close_handle: asyncio.TimerHandle | None = None
+
+    # -- taking over the transport --------------------------------------------------------
+    def attach(self, transport: Any, data: bytes) -> None:
+        """Become the transport's protocol; ``data`` was read past the handshake request."""
+        self.transport = transport
+        transport.set_protocol(self)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self.server.connections.add(self)
+        self._schedule_ping()
+        if data:
+            self.data_received(data)
+        if not self._closed and not self._read_paused:
+            transport.resume_reading()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        proto = self.proto
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            opcode = frame.opcode
+            if opcode is _TEXT and frame.fin:
+                try:
+                    text = frame.data.decode()
+                except UnicodeDecodeError:
+                    self._fail(INVALID_DATA, "invalid UTF-8 in a text message")
+                    return
+                self.handler.on_message(text)
+            elif opcode is _BINARY and frame.fin:
+                self.handler.on_message(frame.data)
+            elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                if not self._fragment(frame):
+                    return
+            elif opcode is _PONG:
+                if frame.data == self._pong_payload:
+                    self._got_pong()
+            # PING: websockets queued the PONG. CLOSE: it queued the answer and the EOF.
+        self._flush()
+
+    def _fragment(self, frame: Any) -> bool:
+        """Reassemble a fragmented message; text is checked as it arrives (fail fast)."""
+        if frame.opcode is not _CONT:
+            self._fragments = []
+            self._fragment_text = frame.opcode is _TEXT
+            if self._fragment_text:
+                self._decoder = _utf8_decoder()
+        parts = self._fragments
+        assert parts is not None  # websockets refuses a continuation without a start
+        if self._fragment_text:
+            try:
+                parts.append(self._decoder.decode(frame.data, frame.fin))
+            except UnicodeDecodeError:
+                self._fail(INVALID_DATA, "invalid UTF-8 in a text message")
+                return False
+        else:
+            parts.append(frame.data)
+        if frame.fin:
+            message = "".join(parts) if self._fragment_text else b"".join(parts)
+            self._fragments = self._decoder = None
+            self.handler.on_message(message)
+        return True
+
+    def eof_received(self) -> bool | None:
+        if not self._closed:
+            self.proto.receive_eof()
+            self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.server.connections.discard(self)
+        for handle in (self._ping_handle, self._pong_handle, self._close_handle):
+            if handle is not None:
+                handle.cancel()
+        self._ping_handle = self._pong_handle = self._close_handle = None
+        self._wake_drain()
+        self._notify()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # -- output ------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Write what the protocol produced; its EOF marker (b"") means: close the TCP
+        connection (the server closes first, RFC 6455 §7.1.1)."""
+        transport = self.transport
+        for data in self.proto.data_to_send():
+            if self._closed:
+                break
+            if data:
+                transport.write(data)  # type: ignore[union-attr]
+            else:
+                self._closed = True
+                transport.close()  # type: ignore[union-attr]
+        if self.proto.state is not OPEN:
+            self._notify()
+
+    def _notify(self) -> None:
+        """Tell the handler, once, that the connection is closing: with the client's code
+        when it sent a close frame, the code we sent when we failed the connection, else
+        1006 (the connection dropped)."""
+        if self._notified:
+            return
+        self._notified = True
+        proto = self.proto
+        if proto.close_rcvd is not None:
+            code, reason = proto.close_rcvd.code, proto.close_rcvd.reason
+        elif proto.close_sent is not None:
+            code, reason = proto.close_sent.code, proto.close_sent.reason
+        else:
+            code, reason = ABNORMAL, ""
+        self.handler.on_close(code, reason)
+
+    def send(self, message: str | bytes) -> None:
+        """Send one message; raises ConnectionClosed once the connection is closing."""
+        proto = self.proto
+        if proto.state is not OPEN or self._closed:
+            raise ConnectionClosed("the WebSocket connection is closed")
+        if message.__class__ is str:
+            proto.send_text(message.encode())  # type: ignore[union-attr]
+        else:
+            proto.send_binary(message)  # type: ignore[arg-type]
+        writes = proto.data_to_send()
+        if len(writes) == 1:
+            self.transport.write(writes[0])  # type: ignore[union-attr]
+        else:  # pragma: no cover - one message is one frame
+            self.transport.writelines(writes)  # type: ignore[union-attr]
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
+    async def drain(self) -> None:
+        if not self._write_paused or self._closed:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        """Start the closing handshake; the client has ``--ws-close-timeout`` to answer."""
+        if self.proto.state is not OPEN or self._closed:
+            return
+        self.proto.send_close(code, reason)
+        self._flush()
+        if not self._closed:
+            self._close_handle = self.loop.call_later(self.config.ws_close_timeout,
+                                                      self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_handle = None
+        self.abort()
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.proto.fail(code, reason)
+        self._flush()
+
+    # -- input flow control (the handler's queue) ----------------------------------------
+    def pause_reading(self) -> None:
+        if not self._read_paused and not self._closed:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        if self._read_paused and not self._closed:
+            self._read_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    # -- keepalive -----------------------------------------------------------------------
+    def _schedule_ping(self) -> None:
+        interval = self.config.ws_ping_interval
+        if interval > 0 and not self._closed:
+            self._ping_handle = self.loop.call_later(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_handle = None
+        if self._closed or self.proto.state is not OPEN:
+            return
+        if self._pong_payload is None:  # else the last ping is still waiting (timeout)
+            self._pong_payload = os.urandom(4)
+            self.proto.send_ping(self._pong_payload)
+            self._flush()
+            timeout = self.config.ws_ping_timeout
+            if timeout > 0:
+                self._pong_handle = self.loop.call_later(timeout, self._ping_timed_out)
+        self._schedule_ping()
+
+    def _got_pong(self) -> None:
+        self._pong_payload = None
+        if self._pong_handle is not None:
+            self._pong_handle.cancel()
+            self._pong_handle = None
+
+    def _ping_timed_out(self) -> None:
+        self._pong_handle = None
+        if self._closed:
+            return
+        client = self.handler.client_label()
+        logger.info("%s - WebSocket keepalive: no pong in %.1f s, closing", client,
+                    self.config.ws_ping_timeout)
+        self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+
+    # -- server-wide sweeps ----------------------------------------------------------------
+    def check_timeouts(self, now: float) -> None:
+        """Timers of their own (pings, close); nothing for the server's sweep."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: close with 1001 (going away); the app sees the disconnect now."""
+        if self.proto.state is OPEN and not self._closed:
+            self.close(GOING_AWAY, "server shutting down")
+        self._notify()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._closed = True
+            self.transport.abort()
+
+    @property
+    def state(self) -> State:
+        return self.proto.state
