@@ -5,6 +5,7 @@ Routes (by scope["path"]):
   /64k   -> 200 application/octet-stream, 65536-byte precomputed body
   /echo  -> 200 application/octet-stream, echoes the request body
 anything else -> 404
+WebSocket /ws -> accepts, echoes every message (text as text, bytes as bytes)
 
 Kept deliberately tiny so that the server, not the app, dominates the numbers.
 Identical for every server under test.
@@ -58,7 +59,21 @@ async def app(scope, receive, send):
             await _respond(send, 200, headers, body)
         else:
             await _respond(send, 404, _NOT_FOUND_HEADERS, b"Not Found")
+    elif kind == "websocket":
+        await _ws_echo(receive, send)
     elif kind == "lifespan":
         await _lifespan(receive, send)
-    # Other scope types (websocket) are not used by the benchmark: returning
-    # makes the server close/reject them.
+
+
+async def _ws_echo(receive, send):
+    message = await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes")})

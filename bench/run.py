@@ -285,6 +285,9 @@ SERVERS: dict[str, Server] = {
 POST_BODY = b"x" * 4096  # must match bench/post4k.lua
 HELLO_BODY = b"Hello, world!"
 BIG_BODY = b"x" * 65536
+WS_MESSAGE = bytes(ord("a") + i % 26 for i in range(1024))  # what bench/wsload.c sends
+WSLOAD_SRC = BENCH_DIR / "wsload.c"
+WSLOAD_BIN = BENCH_DIR / ".build" / "wsload"
 
 # name, path, lua script (relative to bench/ or None), plus a correctness
 # check (method, request body, expected response body) run before wrk.
@@ -304,6 +307,15 @@ SCENARIOS: dict[str, dict] = {
             "lua": None,
             "check": ("GET", None, BIG_BODY),
             "interfaces": ("asgi", "wsgi"),
+        },
+        {
+            # WebSocket echo of 1 KiB text messages (issue 5), driven by bench/wsload.c:
+            # "req/s" is messages/s and p99 the round trip of one message.
+            "name": "wsecho",
+            "path": "/ws",
+            "tool": "wsload",
+            "check": ("WS", WS_MESSAGE, WS_MESSAGE),
+            "interfaces": ("asgi",),
         },
         {
             "name": "post4k",
@@ -574,8 +586,74 @@ def run_wrk(
 # --------------------------------------------------------------------------
 
 
+def ws_echo_check(port: int, message: bytes) -> bytes:
+    """One text message through a WebSocket echo (raw socket: standard library only)."""
+    with socket.create_connection((HOST, port), timeout=HTTP_CHECK_TIMEOUT_S) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise OSError("closed during the handshake")
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise OSError(f"handshake answered {head.splitlines()[0]!r}")
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(message))
+        sock.sendall(bytes([0x81, 0x80 | 126]) + len(message).to_bytes(2, "big") + mask + masked)
+        while len(data) < 4 + len(message):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("closed before the echo")
+            data += chunk
+        return data[4:4 + len(message)]
+
+
+def ensure_wsload() -> Path:
+    """Build bench/wsload.c (gcc -O2) when the binary is missing or older than its source."""
+    if not WSLOAD_BIN.exists() or WSLOAD_BIN.stat().st_mtime < WSLOAD_SRC.stat().st_mtime:
+        WSLOAD_BIN.parent.mkdir(exist_ok=True)
+        log(f"building {WSLOAD_BIN.relative_to(REPO_ROOT)}")
+        subprocess.run(["gcc", "-O2", "-o", str(WSLOAD_BIN), str(WSLOAD_SRC)], check=True)
+    return WSLOAD_BIN
+
+
+_WSLOAD_RE = re.compile(r"messages=(\d+) seconds=([\d.]+) rate=([\d.]+) p50_us=(-?\d+) "
+                        r"p99_us=(-?\d+) errors=(\d+)")
+
+
+def run_wsload(port: int, path: str, duration: int, connections: int,
+               cpu: int) -> tuple[dict | None, str]:
+    cmd = ["taskset", "-c", str(cpu), str(ensure_wsload()), HOST, str(port), path,
+           str(connections), str(duration), str(len(WS_MESSAGE))]
+    try:
+        out = _capture(cmd, timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        return None, "wsload timed out"
+    text = out.stdout + out.stderr
+    m = _WSLOAD_RE.search(text)
+    if out.returncode != 0 or not m:
+        return None, f"wsload exited {out.returncode}: {text.strip()[-500:]}"
+    errors = int(m.group(6))
+    return {
+        "rps": float(m.group(3)), "requests": int(m.group(1)),
+        "p50_ms": int(m.group(4)) / 1000, "p99_ms": int(m.group(5)) / 1000,
+        "p90_ms": None, "avg_ms": None, "non_2xx": 0,
+        "socket_errors": {"connect": 0, "read": errors, "write": 0, "timeout": 0},
+    }, text
+
+
 def check_scenario(port: int, scen: dict) -> str | None:
     method, body, expected = scen["check"]
+    if method == "WS":
+        try:
+            got = ws_echo_check(port, body)
+        except OSError as exc:
+            return f"WebSocket echo on {scen['path']} failed: {type(exc).__name__}: {exc}"
+        return None if got == expected else f"WebSocket echo returned {got[:40]!r}"
     try:
         status, got = http_request(port, method, scen["path"], body)
     except (OSError, http.client.HTTPException) as exc:
@@ -617,7 +695,10 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
         url_base = f"http://{HOST}:{port}"
         if args.warmup > 0:
             log(f"{server.name}: warm-up {args.warmup}s")
-            run_wrk(url_base + "/", args.warmup, args.connections, args.client_cpu, None)
+            if any(s.get("tool") != "wsload" for s in scenarios):
+                run_wrk(url_base + "/", args.warmup, args.connections, args.client_cpu, None)
+            if any(s.get("tool") == "wsload" for s in scenarios):
+                run_wsload(port, "/ws", args.warmup, args.connections, args.client_cpu)
 
         for scen in scenarios:
             if server.interface not in scen["interfaces"]:
@@ -628,14 +709,19 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
                 record["results"][name] = {"error": f"correctness check failed: {err}"}
                 log(f"{server.name}/{name}: SKIPPED, correctness check failed: {err}")
                 continue
-            log(f"{server.name}/{name}: wrk {args.duration}s -c{args.connections}")
-            parsed, text = run_wrk(
-                url_base + scen["path"],
-                args.duration,
-                args.connections,
-                args.client_cpu,
-                scen["lua"],
-            )
+            tool = scen.get("tool", "wrk")
+            log(f"{server.name}/{name}: {tool} {args.duration}s -c{args.connections}")
+            if tool == "wsload":
+                parsed, text = run_wsload(port, scen["path"], args.duration, args.connections,
+                                          args.client_cpu)
+            else:
+                parsed, text = run_wrk(
+                    url_base + scen["path"],
+                    args.duration,
+                    args.connections,
+                    args.client_cpu,
+                    scen["lua"],
+                )
             if parsed is None:
                 record["results"][name] = {"error": text}
                 log(f"{server.name}/{name}: wrk failed: {text}")
@@ -741,6 +827,14 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
             f"{meta.get('repeat', 1)} interleaved rounds, req/s and p99 of the median round"
         ),
         "- versions: " + ", ".join(f"{r['server']} {r['version'] or '?'}" for r in records),
+    ]
+    if any(scen.get("tool") == "wsload" for scen in scenarios):
+        lines.append(
+            f"- wsecho: bench/wsload.c (C, epoll) pinned to CPU {meta['client_cpu']}, "
+            f"{meta['connections']} WebSocket connections each sending a 1 KiB text message "
+            "and waiting for its echo (no compression offered); req/s is messages/s, p99 the "
+            "round trip")
+    lines += [
         "",
         "| scenario | server | req/s | p99 ms |",
         "|---|---|---:|---:|",
@@ -832,6 +926,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument(
         "--results-dir", type=Path, default=RESULTS_DIR, help="where latest.json / latest.md go"
     )
+    p.add_argument("--name", default=None,
+                   help="results file name (default 'latest'; 'websocket' when only wsecho "
+                   "runs); the README's tables come from latest.md and websocket.md")
     args = p.parse_args(argv)
     args.venv = args.venv.resolve()
     if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.repeat < 1:
@@ -910,9 +1007,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "servers": records, "ratios": ratios}
-    (args.results_dir / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.results_dir / "latest.md").write_text(md)
-    log(f"wrote {args.results_dir / 'latest.json'} and {args.results_dir / 'latest.md'}")
+    name = args.name or ("websocket" if args.scenario_list == ["wsecho"] else "latest")
+    (args.results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.results_dir / f"{name}.md").write_text(md)
+    log(f"wrote {args.results_dir / (name + '.json')} and {args.results_dir / (name + '.md')}")
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 

@@ -75,7 +75,14 @@ def open_handshake(protocol: ServerProtocol, path: str,
     try:
         protocol.process_request(request)
     except Exception:  # the same checks accept() runs; let it build the refusal
-        return request, protocol.accept(request)
+        response = protocol.accept(request)
+        versions = request.headers.get_all("Sec-WebSocket-Version")
+        if response.status_code == 400 and versions and versions != ["13"]:
+            # RFC 6455 §4.4: an unsupported version gets 426 and the versions we speak.
+            response = protocol.reject(426, "Unsupported WebSocket version; this server "
+                                       "speaks version 13.\n")
+            response.headers["Sec-WebSocket-Version"] = "13"
+        return request, response
     return request, None
 
 
