@@ -2,7 +2,9 @@
 
 Measures, per 1 KiB text message: parse one masked client frame into a message event, then
 frame the same text back (unmasked). That is the whole per-message work the server asks of
-the framing library in the echo benchmark; the rest (ASGI, event loop) is the same for both.
+the framing library in the echo benchmark; the rest (ASGI, event loop) is the same for all.
+"betula" is betula.protocols.websocket's own fast path for plain data frames (the frames it
+does not take still go through websockets).
 
     python bench/ws_framing.py [messages]
 """
@@ -43,6 +45,42 @@ def bench_websockets(frames: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
+def bench_betula(frames: list[bytes]) -> float:
+    """Betula's WebSocketConnection (its fast path over websockets) with a transport that
+    only collects what would be written."""
+    from types import SimpleNamespace
+
+    from betula.protocols.websocket import WebSocketConnection
+
+    class Collecting:
+        def __init__(self) -> None:
+            self.out: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.out.append(data)
+
+        def writelines(self, parts) -> None:
+            self.out.extend(parts)
+
+    class Echo:
+        def on_message(self, data) -> None:
+            conn.send(data)
+
+        def on_close(self, code: int, reason: str) -> None:
+            pass
+
+    config = SimpleNamespace(ws_ping_interval=0, ws_close_timeout=5)
+    server = SimpleNamespace(loop=None, config=config, connections=set())
+    conn = WebSocketConnection(server, ServerProtocol(state=State.OPEN, max_size=1 << 20),
+                               Echo())
+    conn.transport = transport = Collecting()
+    start = time.perf_counter()
+    for data in frames:
+        conn.data_received(data)
+        transport.out.clear()
+    return time.perf_counter() - start
+
+
 def bench_wsproto(frames: list[bytes]) -> float:
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, Request, TextMessage
@@ -65,7 +103,8 @@ def bench_wsproto(frames: list[bytes]) -> float:
 
 def main() -> None:
     frames = client_frames(N)
-    for name, fn in (("websockets", bench_websockets), ("wsproto", bench_wsproto)):
+    for name, fn in (("websockets", bench_websockets), ("wsproto", bench_wsproto),
+                     ("betula", bench_betula)):
         best = min(fn(frames) for _ in range(3))
         print(f"{name:10s} {best / N * 1e6:6.2f} us/message  ({N / best:,.0f} messages/s)")
 

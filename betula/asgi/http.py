@@ -542,7 +542,10 @@ class HTTPCycle:
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 8:
-        if isinstance(exc, ClientDisconnected) or type(exc).__name__ == "ClientDisconnect":
+        # Frameworks re-raise a disconnect as their own: Starlette's ClientDisconnect
+        # (HTTP) and WebSocketDisconnect.
+        if isinstance(exc, ClientDisconnected) or \
+                type(exc).__name__ in ("ClientDisconnect", "WebSocketDisconnect"):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1

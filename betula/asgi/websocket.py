@@ -103,11 +103,11 @@ class WebSocketCycle:
         self._subprotocol: str | None = None
         self.protocol = handshake_protocol(server.config, lambda: self._subprotocol)
         target = url.decode("latin-1") if url[:1] == b"/" else "/"
-        self._request, self._refusal = open_handshake(self.protocol, target, headers)
-        if method != b"GET" and self._refusal is None:
-            self._refusal = self.protocol.accept(self._request)
+        self._request, self._refusal = open_handshake(
+            self.protocol, method.decode("ascii", "replace"), target, http_version, headers)
         self.ws: WebSocketConnection | None = None
         self._queue: deque[dict[str, Any]] = deque()
+        self._max_queue = server.config.ws_max_queue
         self._waiter: asyncio.Future[None] | None = None
         self._connect_delivered = False
         self._close_code = 1006
@@ -115,6 +115,7 @@ class WebSocketCycle:
         self._shutdown = False
         self._deny_status = 0
         self._deny_headers = b""
+        self._deny_length: int | None = None
         self._deny_body: list[bytes] = []
 
     # -- the HTTP/1.1 connection's side (before the handshake completes) -----------------
@@ -221,11 +222,12 @@ class WebSocketCycle:
 
     # -- events from the WebSocket connection --------------------------------------------
     def on_message(self, data: str | bytes) -> None:
+        queue = self._queue
         if data.__class__ is str:
-            self._queue.append({"type": "websocket.receive", "text": data})
+            queue.append({"type": "websocket.receive", "text": data})
         else:
-            self._queue.append({"type": "websocket.receive", "bytes": data})
-        if len(self._queue) >= self.server.config.ws_max_queue:
+            queue.append({"type": "websocket.receive", "bytes": data})
+        if len(queue) >= self._max_queue:
             self.ws.pause_reading()  # type: ignore[union-attr]
         waiter = self._waiter
         if waiter is not None:
@@ -257,7 +259,7 @@ class WebSocketCycle:
             queue = self._queue
             if queue:
                 message = queue.popleft()
-                if not queue and self.ws is not None:
+                if not queue and self.ws is not None and self.ws._read_paused:
                     self.ws.resume_reading()
                 return message
             if not self._connect_delivered:
@@ -375,7 +377,8 @@ class WebSocketCycle:
         status = message["status"]
         if status.__class__ is not int or not 200 <= status <= 999:
             raise RuntimeError(f"invalid denial response status {status!r}")
-        block, _length, flags, _trailer = encode_headers(message.get("headers", ()))
+        block, length, flags, _trailer = encode_headers(message.get("headers", ()))
+        self._deny_length = length
         self._deny_status = status
         self._deny_headers = (STATUS_LINES.get(status) or status_line(status)) + \
             self.server.default_headers_for(flags) + block
@@ -396,8 +399,16 @@ class WebSocketCycle:
         self.response_complete = True
         if not cut_short and not self.disconnected:
             body = b"".join(self._deny_body)
-            self.conn.write(self._deny_headers + b"content-length: %d\r\nconnection: close"
-                            b"\r\n\r\n" % len(body) + body)
+            length = self._deny_length
+            if length is None:
+                head = self._deny_headers + b"content-length: %d\r\n" % len(body)
+            elif length == len(body):
+                head = self._deny_headers  # the app's own Content-Length is right
+            else:
+                self.conn.close()
+                raise RuntimeError(f"denial response body is {len(body)} bytes, its "
+                                   f"Content-Length says {length}")
+            self.conn.write(head + b"connection: close\r\n\r\n" + body)
             self._access(self._deny_status)
         self.conn.close()
 
