@@ -1,6 +1,7 @@
 """The bundled example serves over the real CLI: the Quickstart's promise."""
 
 import httpx
+import pytest
 
 from .conftest import read_response
 
@@ -27,3 +28,21 @@ def test_stop_on_sigint_exits_zero(serve):
     server = serve("examples.hello:app")
     assert server.stop() == 0
     assert "Stopped" in server.log
+
+
+def test_example_app_websocket_echo(serve):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    server = serve("examples.hello:app")
+    base = f"ws://{server.host}:{server.port}"
+    with connect(base + "/ws") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "echo: hi"
+        ws.send(b"\x00\xff")
+        assert ws.recv(timeout=10) == b"\x00\xff"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(base + "/elsewhere")
+    assert refused.value.response.status_code == 403
+    page = httpx.get(server.base_url + "/ws.html")
+    assert page.status_code == 200 and b"new WebSocket" in page.content
