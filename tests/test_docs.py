@@ -29,4 +29,7 @@ def test_quickstart_has_the_two_commands():
 def test_benchmark_table_is_present_and_dated():
     block = re.search(r"<!-- bench:start -->\n(.*?)<!-- bench:end -->", README, re.S)
     assert block and "| hello |" in block.group(1), "run bench/run.py, then tools/update_readme.py"
+    block = re.search(r"<!-- bench-ws:start -->\n(.*?)<!-- bench-ws:end -->", README, re.S)
+    assert block and "| wsecho |" in block.group(1), \
+        "run bench/run.py --scenarios wsecho, then tools/update_readme.py"
     assert re.search(r"\d{4}-\d{2}-\d{2}", block.group(1))

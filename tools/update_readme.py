@@ -1,5 +1,5 @@
 """Fill the README's generated blocks: the option table (from the settings registry) and the
-benchmark table (from bench/results/latest.md). Run after changing either."""
+benchmark tables (from bench/results/latest.md and websocket.md). Run after changing either."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ def fill(text: str, name: str, content: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = fill(readme.read_text(), "options", settings_markdown())
-    results = ROOT / "bench" / "results" / "latest.md"
-    if results.exists():
-        body = results.read_text()
-        body = re.sub(r"^# .*\n+", "", body)  # the file's own title
-        text = fill(text, "bench", body)
+    # bench/run.py writes latest.md (HTTP, WSGI) and websocket.md (the wsecho scenario).
+    for block, name in (("bench", "latest.md"), ("bench-ws", "websocket.md")):
+        results = ROOT / "bench" / "results" / name
+        if results.exists():
+            body = results.read_text()
+            body = re.sub(r"^# .*\n+", "", body)  # the file's own title
+            text = fill(text, block, body)
     readme.write_text(text)
 
 

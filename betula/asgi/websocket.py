@@ -148,9 +148,7 @@ class WebSocketCycle:
         if refusal is not None:
             # Not a valid WebSocket handshake: websockets' answer (400, 405, 426 ...).
             self.response_started = self.response_complete = True
-            self.protocol.send_response(refusal)
-            for data in self.protocol.data_to_send():
-                self.conn.write(data)
+            self.conn.write(self._render_refusal(refusal))
             self._access(refusal.status_code)
             self.conn.close()
             return
@@ -158,6 +156,21 @@ class WebSocketCycle:
         server.active.add(self)
         server.requests += 1
         self.task = server.loop.create_task(self.run_asgi(self.endpoint.app))
+
+    def _render_refusal(self, response: Any) -> bytes:
+        """websockets' refusal (status, reason text, its hints such as ``Allow`` or
+        ``Sec-WebSocket-Version``) in the server's own framing: Date and Server as the
+        settings say, then the connection closes."""
+        hints = b"".join(
+            b"%s: %s\r\n" % (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.raw_items()
+            if name.lower() not in ("date", "server", "connection", "content-length",
+                                    "content-type"))
+        body = response.body or b""
+        return b"".join((
+            status_line(response.status_code), self.server.default_headers, hints,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body))
 
     async def run_asgi(self, app: Any) -> None:
         try:

@@ -38,6 +38,9 @@ WRITE_LOW_WATER = 64 * 1024
 # On a graceful stop, how long a connection that has sent nothing yet may take to send its
 # request (it may have been accepted just before the listener closed).
 SHUTDOWN_GRACE = 1.0
+# Bytes kept from a client that sends past an upgrade request before it is answered (its
+# first WebSocket frames) before reading pauses.
+UPGRADE_BUFFER = 64 * 1024
 # Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
 FILE_CHUNK = 256 * 1024
 
@@ -188,7 +191,11 @@ class HTTP1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed or self._done_reading or self._pending_error is not None:
             if self._upgrade and not self._closed:
-                self._upgrade_data += data  # read before pause_reading took effect
+                # Early frames, kept for the WebSocket; reading goes on (bounded) so that
+                # a client leaving before the app accepts is noticed.
+                self._upgrade_data += data
+                if len(self._upgrade_data) > UPGRADE_BUFFER:
+                    self.pause_reading()
             return
         if self._state == _IDLE:
             self._state = _READING_HEAD
@@ -207,7 +214,8 @@ class HTTP1Connection(asyncio.Protocol):
             last = self.pipeline[-1] if self.pipeline else self.cycle
             if last is not None:
                 last.keep_alive = False
-            self.pause_reading()
+            if len(self._upgrade_data) > UPGRADE_BUFFER:
+                self.pause_reading()
         except httptools.HttpParserCallbackError as exc:
             err = exc.__context__
             if isinstance(err, ProtocolError):
