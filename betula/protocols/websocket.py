@@ -52,6 +52,8 @@ _frames_logger.setLevel(logging.WARNING)
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+# Bytes of its own output (pongs) the protocol may add while the client is not reading.
+CONTROL_BUDGET = 64 * 1024
 
 _TEXT, _BINARY, _CONT, _CLOSE, _PONG = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT,
                                         Opcode.CLOSE, Opcode.PONG)
@@ -123,6 +125,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._read_held = False  # reading held: the client is not reading our pongs
+        self._unread_output = 0  # protocol output written while the client is not reading
         self._ping_handle: asyncio.TimerHandle | None = None
         self._pong_handle: asyncio.TimerHandle | None = None
         self._pong_payload: bytes | None = None
@@ -283,11 +287,20 @@ class WebSocketConnection(asyncio.Protocol):
         self._wake_drain()
         self._notify()
 
+    # Reading goes on while the client does not read what we write (a bad frame or a close
+    # from it is still seen), but what the protocol writes on its own meanwhile (pongs) is
+    # budgeted: past CONTROL_BUDGET bytes reading is held until the client reads again, so
+    # a client flooding pings and never reading the pongs cannot grow our buffer.
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._unread_output = 0
+        if self._read_held:
+            self._read_held = False
+            if not self._read_paused and not self._closed:
+                self.transport.resume_reading()  # type: ignore[union-attr]
         self._wake_drain()
 
     # -- output ------------------------------------------------------------------------
@@ -300,11 +313,23 @@ class WebSocketConnection(asyncio.Protocol):
                 break
             if data:
                 transport.write(data)  # type: ignore[union-attr]
+                if self._write_paused:
+                    self._unread_output += len(data)
+                    if self._unread_output > CONTROL_BUDGET and not self._read_held:
+                        self._read_held = True
+                        if not self._read_paused:
+                            transport.pause_reading()  # type: ignore[union-attr]
             else:
                 self._closed = True
                 transport.close()  # type: ignore[union-attr]
+                if transport.get_write_buffer_size() and self._close_handle is None:  # type: ignore[union-attr]
+                    # close() waits for the buffer to drain; a client that stopped
+                    # reading gets --ws-close-timeout, then the connection is dropped.
+                    self._close_handle = self.loop.call_later(
+                        self.config.ws_close_timeout, self._close_timed_out)
         if self.proto.state is not OPEN:
             self._notify()
+            self._wake_drain()  # a send() waiting for the client to read gives up
 
     def _notify(self) -> None:
         """Tell the handler, once, that the connection is closing: with the client's code
@@ -314,10 +339,13 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self._notified = True
         proto = self.proto
-        if proto.close_rcvd is not None:
-            code, reason = proto.close_rcvd.code, proto.close_rcvd.reason
-        elif proto.close_sent is not None:
-            code, reason = proto.close_sent.code, proto.close_sent.reason
+        sent, received = proto.close_sent, proto.close_rcvd
+        if sent is not None and (received is None or proto.parser_exc is not None):
+            # We failed the connection (a protocol error, even one inside a close frame)
+            # or closed it first: the code on the wire is ours.
+            code, reason = sent.code, sent.reason
+        elif received is not None:
+            code, reason = received.code, received.reason
         else:
             code, reason = ABNORMAL, ""
         self.handler.on_close(code, reason)
@@ -395,12 +423,14 @@ class WebSocketConnection(asyncio.Protocol):
     def pause_reading(self) -> None:
         if not self._read_paused and not self._closed:
             self._read_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            if not self._read_held:
+                self.transport.pause_reading()  # type: ignore[union-attr]
 
     def resume_reading(self) -> None:
         if self._read_paused and not self._closed:
             self._read_paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            if not self._read_held:
+                self.transport.resume_reading()  # type: ignore[union-attr]
 
     # -- keepalive -----------------------------------------------------------------------
     def _schedule_ping(self) -> None:
