@@ -54,7 +54,7 @@ DEFAULT_VENV = BENCH_DIR / ".venv-peers"
 HOST = "127.0.0.1"
 
 # Installed into the peers venv, never into Betula's dependencies.
-PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn"]
+PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn", "wsproto"]
 
 # App target per interface: the same routes and bodies in both.
 APP_TARGETS = {
@@ -261,6 +261,12 @@ SERVERS: dict[str, Server] = {
         Server("betula", "asgi", _betula_argv, family="betula", needs_venv=False),
         Server("uvicorn", "asgi", _uvicorn_argv, distribution="uvicorn"),
         Server("granian", "asgi", _granian_argv, distribution="granian"),
+        # The framing libraries compared on the echo benchmark inside one server: uvicorn's
+        # default WebSocket stack is websockets' sans-I/O protocol (as Betula's); this one
+        # runs the same uvicorn on wsproto.
+        Server("uvicorn-wsproto", "asgi",
+               lambda v, p, a: [*_uvicorn_argv(v, p, a), "--ws", "wsproto"],
+               distribution="uvicorn", executable="uvicorn"),
         Server("betula-wsgi", "wsgi", _betula_wsgi_argv, family="betula", needs_venv=False),
         # Issue 4's measure: two workers on both CPUs (wrk shares CPU 0) against one worker;
         # the table's betula/betula-2w ratio is one worker's share of two.

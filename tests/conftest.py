@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +338,17 @@ def one_error_line(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{output}"
     return lines[0]
+
+
+def new_id() -> str:
+    """A fresh id for one test's records in a shared server's log."""
+    return uuid.uuid4().hex[:12]
+
+
+def wait_record(srv: ServerProcess, rid: str, marker: str = "RECORD",
+                timeout: float = 10.0) -> dict:
+    """The JSON an app logged as ``MARKER <rid> {...}`` (what only the app can see)."""
+    line = srv.wait_for_log(rf"{marker} {re.escape(rid)} ", timeout)
+    assert line is not None, f"the app recorded nothing for {rid}:\n{srv.log[-4000:]}"
+    # raw_decode: with --workers another process's output may follow on the same line
+    return json.JSONDecoder().raw_decode(line.split(f"{marker} {rid} ", 1)[1])[0]

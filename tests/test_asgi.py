@@ -14,13 +14,12 @@ import signal
 import socket
 import struct
 import time
-import uuid
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from .conftest import ServerProcess, read_response, recv_until_closed
+from .conftest import ServerProcess, new_id, read_response, recv_until_closed, wait_record
 
 APP = "tests.apps.asgi_apps:app"
 
@@ -33,16 +32,6 @@ def server():
                          "--timeout-graceful-shutdown", "2"]).start()
     yield srv
     srv.stop()
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def wait_record(srv: ServerProcess, rid: str, timeout: float = 10.0) -> dict:
-    line = srv.wait_for_log(rf"RECORD {re.escape(rid)} ", timeout)
-    assert line is not None, f"the app recorded nothing for {rid}:\n{srv.log[-4000:]}"
-    return json.loads(line.split(f"RECORD {rid} ", 1)[1])
 
 
 def exchange(srv: ServerProcess, request: bytes, timeout: float = 10.0) -> bytes:

@@ -18,14 +18,14 @@ import signal
 import socket
 import ssl
 import struct
-import uuid
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .conftest import RawReader, ServerProcess, read_response, recv_until_closed
+from .conftest import RawReader, ServerProcess, new_id, read_response, recv_until_closed
+from .conftest import wait_record as _wait_record
 
 APP = "tests.apps.ws_apps:app"
 WSGI_APP = "tests.apps.ws_apps:wsgi_app"
@@ -51,15 +51,8 @@ def mounted():
     srv.stop()
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
 def wait_record(srv: ServerProcess, rid: str, timeout: float = 10.0) -> dict:
-    line = srv.wait_for_log(rf"WSREC {re.escape(rid)} ", timeout)
-    assert line is not None, f"the app recorded nothing for {rid}:\n{srv.log[-4000:]}"
-    # raw_decode: with --workers another process's output may follow on the same line
-    return json.JSONDecoder().raw_decode(line.split(f"WSREC {rid} ", 1)[1])[0]
+    return _wait_record(srv, rid, "WSREC", timeout)
 
 
 def ws_url(srv: ServerProcess, target: str, scheme: str = "ws") -> str:

@@ -19,13 +19,12 @@ import socket
 import struct
 import threading
 import time
-import uuid
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from .conftest import ServerProcess, read_response, recv_until_closed
+from .conftest import ServerProcess, new_id, read_response, recv_until_closed
 
 APP = "tests.apps.wsgi_apps:app"
 MIB = 1024 * 1024
@@ -57,10 +56,6 @@ def assert_clean(srv: ServerProcess, start: int = 0) -> None:
     new = "\n".join(srv.lines[start:])
     for text in VIOLATIONS:
         assert text not in new, f"PEP 3333 violation reported by the validator:\n{new[-6000:]}"
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def records(srv: ServerProcess, rid: str) -> list:

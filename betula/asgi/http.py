@@ -80,6 +80,24 @@ def _decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
+def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
+    """The scope's ``path`` (decoded), ``raw_path`` and ``query_string`` of a request
+    target, with the ``--root-path`` prefix a proxy stripped put back."""
+    if url[:1] == b"/":
+        raw_path, _, query = url.partition(b"?")
+    else:
+        raw_path, query = _split_target(url)
+    if b"%" in raw_path or not raw_path.isascii():
+        path = _decode_path(raw_path)
+    else:
+        path = raw_path.decode("ascii")
+    prefix = endpoint.path_prefix
+    if prefix:
+        path = prefix + path
+        raw_path = prefix.encode("utf-8") + raw_path
+    return path, raw_path, query
+
+
 def connection_scope(conn: HTTP1Connection, endpoint: Endpoint) -> dict[str, Any]:
     """The part of the scope shared by every request to one app on one connection."""
     return {
@@ -141,18 +159,7 @@ class HTTPCycle:
         if cache is None or cache[0] is not endpoint:
             cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
         scope = cache[1].copy()
-        if url[:1] == b"/":
-            raw_path, _, query = url.partition(b"?")
-        else:
-            raw_path, query = _split_target(url)
-        if b"%" in raw_path or not raw_path.isascii():
-            path = _decode_path(raw_path)
-        else:
-            path = raw_path.decode("ascii")
-        prefix = endpoint.path_prefix  # --root-path: the part a proxy stripped
-        if prefix:
-            path = prefix + path
-            raw_path = prefix.encode("utf-8") + raw_path
+        path, raw_path, query = target_parts(url, endpoint)
         method_name = _METHODS.get(method) or _method(method)
         scope["method"] = method_name
         scope["path"] = path

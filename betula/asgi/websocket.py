@@ -26,7 +26,7 @@ from ..protocols.websocket import (
     handshake_protocol,
     open_handshake,
 )
-from .http import ClientDisconnected, _caused_by_disconnect, _decode_path, _split_target
+from .http import ClientDisconnected, _caused_by_disconnect, target_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
@@ -67,17 +67,7 @@ class WebSocketCycle:
         self.server = server
         self.endpoint = endpoint
         self.conn = conn
-        if url[:1] == b"/":
-            raw_path, _, query = url.partition(b"?")
-        else:
-            raw_path, query = _split_target(url)
-        if b"%" in raw_path or not raw_path.isascii():
-            path = _decode_path(raw_path)
-        else:
-            path = raw_path.decode("ascii")
-        if endpoint.path_prefix:
-            path = endpoint.path_prefix + path
-            raw_path = endpoint.path_prefix.encode("utf-8") + raw_path
+        path, raw_path, query = target_parts(url, endpoint)
         subprotocols = [p.strip() for name, value in headers
                         if name == b"sec-websocket-protocol"
                         for p in value.decode("latin-1").split(",") if p.strip()]
