@@ -91,6 +91,12 @@ class ServerState:
         self.config = config
         self.endpoints = endpoints
         self.loop = loop
+        if loop.get_task_factory() is None:
+            # A Task with a name given: without one, each Task formats "Task-<n>" for
+            # itself (~1.5k instructions a request on 3.11, callgrind).
+            self.new_task = functools.partial(asyncio.Task, loop=loop, name="betula-request")
+        else:  # pragma: no cover - someone installed a task factory: respect it
+            self.new_task = loop.create_task
         self.wsgi_threads = config.threads
         self.wsgi_executor: ThreadPool | None = None
         self.connections: set[HTTP1Connection] = set()
@@ -139,7 +145,7 @@ class ServerState:
             path = url.partition(b"?")[0]
         else:  # absolute form (RFC 9112 §3.2.2) or "*"
             path = httptools.parse_url(url).path or b"/" if url != b"*" else b"*"
-        if b"%" in path:  # prefixes match the decoded path, as the app will see it
+        if path.find(b"%") >= 0:  # prefixes match the decoded path, as the app sees it
             path = unquote_to_bytes(path)
         for route in self._routes:
             prefix = route[0]

@@ -145,7 +145,7 @@ class WebSocketCycle:
         server = self.server
         server.active.add(self)
         server.requests += 1
-        self.task = server.loop.create_task(self.run_asgi(self.endpoint.app))
+        self.task = server.new_task(self.run_asgi(self.endpoint.app))
 
     def _render_refusal(self, response: Any) -> bytes:
         """websockets' refusal (status, reason text, its hints such as ``Allow`` or

@@ -151,7 +151,7 @@ class WSGICycle:
 
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
-        path = unquote_to_bytes(raw_path).decode("latin-1") if b"%" in raw_path \
+        path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
             else raw_path.decode("latin-1")
         # The mount prefix, and the --root-path when the proxy did not strip it, move from
         # PATH_INFO to SCRIPT_NAME.
