@@ -342,6 +342,30 @@ class HTTPCycle:
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.body":
+            head = self._head
+            if head is not None and not self._no_body and not self._trailers_wanted \
+                    and not message.get("more_body", False):
+                # The whole body in one message, right after start (most responses): head
+                # and body leave in one write and the response completes here.
+                body = message.get("body", b"")
+                length = len(body)
+                expected = self._expected_length
+                if expected is None or expected == length:
+                    self._head = None
+                    conn = self.conn
+                    head += self._framing(length)
+                    if length <= _JOIN_LIMIT:
+                        conn.write(head + body)
+                    else:
+                        conn.writelines((head, body))
+                    self._sent_length = length
+                    self._body_done = True
+                    self._complete()
+                    if conn._write_paused:
+                        await conn.drain()
+                    if self.disconnected:
+                        raise ClientDisconnected("client disconnected")
+                    return
             if not self.response_started:
                 raise RuntimeError("http.response.body sent before http.response.start")
             if self._body_done:

@@ -542,7 +542,8 @@ class HTTP1Connection(asyncio.Protocol):
             if self._upgrade:
                 self.close()
                 return
-            self.resume_reading()
+            if self._read_paused:
+                self.resume_reading()
             if self._head_started:
                 self._state = _READING_HEAD
             else:
