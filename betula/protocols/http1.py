@@ -47,10 +47,12 @@ FILE_CHUNK = 256 * 1024
 _HEADER_NAMES: dict[bytes, bytes] = {}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-_H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE = range(6)
+_H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE, \
+    _H_UPGRADE = range(7)
 _SPECIAL_HEADERS = {
     b"host": _H_HOST, b"content-length": _H_CONTENT_LENGTH, b"connection": _H_CONNECTION,
     b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"te": _H_TE,
+    b"upgrade": _H_UPGRADE,
 }
 _UNLIMITED = 1 << 62
 
@@ -105,6 +107,8 @@ class HTTP1Connection(asyncio.Protocol):
         "_te_value",
         "_upgrade",
         "_upgrade_data",
+        "_upgrade_header",
+        "_limit_concurrency",
         "_url",
         "_write_paused",
         "client",
@@ -153,6 +157,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._served = 0  # responses completed on this connection
         self._feed_body = 0  # body bytes parsed from the current read
         config = self.config
+        self._limit_concurrency = config.limit_concurrency
         # (field size, header section size, field count); 0 in the settings means no limit.
         self._limits = (config.limit_request_field_size or _UNLIMITED,
                         config.limit_request_header_size or _UNLIMITED,
@@ -278,6 +283,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._conn_tokens = b""
         self._expect_continue = False
         self._te_trailers = False
+        self._upgrade_header = False
         self._body_bytes = 0
         self._head_started = True
         self._in_head = True
@@ -305,7 +311,10 @@ class HTTP1Connection(asyncio.Protocol):
         lowered = _HEADER_NAMES.get(name) or _lower_name(name)
         special = _SPECIAL_HEADERS.get(lowered)
         if special is not None:
-            self._special_header(special, value)
+            if special == _H_HOST:  # in nearly every request: no call for it
+                self._host_count += 1
+            else:
+                self._special_header(special, value)
         headers.append((lowered, value))
 
     def _header_limit(self, size: int, total: int) -> None:
@@ -330,8 +339,10 @@ class HTTP1Connection(asyncio.Protocol):
             if value.lower() == b"100-continue":
                 self._expect_continue = True
         elif special == _H_TE:
-            if b"trailers" in value.lower():
+            if value.lower().find(b"trailers") >= 0:
                 self._te_trailers = True
+        elif special == _H_UPGRADE:
+            self._upgrade_header = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -354,23 +365,27 @@ class HTTP1Connection(asyncio.Protocol):
             raise ProtocolError(400, "Missing Host header" if not self._host_count
                                 else "Multiple Host headers")
         if version == "1.1":
-            keep_alive = not tokens or _CLOSE not in tokens
+            keep_alive = not tokens or tokens.find(_CLOSE) < 0  # find(): see target_parts
         else:
-            keep_alive = bool(tokens) and _KEEP_ALIVE in tokens and _CLOSE not in tokens
+            keep_alive = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 \
+                and tokens.find(_CLOSE) < 0
         self._in_head = False
-        length = _content_length(self._headers) if self._has_cl else 0
-        if length > self.config.limit_request_body > 0:
-            raise ProtocolError(413, "Request Entity Too Large")
+        if self._has_cl:
+            length = _content_length(self._headers)
+            if length > self.config.limit_request_body > 0:
+                raise ProtocolError(413, "Request Entity Too Large")
+        else:
+            length = 0
         if version == "1.0":
             self._expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
         if self._draining:
             keep_alive = False  # the server is stopping: this request is the last
-        if self.config.limit_concurrency and self.server.over_limit():
+        if self._limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
         has_body = self._has_te or length > 0
         factory = self._cycle_factory
-        if parser.should_upgrade() and self.server.ws_cycle_factory is not None \
-                and _wants_websocket(self._headers):
+        if self._upgrade_header and parser.should_upgrade() \
+                and self.server.ws_cycle_factory is not None and _wants_websocket(self._headers):
             factory = self.server.ws_cycle_factory
         cycle = factory(
             self, parser.get_method(), self._url, self._headers, version, keep_alive,

@@ -173,7 +173,7 @@ class WSGICycle:
             if name == b"content-length":
                 environ["CONTENT_LENGTH"] = value.decode("latin-1")
                 continue
-            if b"_" in name:
+            if name.find(b"_") >= 0:
                 # HTTP_X_A would be ambiguous between X-A and X_A: drop the underscore form
                 # (a header-spoofing vector behind proxies), as gunicorn does.
                 continue
