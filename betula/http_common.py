@@ -68,6 +68,16 @@ for _code in http.HTTPStatus:
     status_line(_code.value)
 
 
+METHODS: dict[bytes, str] = {}  # request method bytes -> str, for the common ones
+
+
+def method_name(raw: bytes) -> str:
+    name = raw.decode("ascii")
+    if len(METHODS) < 64:
+        METHODS[raw] = name
+    return name
+
+
 def error_response(status: int, reason: str, server: Any) -> bytes:
     """A complete, self-contained error response that ends with the connection."""
     body = f"{status} {_phrase(status) or 'Error'}: {reason}\n".encode("latin-1", "replace")

@@ -25,9 +25,11 @@ from urllib.parse import unquote_to_bytes
 from ..http_common import (
     CLOSE,
     LAST_CHUNK,
+    METHODS,
     STATUS_LINES,
     encode_headers,
     error_response,
+    method_name,
     status_line,
 )
 
@@ -47,7 +49,6 @@ ASGI_EXTENSIONS: dict[str, dict[str, Any]] = {
 }
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-_METHODS: dict[bytes, str] = {}
 _NO_BODY_STATUS = frozenset({204, 304})
 # Head and body up to this size are joined into one buffer; larger bodies go out with
 # writelines (one writev, no copy).
@@ -58,13 +59,6 @@ BODY_HIGH_WATER = 256 * 1024
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone (ASGI spec 2.4: a subclass of OSError)."""
-
-
-def _method(raw: bytes) -> str:
-    name = raw.decode("ascii")
-    if len(_METHODS) < 64:
-        _METHODS[raw] = name
-    return name
 
 
 def _split_target(url: bytes) -> tuple[bytes, bytes]:
@@ -162,8 +156,8 @@ class HTTPCycle:
             cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
         scope = cache[1].copy()
         path, raw_path, query = target_parts(url, endpoint)
-        method_name = _METHODS.get(method) or _method(method)
-        scope["method"] = method_name
+        name = METHODS.get(method) or method_name(method)
+        scope["method"] = name
         scope["path"] = path
         scope["raw_path"] = raw_path
         scope["query_string"] = query
@@ -180,7 +174,7 @@ class HTTPCycle:
         self.expect_continue = expect_continue
         self.te_trailers = te_trailers
         self.body_complete = not has_body
-        self._is_head = method_name == "HEAD"
+        self._is_head = name == "HEAD"
         if server.access_log:
             self._start_time = perf_counter()
 

@@ -26,9 +26,11 @@ from urllib.parse import unquote_to_bytes
 from ..http_common import (
     CLOSE,
     LAST_CHUNK,
+    METHODS,
     STATUS_LINES,
     encode_headers,
     error_response,
+    method_name,
     status_line,
 )
 from .io import EMPTY_INPUT, BodyBuffer, ErrorStream, InputStream
@@ -93,6 +95,31 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
     }
 
 
+# Request header name -> environ key ("" for names dropped), and short header values ->
+# str: both bounded caches of work every request would repeat.
+_ENV_KEYS: dict[bytes, str] = {}
+_STATUS_TEXTS: dict[str, bytes] = {}  # the app's status ("200 OK") -> status line
+_TEXTS: dict[bytes, str] = {}
+_TEXT_CACHE_LEN = 256
+_TEXT_CACHE_MAX = 4096
+
+
+def _env_key(name: bytes) -> str:
+    if name == b"content-type":
+        key = "CONTENT_TYPE"
+    elif name == b"content-length":
+        key = "CONTENT_LENGTH"
+    elif name.find(b"_") >= 0:
+        # HTTP_X_A would be ambiguous between X-A and X_A: drop the underscore form (a
+        # header-spoofing vector behind proxies), as gunicorn does.
+        key = ""
+    else:
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    if len(_ENV_KEYS) < 1024:
+        _ENV_KEYS[name] = key
+    return key
+
+
 class WSGICycle:
     """One request/response exchange between an HTTP/1 connection and a WSGI app."""
 
@@ -118,7 +145,7 @@ class WSGICycle:
         self.keep_alive = keep_alive
         self.body_complete = not has_body
         self.http_version = http_version
-        self.method = method.decode("ascii")
+        self.method = METHODS.get(method) or method_name(method)
         self.raw_target = url
         self.expect_continue = expect_continue
         cache = conn.iface_cache
@@ -166,20 +193,22 @@ class WSGICycle:
         environ["RAW_URI"] = url.decode("latin-1")
         environ["SERVER_PROTOCOL"] = "HTTP/" + self.http_version
         environ["wsgi.input"] = None  # set below, after the buffer exists
+        keys = _ENV_KEYS
+        texts = _TEXTS
         for name, value in headers:
-            if name == b"content-type":
-                environ["CONTENT_TYPE"] = value.decode("latin-1")
-                continue
-            if name == b"content-length":
-                environ["CONTENT_LENGTH"] = value.decode("latin-1")
-                continue
-            if name.find(b"_") >= 0:
-                # HTTP_X_A would be ambiguous between X-A and X_A: drop the underscore form
-                # (a header-spoofing vector behind proxies), as gunicorn does.
-                continue
-            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-            text = value.decode("latin-1")
-            if key in environ:
+            key = keys.get(name)
+            if key is None:
+                key = _env_key(name)
+                if not key:
+                    continue
+            # Header values repeat from request to request (Host, User-Agent, Accept...):
+            # short ones are decoded once.
+            text = texts.get(value)
+            if text is None:
+                text = value.decode("latin-1")
+                if len(value) <= _TEXT_CACHE_LEN and len(texts) < _TEXT_CACHE_MAX:
+                    texts[value] = text
+            if key in environ and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
                 sep = "; " if key == "HTTP_COOKIE" else ", "
                 environ[key] = environ[key] + sep + text
             else:
@@ -307,9 +336,13 @@ class WSGICycle:
         if flags & CLOSE:
             self.keep_alive = False
         self._no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
-        line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
+        line = _STATUS_TEXTS.get(status_text)
         if line is None:
-            line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
+            line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
+            if line is None:
+                line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
+            if len(_STATUS_TEXTS) < 256:
+                _STATUS_TEXTS[status_text] = line
         tail = b""
         if length is not None and body_len is not None and length != body_len \
                 and whole_body and not self._no_body:
@@ -336,7 +369,7 @@ class WSGICycle:
             tail += b"connection: close\r\n"
         elif self.http_version == "1.0":
             tail += b"connection: keep-alive\r\n"
-        return line + self.server.default_headers_for(flags) + block + tail + b"\r\n"
+        return line + self.server.default_blocks[(flags >> 1) & 3] + block + tail + b"\r\n"
 
     def _write(self, data: bytes) -> None:
         """The write() callable and each chunk of the iterable: sent in order, now."""
