@@ -128,9 +128,6 @@ class WebSocketCycle:
         # Still in the handshake: once accepted, the connection closes with 1001 at once.
         self._shutdown = True
 
-    def flush_head(self) -> None:
-        pass
-
     # -- running the app -------------------------------------------------------------------
     def start(self) -> None:
         self.started = True

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from ..http_common import ProtocolError, error_response
+from .flow import WriteFlow
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..server import ServerState
@@ -72,7 +73,7 @@ def _lower_name(name: bytes) -> bytes:
     return lowered
 
 
-class HTTP1Connection(asyncio.Protocol):
+class HTTP1Connection(WriteFlow, asyncio.Protocol):
     """One client connection speaking HTTP/1.0 and HTTP/1.1."""
 
     __slots__ = (
@@ -429,34 +430,6 @@ class HTTP1Connection(asyncio.Protocol):
     def writelines(self, parts: Any) -> None:
         if not self._closed:
             self.transport.writelines(parts)  # type: ignore[union-attr]
-
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
-
-    async def drain(self) -> None:
-        """Wait until the transport's buffer is below its low-water mark (or the peer left)."""
-        if not self._write_paused or self._closed:
-            return
-        waiter = self.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
-
-    def add_drain_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the transport drains (or at once if it is not paused)."""
-        if not self._write_paused or self._closed:
-            callback()
-        else:
-            self._drain_callbacks.append(callback)
-
-    def _wake_drain(self) -> None:
-        callbacks, self._drain_callbacks = self._drain_callbacks, []
-        for callback in callbacks:
-            callback()
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of file ``fd`` from ``offset``; return the bytes sent.

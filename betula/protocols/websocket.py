@@ -32,8 +32,10 @@ from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, State
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
+
+from .flow import WriteFlow
 
 try:
     from websockets.speedups import apply_mask
@@ -107,7 +109,7 @@ def open_handshake(protocol: ServerProtocol, method: str, path: str, http_versio
     return request, None
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(WriteFlow, asyncio.Protocol):
     """One WebSocket connection in the OPEN state and after."""
 
     def __init__(self, server: ServerState, protocol: ServerProtocol, handler: Any) -> None:
@@ -125,6 +127,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_callbacks: list[Callable[[], None]] = []
         self._read_held = False  # reading held: the client is not reading our pongs
         self._unread_output = 0  # protocol output written while the client is not reading
         self._ping_handle: asyncio.TimerHandle | None = None
@@ -384,23 +387,6 @@ class WebSocketConnection(asyncio.Protocol):
         else:  # pragma: no cover - one message is one frame
             self.transport.writelines(writes)  # type: ignore[union-attr]
 
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
-
-    async def drain(self) -> None:
-        if not self._write_paused or self._closed:
-            return
-        waiter = self.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
-
-    def _wake_drain(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start the closing handshake; the client has ``--ws-close-timeout`` to answer."""
         if self.proto.state is not OPEN or self._closed:
@@ -480,7 +466,3 @@ class WebSocketConnection(asyncio.Protocol):
         if self.transport is not None:
             self._closed = True
             self.transport.abort()
-
-    @property
-    def state(self) -> State:
-        return self.proto.state
