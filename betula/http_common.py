@@ -81,9 +81,15 @@ def method_name(raw: bytes) -> str:
 def error_response(status: int, reason: str, server: Any) -> bytes:
     """A complete, self-contained error response that ends with the connection."""
     body = f"{status} {_phrase(status) or 'Error'}: {reason}\n".encode("latin-1", "replace")
+    return closing_text_response(status, body, server)
+
+
+def closing_text_response(status: int, body: bytes, server: Any, extra: bytes = b"") -> bytes:
+    """A plain-text response (``extra``: more header lines) that ends with the connection."""
     return b"".join((
         status_line(status),
         server.default_headers,
+        extra,
         b"content-type: text/plain; charset=utf-8\r\n",
         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
         body,
@@ -203,3 +209,17 @@ def _encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, byt
             parts.append(entry[0])
             flags |= HAS_DATE if kind == _DATE else HAS_SERVER
     return b"".join(parts), length, flags, trailer
+
+
+def client_label(scope: dict[str, Any]) -> str:
+    """``host:port`` of the scope's client for log lines ("-" when unknown)."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def request_target(scope: dict[str, Any]) -> str:
+    """The raw path and query of a scope, for log lines."""
+    target = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        target += "?" + scope["query_string"].decode("latin-1")
+    return target

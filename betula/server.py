@@ -23,6 +23,7 @@ from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
 from .asgi.websocket import WebSocketCycle
 from .hooks import call_hook
+from .http_common import client_label, request_target
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 from .wsgi.http import WSGICycle
@@ -190,14 +191,10 @@ class ServerState:
         if not self.access_log:
             return
         scope = cycle.scope
-        client = scope.get("client")
-        who = f"{client[0]}:{client[1]}" if client else "-"
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
         duration = (perf_counter() - cycle._start_time) * 1000.0
-        access_logger.info('%s - "%s %s HTTP/%s" %d %d %.2fms', who, scope["method"], target,
-                           scope["http_version"], status, size, duration)
+        access_logger.info('%s - "%s %s HTTP/%s" %d %d %.2fms', client_label(scope),
+                           scope["method"], request_target(scope), scope["http_version"],
+                           status, size, duration)
 
     def log_protocol_error(self, conn: HTTP1Connection, status: int, reason: str) -> None:
         client = conn.client

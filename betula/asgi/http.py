@@ -279,7 +279,7 @@ class HTTPCycle:
         self.conn.cycle_done(self)
 
     def _app_failed(self, exc: BaseException) -> None:
-        if self.disconnected and _caused_by_disconnect(exc):
+        if self.disconnected and caused_by_disconnect(exc):
             # The app stopped because the client left (frameworks re-raise our error as
             # their own, e.g. Starlette's ClientDisconnect): nothing to report.
             logger.debug("request ended by client disconnect: %r", exc)
@@ -566,7 +566,7 @@ class HTTPCycle:
             self._finish_body()
 
 
-def _caused_by_disconnect(exc: BaseException | None) -> bool:
+def caused_by_disconnect(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 8:
         # Frameworks re-raise a disconnect as their own: Starlette's ClientDisconnect

@@ -17,7 +17,15 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..http_common import STATUS_LINES, encode_headers, error_response, status_line
+from ..http_common import (
+    STATUS_LINES,
+    client_label,
+    closing_text_response,
+    encode_headers,
+    error_response,
+    request_target,
+    status_line,
+)
 from ..protocols.websocket import (
     INTERNAL_ERROR,
     NORMAL,
@@ -26,7 +34,7 @@ from ..protocols.websocket import (
     handshake_protocol,
     open_handshake,
 )
-from .http import ClientDisconnected, _caused_by_disconnect, target_parts
+from .http import ClientDisconnected, caused_by_disconnect, target_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.http1 import HTTP1Connection
@@ -153,11 +161,8 @@ class WebSocketCycle:
             for name, value in response.headers.raw_items()
             if name.lower() not in ("date", "server", "connection", "content-length",
                                     "content-type"))
-        body = response.body or b""
-        return b"".join((
-            status_line(response.status_code), self.server.default_headers, hints,
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body))
+        return closing_text_response(response.status_code, response.body or b"",
+                                     self.server, hints)
 
     async def run_asgi(self, app: Any) -> None:
         try:
@@ -183,7 +188,7 @@ class WebSocketCycle:
             self._finish_denial(cut_short=True)
 
     def _app_failed(self, exc: BaseException) -> None:
-        if self.disconnected and (_caused_by_disconnect(exc) or
+        if self.disconnected and (caused_by_disconnect(exc) or
                                   isinstance(exc, asyncio.CancelledError)):
             logger.debug("WebSocket ended by client disconnect: %r", exc)
             self._end()
@@ -243,8 +248,7 @@ class WebSocketCycle:
         self._wake()
 
     def client_label(self) -> str:
-        client = self.scope.get("client")
-        return f"{client[0]}:{client[1]}" if client else "-"
+        return client_label(self.scope)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -317,9 +321,7 @@ class WebSocketCycle:
         if response.status_code != 101:  # pragma: no cover - checked in open_handshake
             self._state = _CLOSED
             self.response_started = self.response_complete = True
-            protocol.send_response(response)
-            for data in protocol.data_to_send():
-                self.conn.write(data)
+            self.conn.write(self._render_refusal(response))
             self.conn.close()
             return
         headers = response.headers
@@ -414,8 +416,5 @@ class WebSocketCycle:
 
     def _access(self, status: int) -> None:
         if self.server.access_log:
-            scope = self.scope
-            target = scope["raw_path"].decode("latin-1")
-            if scope["query_string"]:
-                target += "?" + scope["query_string"].decode("latin-1")
-            access_logger.info('%s - "WebSocket %s" %d', self.client_label(), target, status)
+            access_logger.info('%s - "WebSocket %s" %d', client_label(self.scope),
+                               request_target(self.scope), status)
