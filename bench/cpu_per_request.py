@@ -29,8 +29,8 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and every live descendant (peers fork worker processes)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` and every live descendant (peers fork worker processes)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -46,14 +46,15 @@ def cpu_seconds(pid: int) -> float:
             if parent in tree and child not in tree:
                 tree.add(child)
                 changed = True
-    total = 0.0
+    user = system = 0.0
     for member in tree:
         try:
             fields = _stat(member)
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
+        user += int(fields[11]) / TICK
+        system += int(fields[12]) / TICK
+    return user, system
 
 
 def free_port() -> int:
@@ -99,10 +100,13 @@ def main() -> int:
         before = cpu_seconds(proc.pid)
         out = subprocess.run(wrk + [f"-d{args.duration}s", url], capture_output=True,
                              text=True, check=False).stdout
-        used = cpu_seconds(proc.pid) - before  # threads included; children are not
+        after = cpu_seconds(proc.pid)  # threads included
+        user, system = after[0] - before[0], after[1] - before[1]
+        used = user + system
         requests = int(re.search(r"(\d+) requests in", out).group(1))
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        print(f"requests={requests} rps={rps:.0f} cpu_us_per_req={used / requests * 1e6:.1f}")
+        print(f"requests={requests} rps={rps:.0f} cpu_us_per_req={used / requests * 1e6:.1f}"
+              f" (user {user / requests * 1e6:.1f}, system {system / requests * 1e6:.1f})")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

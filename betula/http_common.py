@@ -211,6 +211,23 @@ def _encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, byt
     return b"".join(parts), length, flags, trailer
 
 
+# Request targets seen recently ("/", "/api/items?page=2"): the interface adapters split and
+# decode each once and keep the result here (see remember_target).
+TARGET_CACHE_MAX = 1024
+TARGET_CACHE_LEN = 256
+
+
+def remember_target(cache: dict[bytes, Any], url: bytes, parts: Any) -> Any:
+    """Keep ``parts`` for ``url`` in a bounded cache and return it. Long targets are not
+    kept; a full cache is emptied, so endless distinct targets cost no memory and the ones
+    in use come back in."""
+    if len(url) <= TARGET_CACHE_LEN:
+        if len(cache) >= TARGET_CACHE_MAX:
+            cache.clear()
+        cache[url] = parts
+    return parts
+
+
 def client_label(scope: dict[str, Any]) -> str:
     """``host:port`` of the scope's client for log lines ("-" when unknown)."""
     client = scope.get("client")

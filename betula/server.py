@@ -166,7 +166,8 @@ class ServerState:
         for the whole batch."""
         held, self.held_heads = self.held_heads, []
         for cycle in held:
-            cycle.flush_head()
+            if cycle._head is not None:  # most sent theirs with the body: no call for them
+                cycle.flush_head()
 
     def refresh_date(self) -> None:
         config = self.config

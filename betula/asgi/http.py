@@ -30,6 +30,7 @@ from ..http_common import (
     encode_headers,
     error_response,
     method_name,
+    remember_target,
     status_line,
 )
 
@@ -74,9 +75,11 @@ def _decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
-def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
-    """The scope's ``path`` (decoded), ``raw_path`` and ``query_string`` of a request
-    target, with the ``--root-path`` prefix a proxy stripped put back."""
+# Request target -> (path, raw_path, query_string), before any --root-path prefix.
+_TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
+
+
+def _parse_target(url: bytes) -> tuple[str, bytes, bytes]:
     if url[:1] == b"/":
         raw_path, _, query = url.partition(b"?")
     else:
@@ -87,11 +90,18 @@ def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
         path = _decode_path(raw_path)
     else:
         path = raw_path.decode("ascii")
+    return remember_target(_TARGETS, url, (path, raw_path, query))
+
+
+def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
+    """The scope's ``path`` (decoded), ``raw_path`` and ``query_string`` of a request
+    target, with the ``--root-path`` prefix a proxy stripped put back."""
+    parts = _TARGETS.get(url) or _parse_target(url)
     prefix = endpoint.path_prefix
     if prefix:
-        path = prefix + path
-        raw_path = prefix.encode("utf-8") + raw_path
-    return path, raw_path, query
+        path, raw_path, query = parts
+        return prefix + path, prefix.encode("utf-8") + raw_path, query
+    return parts
 
 
 def connection_scope(conn: HTTP1Connection, endpoint: Endpoint) -> dict[str, Any]:
@@ -155,7 +165,10 @@ class HTTPCycle:
         if cache is None or cache[0] is not endpoint:
             cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
         scope = cache[1].copy()
-        path, raw_path, query = target_parts(url, endpoint)
+        parts = _TARGETS.get(url)
+        if parts is None or endpoint.path_prefix:
+            parts = target_parts(url, endpoint)
+        path, raw_path, query = parts
         name = METHODS.get(method) or method_name(method)
         scope["method"] = name
         scope["path"] = path

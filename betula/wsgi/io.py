@@ -24,7 +24,7 @@ class BodyBuffer:
     def __init__(self, high_water: int, on_drained: Callable[[], None],
                  on_first_wait: Callable[[], None] | None = None) -> None:
         self.high_water = high_water
-        self._on_drained = on_drained
+        self._on_drained: Callable[[], None] | None = on_drained
         self._on_first_wait = on_first_wait
         self._cond = threading.Condition(threading.Lock())
         self._chunks: list[bytes] = []
@@ -86,8 +86,15 @@ class BodyBuffer:
                 self._size -= limit
             drained = self._size == 0
         if drained:
-            self._on_drained()
+            on_drained = self._on_drained
+            if on_drained is not None:
+                on_drained()
         return data
+
+    def release(self) -> None:
+        """The app is done: drop the callbacks (bound to the request), so the request and
+        its buffer are freed by reference counting rather than left as a cycle."""
+        self._on_drained = self._on_first_wait = None
 
     def push_back(self, data: bytes) -> None:
         """Return bytes read past a line end (readline) to the front of the buffer."""
