@@ -1,6 +1,9 @@
-"""Per-request bookkeeping. Request targets are split and decoded once and then remembered (a bounded cache per
+"""Per-request bookkeeping, seen from outside.
+
+Request targets are split and decoded once and then remembered (a bounded cache per
 interface): every request must still see exactly its own target, whether it repeats an
-earlier one, comes after the cache was emptied for being full, or is too long to keep."""
+earlier one, comes after the cache was emptied for being full, or is too long to keep.
+And a finished request must be freed by reference counting, not left in a cycle."""
 
 from __future__ import annotations
 
