@@ -211,6 +211,20 @@ def _encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, byt
     return b"".join(parts), length, flags, trailer
 
 
+def split_target(url: bytes) -> tuple[bytes, bytes]:
+    """The raw path and the query of a request target: origin form ("/a?b=1"), absolute
+    form (proxy style, RFC 9112 §3.2.2) or "*"."""
+    if url[:1] == b"/":
+        raw_path, _, query = url.partition(b"?")
+        return raw_path, query
+    if url == b"*":
+        return b"*", b""
+    import httptools
+
+    parsed = httptools.parse_url(url)
+    return parsed.path or b"/", parsed.query or b""
+
+
 # Request targets seen recently ("/", "/api/items?page=2"): the interface adapters split and
 # decode each once and keep the result here (see remember_target).
 TARGET_CACHE_MAX = 1024

@@ -16,14 +16,12 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import httptools
-
 from . import __version__
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
 from .asgi.websocket import WebSocketCycle
 from .hooks import call_hook
-from .http_common import client_label, request_target
+from .http_common import client_label, request_target, split_target
 from .listeners import describe
 from .protocols.http1 import HTTP1Connection
 from .wsgi.http import WSGICycle
@@ -142,10 +140,7 @@ class ServerState:
         return functools.partial(WebSocketCycle, self, endpoint)
 
     def _match(self, url: bytes) -> tuple[bytes, Any, Any]:
-        if url[:1] == b"/":
-            path = url.partition(b"?")[0]
-        else:  # absolute form (RFC 9112 §3.2.2) or "*"
-            path = httptools.parse_url(url).path or b"/" if url != b"*" else b"*"
+        path = split_target(url)[0]
         if path.find(b"%") >= 0:  # prefixes match the decoded path, as the app sees it
             path = unquote_to_bytes(path)
         for route in self._routes:

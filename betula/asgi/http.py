@@ -31,6 +31,7 @@ from ..http_common import (
     error_response,
     method_name,
     remember_target,
+    split_target,
     status_line,
 )
 
@@ -62,15 +63,6 @@ class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone (ASGI spec 2.4: a subclass of OSError)."""
 
 
-def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    if url == b"*":
-        return b"*", b""
-    import httptools  # absolute-form (proxy style) request target
-
-    parsed = httptools.parse_url(url)
-    return parsed.path or b"/", parsed.query or b""
-
-
 def _decode_path(raw_path: bytes) -> str:
     return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
@@ -80,10 +72,7 @@ _TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
 
 
 def _parse_target(url: bytes) -> tuple[str, bytes, bytes]:
-    if url[:1] == b"/":
-        raw_path, _, query = url.partition(b"?")
-    else:
-        raw_path, query = _split_target(url)
+    raw_path, query = split_target(url)
     # find(), not "in": on 3.11 `bytes in bytes` first tries the needle as an int and
     # raises and clears a TypeError (~2k instructions a request, callgrind).
     if raw_path.find(b"%") >= 0 or not raw_path.isascii():

@@ -32,6 +32,7 @@ from ..http_common import (
     error_response,
     method_name,
     remember_target,
+    split_target,
     status_line,
 )
 from .io import EMPTY_INPUT, BodyBuffer, ErrorStream, InputStream
@@ -110,13 +111,7 @@ _TARGETS: dict[bytes, tuple[str, str, str]] = {}
 
 
 def _parse_target(url: bytes) -> tuple[str, str, str]:
-    if url[:1] == b"/":
-        raw_path, _, query = url.partition(b"?")
-    else:
-        import httptools  # absolute-form (proxy style) request target
-
-        parsed = httptools.parse_url(url)
-        raw_path, query = parsed.path or b"/", parsed.query or b""
+    raw_path, query = split_target(url)
     # PEP 3333: PATH_INFO is the percent-decoded path carried as latin-1.
     path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
         else raw_path.decode("latin-1")
