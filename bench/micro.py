@@ -1,10 +1,13 @@
-"""Per-request Python cost of the HTTP/1 + ASGI path, without sockets or syscalls.
+"""Per-request Python cost of the HTTP/1 + ASGI (or WSGI) path, without sockets or syscalls.
 
 Feeds requests into real ``HTTP1Connection`` objects whose transport only counts bytes, 64
 connections per loop turn (like wrk -c64), and reports microseconds per request. Use it to
 A/B hot-path changes; confirm with bench/run.py.
 
-    python bench/micro.py [--requests 200000] [--path /] [--post 4096]
+    python bench/micro.py [--requests 200000] [--path /] [--post 4096] [--wsgi]
+
+With --wsgi the WSGI app (bench/app_wsgi.py) runs inline in the loop thread instead of
+the thread pool: the cost measured is the adapter's, without the hand-off between threads.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.app_asgi import app  # noqa: E402
+from bench.app_wsgi import app as wsgi_app  # noqa: E402
 from betula.config import Config  # noqa: E402
 from betula.protocols.http1 import HTTP1Connection  # noqa: E402
 from betula.server import ServerState, new_event_loop  # noqa: E402
@@ -59,10 +63,26 @@ class CountingTransport:
         return False
 
 
-async def drive(total: int, request: bytes, conns: int) -> float:
+class InlineExecutor:
+    """Runs each WSGI task at once, in the calling thread."""
+
+    def submit(self, task) -> None:  # type: ignore[no-untyped-def]
+        task()
+
+    def shutdown(self) -> None:
+        pass
+
+
+async def drive(total: int, request: bytes, conns: int, wsgi: bool = False) -> float:
     loop = asyncio.get_running_loop()
-    config = Config.load({"app": "bench.app_asgi:app", "access_log": False})
-    state = ServerState(config, app, loop)
+    if wsgi:
+        config = Config.load({"app": "bench.app_wsgi:app", "access_log": False,
+                              "interface": "wsgi"})
+        state = ServerState(config, wsgi_app, loop, interface="wsgi")
+        state.wsgi_executor = InlineExecutor()  # type: ignore[assignment]
+    else:
+        config = Config.load({"app": "bench.app_asgi:app", "access_log": False})
+        state = ServerState(config, app, loop)
     connections = []
     for _ in range(conns):
         conn = HTTP1Connection(state)
@@ -88,6 +108,7 @@ def main() -> None:
     parser.add_argument("--path", default="/")
     parser.add_argument("--post", type=int, default=0, help="POST a body of N bytes to /echo")
     parser.add_argument("--conns", type=int, default=64)
+    parser.add_argument("--wsgi", action="store_true", help="bench/app_wsgi.py, run inline")
     args = parser.parse_args()
     if args.post:
         request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % args.post
@@ -95,7 +116,7 @@ def main() -> None:
     else:
         request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % args.path.encode()
     loop, name = new_event_loop()
-    rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns))
+    rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns, args.wsgi))
               for _ in range(5)]
     print(f"{name}: best {min(rounds):.2f} us/request, median {sorted(rounds)[2]:.2f} "
           "(python side only)")

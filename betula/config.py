@@ -212,6 +212,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threads", 16, "Threads running a WSGI app per worker (one slow request does not "
             "hold the others).", lambda v: max(1, _non_negative_int(v)), "application",
             metavar="N"),
+    Setting("threads_batch", True, "Run the WSGI threads under the SCHED_BATCH policy "
+            "(Linux): a thread woken for a request does not preempt the event loop that "
+            "holds the GIL; fewer context switches, more requests per CPU.", _bool,
+            "application", boolean=True),
     Setting("mount", (), "Serve an app under a path prefix, PREFIX=MODULE:ATTR (repeatable; "
             "ASGI and WSGI side by side; longest prefix wins; no match is 404).", _mounts,
             "application", metavar="PREFIX=APP", multiple=True),

@@ -109,7 +109,7 @@ class ServerState:
         self.clock = loop.time()
         self.refresh_date()
         if any(e.interface == "wsgi" for e in endpoints):
-            self.wsgi_executor = ThreadPool(config.threads)
+            self.wsgi_executor = ThreadPool(config.threads, batch=config.threads_batch)
         # (prefix, HTTP cycle factory, WebSocket cycle factory) per endpoint. A WebSocket
         # request to a WSGI app (or to no app) is answered as plain HTTP by its HTTP cycle.
         routes = [(e.prefix.encode("utf-8"), self._factory(e), self._ws_factory(e))

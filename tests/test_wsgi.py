@@ -262,6 +262,15 @@ def test_multithread_false_with_one_thread(serve):
     assert_clean(srv)
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_app_threads_run_under_sched_batch_unless_turned_off(server, serve):
+    # The default: a woken app thread does not preempt the event loop (see wsgi/pool.py).
+    assert get_json(server, "/sched") == {"batch": True, "other": False}
+    srv = serve(APP, "--no-threads-batch")
+    assert get_json(srv, "/sched") == {"batch": False, "other": True}
+    assert_clean(srv)
+
+
 def test_environ_path_info_percent_decoded_as_latin1(server):
     env = get_json(server, "/caf%C3%A9")
     # PEP 3333: native str whose latin-1 encoding is the raw (UTF-8) bytes.
@@ -302,10 +311,24 @@ def test_wsgi_errors_writes_to_the_log(server):
 BODY = b"hello\nworld, this is\nline three\nlast-no-newline"
 
 
-def post_input(srv: ServerProcess, op: str, body: bytes, chunked: bool = False,
+def post_input(srv: ServerProcess, op: str, body: bytes, chunked: bool | str = False,
                extra: str = "") -> dict:
+    """POST ``body``: with Content-Length in one write (the whole body is there when the app
+    starts: it reads from memory), chunked in 5-byte pieces, or ``"late"``: Content-Length
+    with Expect: 100-continue, the body sent in pieces only once the app asked for it (it
+    reads while the body is still arriving)."""
     with srv.connect() as sock:
-        if chunked:
+        if chunked == "late":
+            sock.sendall(request(f"/input?op={op}{extra}", "POST",
+                                 ("Host: t", f"Content-Length: {len(body)}",
+                                  "Expect: 100-continue")))
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):
+                interim += sock.recv(1)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            for i in range(0, len(body), 5):
+                sock.sendall(body[i:i + 5])
+        elif chunked:
             sock.sendall(request(f"/input?op={op}{extra}", "POST",
                                  ("Host: t", "Transfer-Encoding: chunked")))
             for i in range(0, len(body), 5):
@@ -320,7 +343,8 @@ def post_input(srv: ServerProcess, op: str, body: bytes, chunked: bool = False,
     return json.loads(data)
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("chunked", [False, True, "late"],
+                         ids=["content-length", "chunked", "after-100-continue"])
 def test_input_read_in_pieces(server, chunked):
     out = post_input(server, "pieces", BODY, chunked, "&n=7")
     assert out["data"].encode("latin-1") == BODY
@@ -328,14 +352,16 @@ def test_input_read_in_pieces(server, chunked):
     assert out["after"] == ["", "", "", 0]
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("chunked", [False, True, "late"],
+                         ids=["content-length", "chunked", "after-100-continue"])
 def test_input_read_all(server, chunked):
     out = post_input(server, "readall", BODY, chunked)
     assert out["data"].encode("latin-1") == BODY and out["type"] == "bytes"
     assert out["after"] == ["", "", ""]
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("chunked", [False, True, "late"],
+                         ids=["content-length", "chunked", "after-100-continue"])
 def test_input_readline_limit_and_readlines(server, chunked):
     out = post_input(server, "lines", BODY, chunked)
     assert out["lines"] == ["hell", "o\n", "world, this is\n", "line three\n"]
@@ -364,7 +390,8 @@ def test_input_empty_body(server):
     assert json.loads(split_head(data)[2])["sizes"] == []
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("chunked", [False, True, "late"],
+                         ids=["content-length", "chunked", "after-100-continue"])
 def test_unread_body_is_skipped_for_the_next_request(server, chunked):
     body = os.urandom(300 * 1024)
     with server.connect() as sock:

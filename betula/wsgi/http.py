@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from io import BytesIO
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -86,6 +87,9 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
         "REMOTE_ADDR": client[0] if client else "",
         "REMOTE_PORT": str(client[1]) if client else "0",
         "SCRIPT_NAME": endpoint.root_path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "",
+        "CONTENT_LENGTH": "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": conn.scheme,
         "wsgi.errors": _ERRORS,
@@ -142,11 +146,26 @@ class WSGICycle:
     response_complete = False
     disconnected = False
     task = None  # WSGI apps run in threads: nothing to cancel
+    body_complete = True
+    expect_continue = False
+    # Defaults as class attributes: a request sets only what differs (fewer stores).
+    body: BodyBuffer | None = None  # a body still arriving when the app starts
+    _early: list[bytes] | None = None
+    _early_size = 0
     _shutdown = False
     _discarding = False
     _status = 0
     _sent = 0
     _start_time = 0.0
+    # App-thread response state. _writable (an Event) exists once a response streams.
+    _writable: threading.Event | None = None
+    _status_line: str | None = None
+    _headers: list[tuple[str, str]] | None = None
+    _head_sent = False  # app-thread view: the head was handed to the loop
+    _chunked = False
+    _length: int | None = None
+    _no_body = False
+    _written = 0
 
     def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
                  method: bytes, url: bytes,
@@ -157,49 +176,43 @@ class WSGICycle:
         self.conn = conn
         self.loop = server.loop
         self.keep_alive = keep_alive
-        self.body_complete = not has_body
         self.http_version = http_version
-        self.method = METHODS.get(method) or method_name(method)
+        self.method = method = METHODS.get(method) or method_name(method)
         self.raw_target = url
-        self.expect_continue = expect_continue
-        cache = conn.iface_cache
-        if cache is None or cache[0] is not endpoint:
-            cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint))
-        self.environ = self._environ(cache[1], url, headers)
-        # A request without a body needs no buffer (nor its lock): one shared empty stream.
-        self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
-                               self._first_wait if expect_continue else None) \
-            if has_body else None
-        # App-thread response state. _writable (an Event) exists once a response streams.
-        self._writable: threading.Event | None = None
-        self._status_line: str | None = None
-        self._headers: list[tuple[str, str]] | None = None
-        self._head_sent = False  # app-thread view: the head was handed to the loop
-        self._chunked = False
-        self._length: int | None = None
-        self._no_body = False
-        self._written = 0
+        if has_body:
+            # Body bytes that arrive before the app runs wait in a plain list (the loop is
+            # their only user then). A body complete by the time the app starts (most
+            # requests) is read from a BytesIO: no lock, no wake-up of the loop to resume
+            # reading. Only a body still arriving gets the thread-safe BodyBuffer, with flow
+            # control.
+            self.body_complete = False
+            self._early = []
+        if expect_continue:
+            self.expect_continue = True
         if server.access_log:
             self._start_time = perf_counter()
-
-    def _environ(self, base: dict[str, Any], url: bytes,
-                 headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-        environ = base.copy()
+        cache = conn.iface_cache
+        if cache is None or cache[0] is not endpoint:
+            strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
+            cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint),
+                                        strips)
+        # The environ.
+        environ = self.environ = cache[1].copy()
         path, query, raw_uri = _TARGETS.get(url) or _parse_target(url)
         # The mount prefix, and the --root-path when the proxy did not strip it, move from
         # PATH_INFO to SCRIPT_NAME.
-        for strip in (self.endpoint.path_prefix, self.endpoint.prefix):
-            if strip and (path == strip or path.startswith(strip + "/")):
+        for strip in cache[2]:
+            if path == strip or path.startswith(strip + "/"):
                 path = path[len(strip):]
         if path == "*":
             path = ""  # OPTIONS *: PATH_INFO must be empty or start with "/" (PEP 3333)
         self._path_info = path
-        environ["REQUEST_METHOD"] = self.method
+        environ["REQUEST_METHOD"] = method
         environ["PATH_INFO"] = path
         environ["QUERY_STRING"] = query
         environ["RAW_URI"] = raw_uri
-        environ["SERVER_PROTOCOL"] = "HTTP/" + self.http_version
-        environ["wsgi.input"] = None  # set below, after the buffer exists
+        if http_version != "1.1":
+            environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
         keys = _ENV_KEYS
         texts = _TEXTS
         for name, value in headers:
@@ -220,16 +233,20 @@ class WSGICycle:
                 environ[key] = environ[key] + sep + text
             else:
                 environ[key] = text
-        environ.setdefault("CONTENT_TYPE", "")
-        environ.setdefault("CONTENT_LENGTH", "")
-        return environ
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
-        if self._discarding or self.disconnected or self.body is None:
+        if self._discarding or self.disconnected:
             return
-        if self.body.feed(data):
-            self.conn.pause_reading()
+        body = self.body
+        if body is not None:
+            if body.feed(data):
+                self.conn.pause_reading()
+        elif self._early is not None:
+            self._early.append(data)
+            self._early_size += len(data)
+            if self._early_size > BODY_HIGH_WATER:
+                self.conn.pause_reading()  # resumed once the app drains it or is done
 
     def end_body(self) -> None:
         self.body_complete = True
@@ -269,8 +286,17 @@ class WSGICycle:
         server = self.server
         server.active.add(self)
         server.requests += 1
-        self.environ["wsgi.input"] = InputStream(self.body) if self.body is not None \
-            else EMPTY_INPUT
+        early = self._early
+        if early is None:
+            stream: Any = EMPTY_INPUT  # no body: one shared, stateless empty stream
+        elif self.body_complete:
+            stream = BytesIO(early[0] if len(early) == 1 else b"".join(early))
+        else:
+            self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
+                                   self._first_wait if self.expect_continue else None, early)
+            stream = InputStream(self.body)
+        self._early = None
+        self.environ["wsgi.input"] = stream
         self.environ["wsgi.early_hints"] = self._early_hints
         server.wsgi_executor.submit(self._run)
 
@@ -279,11 +305,16 @@ class WSGICycle:
         try:
             try:
                 result = self.endpoint.app(self.environ, self._start_response)
-                self._serve(result)
+                if type(result) is list and self._status_line is not None \
+                        and not self._head_sent:
+                    self._finish_whole(b"".join(result))  # the common case, in one go
+                else:
+                    self._serve(result)
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+                if type(result) is not list:  # (a list has no close(): skip the lookup)
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
         except BaseException as exc:  # noqa: BLE001 - reported to the client and the log
             self._failed(exc)
         finally:
@@ -307,9 +338,10 @@ class WSGICycle:
                 exc_info = None
         elif self._status_line is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
-                or status[3] != " ":
-            raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
+        if type(status) is not str or status not in _STATUS_TEXTS:  # else: seen, valid
+            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
+                    or status[3] != " ":
+                raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
         if not isinstance(headers, list):
             raise TypeError("response headers must be a list of (name, value) tuples")
         self._status_line = status
@@ -497,13 +529,18 @@ class WSGICycle:
 
     def _loop_respond(self, joined: bytes | None, head: bytes, body: bytes) -> None:
         self.response_started = True
+        conn = self.conn
         if not self.disconnected:
             if joined is not None:
-                self.conn.write(joined)
+                conn.write(joined)
             else:
-                self.conn.writelines((head, body))
+                conn.writelines((head, body))
         self._sent = len(body)
-        self._complete()
+        if not self.response_complete:  # _complete(), inline: once a request
+            self.response_complete = True
+            if self.server.access_log:
+                self.server.access(self, self._status, self._sent)
+            conn.cycle_done(self)
 
     def _loop_finish(self, tail: bytes) -> None:
         if tail and not self.disconnected:

@@ -22,16 +22,17 @@ class BodyBuffer:
     """
 
     def __init__(self, high_water: int, on_drained: Callable[[], None],
-                 on_first_wait: Callable[[], None] | None = None) -> None:
+                 on_first_wait: Callable[[], None] | None = None,
+                 chunks: list[bytes] | None = None) -> None:
         self.high_water = high_water
         self._on_drained: Callable[[], None] | None = on_drained
         self._on_first_wait = on_first_wait
         self._cond = threading.Condition(threading.Lock())
-        self._chunks: list[bytes] = []
-        self._size = 0
+        self._chunks: list[bytes] = chunks or []
+        self._size = sum(map(len, self._chunks))
         self._ended = False
         self._aborted = False
-        self.total = 0
+        self.total = self._size
 
     # -- event loop side -----------------------------------------------------------------
     def feed(self, data: bytes) -> bool:

@@ -403,12 +403,22 @@ def status(environ, start_response):
     return [b"must-not-be-sent"]
 
 
+def scheduling(environ, start_response):
+    """The scheduling policy of the thread running this request (Linux)."""
+    import os
+
+    policy = os.sched_getscheduler(0)
+    return _json(start_response, {"batch": policy == os.SCHED_BATCH,
+                                  "other": policy == os.SCHED_OTHER})
+
+
 def environ_dump(environ, start_response):
     return _json(start_response, describe_environ(environ))
 
 
 ROUTES = {
     "/input": input_ops,
+    "/sched": scheduling,
     "/slow-sha": slow_sha,
     "/expect-read": expect_read,
     "/expect-noread": expect_noread,
