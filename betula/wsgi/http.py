@@ -105,6 +105,10 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
 # str: both bounded caches of work every request would repeat.
 _ENV_KEYS: dict[bytes, str] = {}
 _STATUS_TEXTS: dict[str, bytes] = {}  # the app's status ("200 OK") -> status line
+# The same, for statuses whose response has a body: -> (status line, code). Its entries
+# take _finish_whole's short path.
+_BODY_STATUS: dict[str, tuple[bytes, int]] = {}
+_LENGTH_LINES: dict[int, bytes] = {}  # body length -> "content-length: N\r\n\r\n"
 _TEXTS: dict[bytes, str] = {}
 _TEXT_CACHE_LEN = 256
 _TEXT_CACHE_MAX = 4096
@@ -289,15 +293,18 @@ class WSGICycle:
         early = self._early
         if early is None:
             stream: Any = EMPTY_INPUT  # no body: one shared, stateless empty stream
-        elif self.body_complete:
-            stream = BytesIO(early[0] if len(early) == 1 else b"".join(early))
         else:
-            self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
-                                   self._first_wait if self.expect_continue else None, early)
-            stream = InputStream(self.body)
-        self._early = None
-        self.environ["wsgi.input"] = stream
-        self.environ["wsgi.early_hints"] = self._early_hints
+            if self.body_complete:
+                stream = BytesIO(early[0] if len(early) == 1 else b"".join(early))
+            else:
+                self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
+                                       self._first_wait if self.expect_continue else None,
+                                       early)
+                stream = InputStream(self.body)
+            self._early = None
+        environ = self.environ
+        environ["wsgi.input"] = stream
+        environ["wsgi.early_hints"] = self._early_hints
         server.wsgi_executor.submit(self._run)
 
     def _run(self) -> None:  # app thread
@@ -389,6 +396,8 @@ class WSGICycle:
                 line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
             if len(_STATUS_TEXTS) < 256:
                 _STATUS_TEXTS[status_text] = line
+                if status >= 200 and status not in _NO_BODY_STATUS:
+                    _BODY_STATUS[status_text] = (line, status)
         tail = b""
         if length is not None and body_len is not None and length != body_len \
                 and whole_body and not self._no_body:
@@ -456,6 +465,30 @@ class WSGICycle:
         self.loop.call_soon_threadsafe(self._loop_write, data, body_len)
 
     def _finish_whole(self, body: bytes) -> None:
+        # Short path, for the usual response: a status seen before, with a body; no framing
+        # or Date/Server header from the app; a keep-alive HTTP/1.1 request that is not HEAD.
+        # Everything else (and the first response with each status) goes through _head.
+        entry = _BODY_STATUS.get(self._status_line)  # type: ignore[arg-type]
+        if entry is not None and self.keep_alive and self.http_version == "1.1" \
+                and self.method != "HEAD" and not self._shutdown:
+            block, length, flags, _trailer = encode_headers(self._headers)
+            size = len(body)
+            if not flags and (length is None or length == size):
+                self._status = entry[1]
+                self._head_sent = True
+                self._written = size
+                if length is None:
+                    tail = _LENGTH_LINES.get(size)
+                    if tail is None:
+                        tail = b"content-length: %d\r\n\r\n" % size
+                        if len(_LENGTH_LINES) < 4096:
+                            _LENGTH_LINES[size] = tail
+                    head = entry[0] + self.server.default_headers + block + tail
+                else:
+                    head = entry[0] + self.server.default_headers + block + b"\r\n"
+                self.loop.call_soon_threadsafe(self._loop_respond, head + body
+                                               if size < 65536 else None, head, body)
+                return
         head = self._head(len(body))
         self._head_sent = True
         if self._no_body:

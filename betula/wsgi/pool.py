@@ -64,6 +64,9 @@ class ThreadPool:
                                           name=f"{self.name}-{len(self._threads)}")
                 self._threads.append(thread)
                 thread.start()
+                if len(self._threads) == self.size:
+                    # Full: from now on submit is the queue's own put (no Python call).
+                    self.submit = self._queue.put  # type: ignore[method-assign]
 
     def _work(self) -> None:
         if self.batch:
