@@ -262,6 +262,62 @@ def test_multithread_false_with_one_thread(serve):
     assert_clean(srv)
 
 
+@pytest.fixture(scope="module")
+def list_server():
+    srv = ServerProcess(["tests.apps.wsgi_apps:list_app", "--port", "0"]).start()
+    yield srv
+    srv.stop()
+    assert_clean(srv)
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[bytes, list[str], bytes]]:
+    """``count`` Content-Length-framed responses: (status line, header lines, body)."""
+    data = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(out)} responses: {data!r}"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(line.split(":", 1)[1]) for line in lines
+                      if line.lower().startswith("content-length:"))
+        while len(data) < length:
+            data += sock.recv(65536)
+        out.append((lines[0].encode(), [line.lower() for line in lines[1:]], data[:length]))
+        data = data[length:]
+    return out
+
+
+@pytest.mark.parametrize("query, expect, closes", [
+    ("", [], False),
+    ("?date=1", ["date: mon, 01 jan 2001 00:00:00 gmt"], False),
+    ("?server=1", ["server: own"], False),
+    ("?length=8", ["content-length: 8"], False),
+    ("?close=1", ["connection: close"], True),
+    ("?status=201%20Created", [], False),
+])
+def test_list_response_headers_each_time(list_server, query, expect, closes):
+    # Three times on one connection: the first response with a status takes the general
+    # path, the next ones the short path for known statuses; all must agree.
+    count = 1 if closes else 3
+    with list_server.connect() as sock:
+        sock.sendall(request(f"/own{query}") * count)
+        responses = read_responses(sock, count)
+        if closes:
+            assert recv_until_closed(sock, 5) == b""
+    for status, lines, body in responses:
+        assert status == (b"HTTP/1.1 201 Created" if "201" in query else b"HTTP/1.1 200 OK")
+        assert body == b"own:body"
+        for line in expect:
+            assert line in lines
+        assert sum(line.startswith("date:") for line in lines) == 1
+        assert sum(line.startswith("server:") for line in lines) == 1
+        assert sum(line.startswith("content-length:") for line in lines) == 1
+        assert ("connection: close" in lines) == closes
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
 def test_app_threads_run_under_sched_batch_unless_turned_off(server, serve):
     # The default: a woken app thread does not preempt the event loop (see wsgi/pool.py).

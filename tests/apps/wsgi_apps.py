@@ -403,6 +403,32 @@ def status(environ, start_response):
     return [b"must-not-be-sent"]
 
 
+def list_app(environ, start_response):
+    """A plain list body (the server's short path; the validator's IteratorWrapper would hide
+    the list), with the headers the query asks for: date, server, close, length; the
+    validator's checks on the environ, status and headers."""
+    validate.check_environ(environ)
+
+    def checked_start_response(status, headers, exc_info=None):
+        validate.check_status(status)
+        validate.check_headers(headers)
+        validate.check_content_type(status, headers)
+        return start_response(status, headers)
+
+    query = _query(environ)
+    headers = [("Content-Type", "text/plain")]
+    if "date" in query:
+        headers.append(("Date", "Mon, 01 Jan 2001 00:00:00 GMT"))
+    if "server" in query:
+        headers.append(("Server", "own"))
+    if "close" in query:
+        headers.append(("Connection", "close"))
+    if "length" in query:
+        headers.append(("Content-Length", query["length"]))
+    checked_start_response(query.get("status", "200 OK"), headers)
+    return [b"own:", b"body"]
+
+
 def scheduling(environ, start_response):
     """The scheduling policy of the thread running this request (Linux)."""
     import os
