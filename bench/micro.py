@@ -63,6 +63,18 @@ class CountingTransport:
         return False
 
 
+BROWSER_HEADERS = (
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\n"
+    b"Connection: keep-alive\r\n"
+    b"Cookie: session=0123456789abcdef; theme=dark\r\n"
+    b"Upgrade-Insecure-Requests: 1\r\n"
+    b"Sec-Fetch-Dest: document\r\n"
+)
+
+
 class InlineExecutor:
     """Runs each WSGI task at once, in the calling thread."""
 
@@ -109,12 +121,16 @@ def main() -> None:
     parser.add_argument("--post", type=int, default=0, help="POST a body of N bytes to /echo")
     parser.add_argument("--conns", type=int, default=64)
     parser.add_argument("--wsgi", action="store_true", help="bench/app_wsgi.py, run inline")
+    parser.add_argument("--browser", action="store_true",
+                        help="send a browser's headers (User-Agent, Accept..., 9 in all)")
     args = parser.parse_args()
     if args.post:
         request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % args.post
                    + b"x" * args.post)
     else:
         request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % args.path.encode()
+    if args.browser:
+        request = request.replace(b"Host: x\r\n", b"Host: x\r\n" + BROWSER_HEADERS)
     loop, name = new_event_loop()
     rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns, args.wsgi))
               for _ in range(5)]

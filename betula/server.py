@@ -105,6 +105,8 @@ class ServerState:
         self.default_headers = b""
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
         self.held_heads: list[Any] = []
+        # Request heads analysed by HTTP/1 connections (header list -> analysis).
+        self.head_cache: dict[tuple[tuple[bytes, bytes], ...], tuple[Any, ...]] = {}
         # A coarse clock for connection timeouts, advanced by the server's tick.
         self.clock = loop.time()
         self.refresh_date()

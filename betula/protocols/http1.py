@@ -56,6 +56,10 @@ _SPECIAL_HEADERS = {
     b"upgrade": _H_UPGRADE,
 }
 _UNLIMITED = 1 << 62
+# Analysed heads kept per server (on_headers_complete): at most this many, each of at most
+# this many bytes of fields (a longer head, with big cookies say, is analysed each time).
+HEAD_CACHE_MAX = 1024
+HEAD_CACHE_BYTES = 2048
 
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
@@ -80,22 +84,20 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         "_begins",
         "_body_bytes",
         "_closed",
-        "_conn_tokens",
         "_cycle_factory",
         "_done_reading",
         "_drain_callbacks",
         "_drain_waiters",
-        "_expect_continue",
         "_feed_body",
-        "_has_cl",
-        "_has_te",
         "_head_bytes",
         "_head_started",
-        "_header_bytes",
         "_headers",
-        "_host_count",
         "_in_head",
         "_limits",
+        "_heads",
+        "head_memo",
+        "_trailer_bytes",
+        "_trailer_fields",
         "_draining",
         "_drain_since",
         "_served",
@@ -104,11 +106,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         "_read_paused",
         "_state",
         "_state_since",
-        "_te_trailers",
-        "_te_value",
         "_upgrade",
         "_upgrade_data",
-        "_upgrade_header",
         "_limit_concurrency",
         "_url",
         "_write_paused",
@@ -163,6 +162,9 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         self._limits = (config.limit_request_field_size or _UNLIMITED,
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
+        self._heads = server.head_cache
+        self.head_memo: dict[str, Any] = {}  # the current head's (see _analyse_head)
+        self._trailer_bytes = self._trailer_fields = 0
         self.on_message_begin()  # sets the per-request head state
         self._head_started = self._in_head = False
         self._begins = 0
@@ -274,17 +276,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
-        self._headers = []
-        self._header_bytes = 0
+        self._headers = []  # (name, value) as received; analysed once the head is complete
         self._head_bytes = 0
-        self._has_cl = False
-        self._has_te = False
-        self._te_value = b""
-        self._host_count = 0
-        self._conn_tokens = b""
-        self._expect_continue = False
-        self._te_trailers = False
-        self._upgrade_header = False
         self._body_bytes = 0
         self._head_started = True
         self._in_head = True
@@ -302,52 +295,40 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             raise ProtocolError(414, "Request-URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # The fields are kept as received; on_headers_complete checks and analyses the whole
+        # list at once (its memory is bounded meanwhile by _check_open_head).
+        if self._in_head:
+            self._headers.append((name, value))
+        else:
+            self._trailer_field(name, value)
+
+    def _trailer_field(self, name: bytes, value: bytes) -> None:
+        """A chunked body's trailer field: held to the same limits, counted after the head's
+        fields, and dropped (apps see the header section only)."""
         size = len(name) + len(value)
-        total = self._header_bytes + size + 4
-        self._header_bytes = total
-        headers = self._headers
+        self._trailer_bytes += size + 4
+        self._trailer_fields += 1
         limits = self._limits
-        if size > limits[0] or total > limits[1] or len(headers) >= limits[2]:
-            self._header_limit(size, total)
-        lowered = _HEADER_NAMES.get(name) or _lower_name(name)
-        special = _SPECIAL_HEADERS.get(lowered)
-        if special is not None:
-            if special == _H_HOST:  # in nearly every request: no call for it
-                self._host_count += 1
-            else:
-                self._special_header(special, value)
-        headers.append((lowered, value))
-
-    def _header_limit(self, size: int, total: int) -> None:
-        limits = self._limits
-        if size > limits[0]:
-            raise ProtocolError(431, "Request Header Field Too Large")
-        if total > limits[1]:
-            raise ProtocolError(431, "Request Header Fields Too Large")
-        raise ProtocolError(431, "Too Many Request Header Fields")
-
-    def _special_header(self, special: int, value: bytes) -> None:
-        if special == _H_HOST:
-            self._host_count += 1
-        elif special == _H_CONTENT_LENGTH:
-            self._has_cl = True
-        elif special == _H_CONNECTION:
-            self._conn_tokens += b"," + value.lower()
-        elif special == _H_TRANSFER_ENCODING:
-            self._has_te = True
-            self._te_value += b"," + value.lower()
-        elif special == _H_EXPECT:
-            if value.lower() == b"100-continue":
-                self._expect_continue = True
-        elif special == _H_TE:
-            if value.lower().find(b"trailers") >= 0:
-                self._te_trailers = True
-        elif special == _H_UPGRADE:
-            self._upgrade_header = True
+        if size > limits[0] or self._trailer_bytes > limits[1] \
+                or self._trailer_fields > limits[2]:
+            _header_limit(size, self._trailer_bytes, limits)
 
     def on_headers_complete(self) -> None:
+        # A client sends the same header list request after request: its analysis (limits,
+        # lowered names, the fields that matter to framing) is cached whole, per server.
+        raw = self._headers
+        key = tuple(raw)
+        head = self._heads.get(key)
+        if head is None:
+            head = _analyse_head(raw, self._limits)
+            if head[10] <= HEAD_CACHE_BYTES:
+                if len(self._heads) >= HEAD_CACHE_MAX:
+                    self._heads.clear()  # full of lists no longer sent: start afresh
+                self._heads[key] = head
+        (headers, host_count, has_cl, length, has_te, te_value, tokens, expect_continue,
+         te_trailers, upgrade_header, self._trailer_bytes, self._trailer_fields,
+         self.head_memo) = head
         parser = self.parser
-        tokens = self._conn_tokens
         if not tokens and parser.should_keep_alive():
             # Without a Connection header only HTTP/1.1 keeps alive (llhttp admits 0.9, 1.0,
             # 1.1 and 2.0): the common case skips get_http_version, whose str.format cost
@@ -357,13 +338,13 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             version = parser.get_http_version()
             if version != "1.1" and version != "1.0":
                 raise ProtocolError(505, "HTTP Version Not Supported")
-        if self._has_te:
-            if self._has_cl:
+        if has_te:
+            if has_cl:
                 raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
-            if self._te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
+            if te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
                 raise ProtocolError(501, "Unsupported Transfer-Encoding")
-        if version == "1.1" and self._host_count != 1:
-            raise ProtocolError(400, "Missing Host header" if not self._host_count
+        if version == "1.1" and host_count != 1:
+            raise ProtocolError(400, "Missing Host header" if not host_count
                                 else "Multiple Host headers")
         if version == "1.1":
             keep_alive = not tokens or tokens.find(_CLOSE) < 0  # find(): see target_parts
@@ -371,26 +352,22 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             keep_alive = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 \
                 and tokens.find(_CLOSE) < 0
         self._in_head = False
-        if self._has_cl:
-            length = _content_length(self._headers)
-            if length > self.config.limit_request_body > 0:
-                raise ProtocolError(413, "Request Entity Too Large")
-        else:
-            length = 0
+        if length > self.config.limit_request_body > 0:
+            raise ProtocolError(413, "Request Entity Too Large")
         if version == "1.0":
-            self._expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
+            expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
         if self._draining:
             keep_alive = False  # the server is stopping: this request is the last
         if self._limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
-        has_body = self._has_te or length > 0
+        has_body = has_te or length > 0
         factory = self._cycle_factory
-        if self._upgrade_header and parser.should_upgrade() \
-                and self.server.ws_cycle_factory is not None and _wants_websocket(self._headers):
+        if upgrade_header and parser.should_upgrade() \
+                and self.server.ws_cycle_factory is not None and _wants_websocket(headers):
             factory = self.server.ws_cycle_factory
         cycle = factory(
-            self, parser.get_method(), self._url, self._headers, version, keep_alive,
-            has_body, self._expect_continue, self._te_trailers,
+            self, parser.get_method(), self._url, list(headers), version, keep_alive,
+            has_body, expect_continue, te_trailers,
         )
         self._parsing = cycle
         self._state = _BUSY
@@ -622,11 +599,59 @@ def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-    return 0
+def _header_limit(size: int, total: int, limits: tuple[int, int, int]) -> None:
+    if size > limits[0]:
+        raise ProtocolError(431, "Request Header Field Too Large")
+    if total > limits[1]:
+        raise ProtocolError(431, "Request Header Fields Too Large")
+    raise ProtocolError(431, "Too Many Request Header Fields")
+
+
+def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int]) -> tuple:
+    """Check a head's fields against the limits (field size, section size, field count:
+    ProtocolError 431) and return (headers with lowered names, Host count, has
+    Content-Length, its value, has Transfer-Encoding, the Transfer-Encoding codings,
+    Connection tokens, Expect: 100-continue, TE: trailers, has Upgrade, section size,
+    field count, memo). Repeated fields' values are joined with "," (codings, tokens)."""
+    field_max, section_max, count_max = limits
+    headers = []
+    total = 0
+    host_count = 0
+    has_cl = has_te = expect_continue = te_trailers = upgrade = False
+    length = 0
+    te_value = tokens = b""
+    for name, value in raw:
+        size = len(name) + len(value)
+        total += size + 4
+        if size > field_max or total > section_max or len(headers) >= count_max:
+            _header_limit(size, total, limits)
+        lowered = _HEADER_NAMES.get(name) or _lower_name(name)
+        special = _SPECIAL_HEADERS.get(lowered)
+        if special is not None:
+            if special == _H_HOST:
+                host_count += 1
+            elif special == _H_CONTENT_LENGTH:
+                if not has_cl:  # llhttp refuses differing repeats
+                    length = int(value)
+                has_cl = True
+            elif special == _H_CONNECTION:
+                tokens += b"," + value.lower()
+            elif special == _H_TRANSFER_ENCODING:
+                has_te = True
+                te_value += b"," + value.lower()
+            elif special == _H_EXPECT:
+                if value.lower() == b"100-continue":
+                    expect_continue = True
+            elif special == _H_TE:
+                if value.lower().find(b"trailers") >= 0:
+                    te_trailers = True
+            elif special == _H_UPGRADE:
+                upgrade = True
+        headers.append((lowered, value))
+    # The last item, a dict, is where an interface adapter keeps what it derives from these
+    # headers (the WSGI environ's HTTP_* entries), cached with the head.
+    return (tuple(headers), host_count, has_cl, length, has_te, te_value, tokens,
+            expect_continue, te_trailers, upgrade, total, len(headers), {})
 
 
 def _addr(info: Any) -> Any:

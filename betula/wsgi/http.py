@@ -126,6 +126,32 @@ def _parse_target(url: bytes) -> tuple[str, str, str]:
     return remember_target(_TARGETS, url, (path, query.decode("latin-1"), url.decode("latin-1")))
 
 
+def _header_entries(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The environ entries (CONTENT_TYPE, CONTENT_LENGTH, HTTP_*) of request headers."""
+    entries: dict[str, str] = {}
+    keys = _ENV_KEYS
+    texts = _TEXTS
+    for name, value in headers:
+        key = keys.get(name)
+        if key is None:
+            key = _env_key(name)
+            if not key:
+                continue
+        # Header values repeat from request to request (Host, User-Agent, Accept...): short
+        # ones are decoded once.
+        text = texts.get(value)
+        if text is None:
+            text = value.decode("latin-1")
+            if len(value) <= _TEXT_CACHE_LEN and len(texts) < _TEXT_CACHE_MAX:
+                texts[value] = text
+        if key in entries and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
+            sep = "; " if key == "HTTP_COOKIE" else ", "
+            entries[key] = entries[key] + sep + text
+        else:
+            entries[key] = text
+    return entries
+
+
 def _env_key(name: bytes) -> str:
     if name == b"content-type":
         key = "CONTENT_TYPE"
@@ -217,26 +243,13 @@ class WSGICycle:
         environ["RAW_URI"] = raw_uri
         if http_version != "1.1":
             environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
-        keys = _ENV_KEYS
-        texts = _TEXTS
-        for name, value in headers:
-            key = keys.get(name)
-            if key is None:
-                key = _env_key(name)
-                if not key:
-                    continue
-            # Header values repeat from request to request (Host, User-Agent, Accept...):
-            # short ones are decoded once.
-            text = texts.get(value)
-            if text is None:
-                text = value.decode("latin-1")
-                if len(value) <= _TEXT_CACHE_LEN and len(texts) < _TEXT_CACHE_MAX:
-                    texts[value] = text
-            if key in environ and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
-                sep = "; " if key == "HTTP_COOKIE" else ", "
-                environ[key] = environ[key] + sep + text
-            else:
-                environ[key] = text
+        # Clients repeat the same header list request after request: its environ entries
+        # are worked out once, kept with the connection's cached analysis of the head.
+        memo = conn.head_memo
+        entries = memo.get("wsgi")
+        if entries is None:
+            entries = memo["wsgi"] = _header_entries(headers)
+        environ.update(entries)
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
