@@ -84,3 +84,78 @@ def test_requests_leave_no_reference_cycles(serve, interface):
                          % (len(body), body))
             assert read_response(sock)[3] == body
         assert _ask(sock, "/count") == b"WSGICycle=0,HTTPCycle=0,BodyBuffer=0,InputStream=0"
+
+
+# -- request heads: analysed once per distinct header list, cached per server ---------------
+HEADS = [
+    ("Host: t", "X-One: 1"),
+    ("Host: t", "X-One: 2"),  # same names, another value
+    ("Host: t", "x-one: 1"),  # the first list but for the name's case
+    ("Host: t", "X-Rep: a", "X-Rep: b", "Cookie: a=1", "Cookie: b=2"),
+    ("Host: t", "X-Big: " + "b" * 3000),  # longer than a cached head may be
+]
+
+
+def _send(sock, head: tuple[str, ...], body: bytes = b"") -> bytes:
+    lines = ["POST / HTTP/1.1" if body else "GET / HTTP/1.1", *head]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    status, _, _, data = read_response(sock)
+    assert status == 200, (head, status, data)
+    return data
+
+
+def test_asgi_header_lists_each_request_its_own(serve):
+    srv = serve("tests.apps.target_apps:asgi_headers", "--lifespan", "off")
+    with srv.connect() as sock:
+        for _ in range(3):  # the first time analysed, then from the cache
+            for head in HEADS:
+                seen = _send(sock, head).decode("latin-1").split("\n")
+                expected = [f"{n.strip().lower()}: {v.strip()}"
+                            for n, v in (field.split(":", 1) for field in head)]
+                assert seen == expected  # in order, lowered names, no x-added-by-the-app
+
+
+def test_wsgi_header_entries_each_request_its_own(serve):
+    srv = serve("tests.apps.target_apps:wsgi_headers", "--interface", "wsgi")
+    expected = [
+        ["HTTP_HOST=t", "HTTP_X_ONE=1"],
+        ["HTTP_HOST=t", "HTTP_X_ONE=2"],
+        ["HTTP_HOST=t", "HTTP_X_ONE=1"],
+        ["HTTP_COOKIE=a=1; b=2", "HTTP_HOST=t", "HTTP_X_REP=a, b"],
+        ["HTTP_HOST=t", "HTTP_X_BIG=" + "b" * 3000],
+    ]
+    with srv.connect() as sock:
+        for _ in range(3):
+            for head, entries in zip(HEADS, expected):
+                seen = _send(sock, head).decode("latin-1").split("\n")
+                assert seen == ["CONTENT_LENGTH=", "CONTENT_TYPE=", *entries]
+            seen = _send(sock, HEADS[0], b"xyz").decode("latin-1").split("\n")
+            assert seen == ["CONTENT_LENGTH=3", "CONTENT_TYPE=", *expected[0]]
+
+
+def _chunked_with_trailer(sock, fields: list[str]) -> tuple[int, bytes]:
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n0\r\n" + "".join(f + "\r\n" for f in fields).encode() + b"\r\n")
+    status, _, _, data = read_response(sock)
+    return status, data
+
+
+def test_trailer_fields_are_not_request_headers(serve):
+    srv = serve("tests.apps.target_apps:asgi_headers", "--lifespan", "off")
+    with srv.connect() as sock:
+        for _ in range(2):
+            status, data = _chunked_with_trailer(sock, ["X-Checksum: 1", "X-Other: 2"])
+            assert status == 200
+            assert data == b"host: t\ntransfer-encoding: chunked"
+
+
+def test_trailer_fields_count_against_the_field_limit(serve):
+    srv = serve("tests.apps.target_apps:asgi_headers", "--lifespan", "off",
+                "--limit-request-fields", "4")
+    with srv.connect() as sock:  # 2 header fields + 2 trailer fields: within the limit
+        assert _chunked_with_trailer(sock, ["X-A: 1", "X-B: 2"])[0] == 200
+    with srv.connect() as sock:  # 2 + 3: over it
+        status, data = _chunked_with_trailer(sock, ["X-A: 1", "X-B: 2", "X-C: 3"])
+        assert status == 431 and b"Too Many Request Header Fields" in data
