@@ -95,6 +95,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         "_in_head",
         "_limits",
         "_heads",
+        "_body_limit",
         "head_memo",
         "_trailer_bytes",
         "_trailer_fields",
@@ -163,6 +164,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
         self._heads = server.head_cache
+        self._body_limit = config.limit_request_body
         self.head_memo: dict[str, Any] = {}  # the current head's (see _analyse_head)
         self._trailer_bytes = self._trailer_fields = 0
         self.on_message_begin()  # sets the per-request head state
@@ -325,11 +327,11 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                 if len(self._heads) >= HEAD_CACHE_MAX:
                     self._heads.clear()  # full of lists no longer sent: start afresh
                 self._heads[key] = head
-        (headers, host_count, has_cl, length, has_te, te_value, tokens, expect_continue,
-         te_trailers, upgrade_header, self._trailer_bytes, self._trailer_fields,
-         self.head_memo) = head
+        (headers, plain, error, host_error, keep_alive_11, keep_alive_10, length, has_body,
+         expect_continue, te_trailers, upgrade_header, self._trailer_bytes,
+         self._trailer_fields, self.head_memo) = head
         parser = self.parser
-        if not tokens and parser.should_keep_alive():
+        if plain and parser.should_keep_alive():
             # Without a Connection header only HTTP/1.1 keeps alive (llhttp admits 0.9, 1.0,
             # 1.1 and 2.0): the common case skips get_http_version, whose str.format cost
             # ~2.3k instructions a request (callgrind).
@@ -338,29 +340,22 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             version = parser.get_http_version()
             if version != "1.1" and version != "1.0":
                 raise ProtocolError(505, "HTTP Version Not Supported")
-        if has_te:
-            if has_cl:
-                raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
-            if te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
-                raise ProtocolError(501, "Unsupported Transfer-Encoding")
-        if version == "1.1" and host_count != 1:
-            raise ProtocolError(400, "Missing Host header" if not host_count
-                                else "Multiple Host headers")
+        if error is not None:
+            raise ProtocolError(*error)
         if version == "1.1":
-            keep_alive = not tokens or tokens.find(_CLOSE) < 0  # find(): see target_parts
+            if host_error is not None:
+                raise ProtocolError(*host_error)
+            keep_alive = keep_alive_11
         else:
-            keep_alive = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 \
-                and tokens.find(_CLOSE) < 0
-        self._in_head = False
-        if length > self.config.limit_request_body > 0:
-            raise ProtocolError(413, "Request Entity Too Large")
-        if version == "1.0":
+            keep_alive = keep_alive_10
             expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
+        self._in_head = False
+        if length > self._body_limit > 0:
+            raise ProtocolError(413, "Request Entity Too Large")
         if self._draining:
             keep_alive = False  # the server is stopping: this request is the last
         if self._limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
-        has_body = has_te or length > 0
         factory = self._cycle_factory
         if upgrade_header and parser.should_upgrade() \
                 and self.server.ws_cycle_factory is not None and _wants_websocket(headers):
@@ -381,8 +376,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         self._feed_body += len(body)
-        limit = self.config.limit_request_body
-        if self._body_bytes > limit > 0:
+        if self._body_bytes > self._body_limit > 0:
             raise ProtocolError(413, "Request Entity Too Large")
         cycle = self._parsing
         if cycle is not None:
@@ -609,10 +603,10 @@ def _header_limit(size: int, total: int, limits: tuple[int, int, int]) -> None:
 
 def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int]) -> tuple:
     """Check a head's fields against the limits (field size, section size, field count:
-    ProtocolError 431) and return (headers with lowered names, Host count, has
-    Content-Length, its value, has Transfer-Encoding, the Transfer-Encoding codings,
-    Connection tokens, Expect: 100-continue, TE: trailers, has Upgrade, section size,
-    field count, memo). Repeated fields' values are joined with "," (codings, tokens)."""
+    ProtocolError 431) and return what on_headers_complete needs: (headers with lowered
+    names, no Connection field, framing error or None, HTTP/1.1 Host error or None,
+    keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length value, has a body, Expect:
+    100-continue, TE: trailers, has Upgrade, section size, field count, memo)."""
     field_max, section_max, count_max = limits
     headers = []
     total = 0
@@ -648,10 +642,22 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int]) 
             elif special == _H_UPGRADE:
                 upgrade = True
         headers.append((lowered, value))
+    # What on_headers_complete decides from the fields alone, decided once here.
+    error = None
+    if has_te:
+        if has_cl:
+            error = (400, "Both Content-Length and Transfer-Encoding")
+        elif te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
+            error = (501, "Unsupported Transfer-Encoding")
+    host_error = None if host_count == 1 else \
+        (400, "Missing Host header" if not host_count else "Multiple Host headers")
+    keep_alive_11 = not tokens or tokens.find(_CLOSE) < 0  # find(): see target_parts
+    keep_alive_10 = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 and tokens.find(_CLOSE) < 0
     # The last item, a dict, is where an interface adapter keeps what it derives from these
     # headers (the WSGI environ's HTTP_* entries), cached with the head.
-    return (tuple(headers), host_count, has_cl, length, has_te, te_value, tokens,
-            expect_continue, te_trailers, upgrade, total, len(headers), {})
+    return (tuple(headers), not tokens, error, host_error, keep_alive_11, keep_alive_10,
+            length, has_te or length > 0, expect_continue, te_trailers, upgrade, total,
+            len(headers), {})
 
 
 def _addr(info: Any) -> Any:

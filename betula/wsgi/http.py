@@ -253,17 +253,15 @@ class WSGICycle:
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
-        if self._discarding or self.disconnected:
-            return
-        body = self.body
-        if body is not None:
-            if body.feed(data):
-                self.conn.pause_reading()
-        elif self._early is not None:
-            self._early.append(data)
+        early = self._early
+        if early is not None:  # the app has not started: kept for it
+            early.append(data)
             self._early_size += len(data)
             if self._early_size > BODY_HIGH_WATER:
                 self.conn.pause_reading()  # resumed once the app drains it or is done
+        elif self.body is not None and not self._discarding and not self.disconnected:
+            if self.body.feed(data):
+                self.conn.pause_reading()
 
     def end_body(self) -> None:
         self.body_complete = True
@@ -274,6 +272,7 @@ class WSGICycle:
 
     def connection_lost(self) -> None:
         self.disconnected = True
+        self._early = None
         if self.body is not None:
             self.body.abort()
         if self._writable is not None:
@@ -286,6 +285,7 @@ class WSGICycle:
 
     def discard_body(self) -> None:
         self._discarding = True
+        self._early = None
 
     def _body_drained(self) -> None:  # app thread
         self.loop.call_soon_threadsafe(self.conn.resume_reading)
