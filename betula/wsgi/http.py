@@ -114,16 +114,27 @@ _TEXT_CACHE_LEN = 256
 _TEXT_CACHE_MAX = 4096
 
 
-# Request target -> (PATH_INFO before any prefix is moved out, QUERY_STRING, RAW_URI).
-_TARGETS: dict[bytes, tuple[str, str, str]] = {}
+# Per app (endpoint): request target -> (PATH_INFO, the environ entries PATH_INFO,
+# QUERY_STRING, RAW_URI), with the app's prefixes already moved from PATH_INFO to SCRIPT_NAME.
+_TARGETS: dict[Endpoint, dict[bytes, tuple[str, dict[str, str]]]] = {}
 
 
-def _parse_target(url: bytes) -> tuple[str, str, str]:
+def _parse_target(targets: dict[bytes, tuple[str, dict[str, str]]], url: bytes,
+                  strips: tuple[str, ...]) -> tuple[str, dict[str, str]]:
     raw_path, query = split_target(url)
     # PEP 3333: PATH_INFO is the percent-decoded path carried as latin-1.
     path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
         else raw_path.decode("latin-1")
-    return remember_target(_TARGETS, url, (path, query.decode("latin-1"), url.decode("latin-1")))
+    # The mount prefix, and the --root-path when the proxy did not strip it, move from
+    # PATH_INFO to SCRIPT_NAME.
+    for strip in strips:
+        if path == strip or path.startswith(strip + "/"):
+            path = path[len(strip):]
+    if path == "*":
+        path = ""  # OPTIONS *: PATH_INFO must be empty or start with "/" (PEP 3333)
+    entries = {"PATH_INFO": path, "QUERY_STRING": query.decode("latin-1"),
+               "RAW_URI": url.decode("latin-1")}
+    return remember_target(targets, url, (path, entries))
 
 
 def _header_entries(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -224,23 +235,16 @@ class WSGICycle:
         cache = conn.iface_cache
         if cache is None or cache[0] is not endpoint:
             strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
+            targets = _TARGETS.get(endpoint)
+            if targets is None:
+                targets = _TARGETS[endpoint] = {}
             cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint),
-                                        strips)
-        # The environ.
-        environ = self.environ = cache[1].copy()
-        path, query, raw_uri = _TARGETS.get(url) or _parse_target(url)
-        # The mount prefix, and the --root-path when the proxy did not strip it, move from
-        # PATH_INFO to SCRIPT_NAME.
-        for strip in cache[2]:
-            if path == strip or path.startswith(strip + "/"):
-                path = path[len(strip):]
-        if path == "*":
-            path = ""  # OPTIONS *: PATH_INFO must be empty or start with "/" (PEP 3333)
-        self._path_info = path
+                                        targets, strips)
+        # The environ: the connection's part, the target's, the headers'.
+        target = cache[2].get(url) or _parse_target(cache[2], url, cache[3])
+        self._path_info = target[0]
+        environ = self.environ = cache[1] | target[1]
         environ["REQUEST_METHOD"] = method
-        environ["PATH_INFO"] = path
-        environ["QUERY_STRING"] = query
-        environ["RAW_URI"] = raw_uri
         if http_version != "1.1":
             environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
         # Clients repeat the same header list request after request: its environ entries
@@ -578,7 +582,8 @@ class WSGICycle:
         conn = self.conn
         if not self.disconnected:
             if joined is not None:
-                conn.write(joined)
+                if not conn._closed:  # conn.write(joined), inline: once a request
+                    conn.transport.write(joined)
             else:
                 conn.writelines((head, body))
         self._sent = len(body)
