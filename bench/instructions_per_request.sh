@@ -3,6 +3,7 @@
 # number for the same code whatever else the machine is doing, so A/B tests of per-request
 # work need no quiet machine. (Kernel time, e.g. syscalls, is not counted: confirm wins with
 # bench/run.py.)  Usage: bench/instructions_per_request.sh [PATH] [betula args...]
+# WRK_ARGS adds wrk options, e.g. WRK_ARGS="-s bench/post4k.lua" with PATH /echo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path="${1:-/}"; shift || true
@@ -22,9 +23,9 @@ pid=$!
 for _ in $(seq 1 900); do
     curl -s -o /dev/null "http://127.0.0.1:$port$path" && break; sleep 0.2
 done
-wrk -t1 -c16 -d3s "http://127.0.0.1:$port$path" >/dev/null   # warm-up
+wrk -t1 -c16 -d3s ${WRK_ARGS:-} "http://127.0.0.1:$port$path" >/dev/null   # warm-up
 callgrind_control -z >/dev/null   # every process of ours under callgrind
-n=$(wrk -t1 -c16 -d5s "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
+n=$(wrk -t1 -c16 -d5s ${WRK_ARGS:-} "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
 callgrind_control -d >/dev/null
 kill -INT "$pid"; wait "$pid" || true
 # Sum the dumps taken after zeroing (".N" parts) over every process (a peer may fork).

@@ -391,7 +391,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                 # Nothing after a request that ends the connection is read (llhttp would
                 # call it an error; it is not the client's request to answer).
                 self._done_reading = True
-            cycle.end_body()
+            if not cycle.body_complete:  # (a request without a body has nothing to end)
+                cycle.end_body()
 
     # -- used by cycles ------------------------------------------------------------------
     def write(self, data: bytes | memoryview) -> None:
