@@ -7,6 +7,8 @@ And a finished request must be freed by reference counting, not left in a cycle.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import read_response
@@ -159,3 +161,16 @@ def test_trailer_fields_count_against_the_field_limit(serve):
     with srv.connect() as sock:  # 2 + 3: over it
         status, data = _chunked_with_trailer(sock, ["X-A: 1", "X-B: 2", "X-C: 3"])
         assert status == 431 and b"Too Many Request Header Fields" in data
+
+
+def test_head_cache_is_bounded_in_count_and_size(serve):
+    from betula.protocols.http1 import HEAD_CACHE_BYTES, HEAD_CACHE_MAX
+
+    srv = serve("tests.apps.target_apps:head_cache", "--lifespan", "off")
+    with srv.connect() as sock:
+        for i in range(HEAD_CACHE_MAX + 100):  # more distinct heads than it keeps
+            _send(sock, ("Host: t", f"X-N: {i}"))
+        for _ in range(3):  # a head too long to keep, again and again
+            state = json.loads(_send(sock, ("Host: t", "X-Big: " + "b" * 3000)))
+    assert 0 < state["count"] <= HEAD_CACHE_MAX
+    assert state["largest"] <= HEAD_CACHE_BYTES

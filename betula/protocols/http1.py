@@ -60,6 +60,7 @@ _UNLIMITED = 1 << 62
 # this many bytes of fields (a longer head, with big cookies say, is analysed each time).
 HEAD_CACHE_MAX = 1024
 HEAD_CACHE_BYTES = 2048
+_HEAD_SIZE = 11  # index of the section size in _analyse_head's result
 
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
@@ -323,7 +324,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         head = self._heads.get(key)
         if head is None:
             head = _analyse_head(raw, self._limits)
-            if head[10] <= HEAD_CACHE_BYTES:
+            if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:
                 if len(self._heads) >= HEAD_CACHE_MAX:
                     self._heads.clear()  # full of lists no longer sent: start afresh
                 self._heads[key] = head

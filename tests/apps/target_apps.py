@@ -45,3 +45,20 @@ def wsgi_headers(environ, start_response):
     environ["HTTP_X_ADDED_BY_THE_APP"] = "1"
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+async def head_cache(scope, receive, send):
+    """How many request heads this worker's server keeps analysed, and the largest one's
+    field bytes (found through the garbage collector: the app runs in the server's process)."""
+    import gc
+    import json
+
+    from betula.server import ServerState
+
+    states = [o for o in gc.get_objects() if isinstance(o, ServerState)]
+    cache = states[0].head_cache
+    sizes = [sum(len(n) + len(v) + 4 for n, v in key) for key in cache]
+    body = json.dumps({"count": len(cache), "largest": max(sizes, default=0)}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
