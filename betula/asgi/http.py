@@ -140,7 +140,7 @@ class HTTPCycle:
         conn: HTTP1Connection,
         method: bytes,
         url: bytes,
-        headers: list[tuple[bytes, bytes]],
+        headers: tuple[tuple[bytes, bytes], ...],
         http_version: str,
         keep_alive: bool,
         has_body: bool,
@@ -163,7 +163,7 @@ class HTTPCycle:
         scope["path"] = path
         scope["raw_path"] = raw_path
         scope["query_string"] = query
-        scope["headers"] = headers
+        scope["headers"] = list(headers)  # the app's own copy (the connection's is shared)
         # Middleware may add to extensions: each request gets its own dict.
         scope["extensions"] = ASGI_EXTENSIONS.copy()
         if http_version != "1.1":

@@ -70,7 +70,7 @@ class WebSocketCycle:
     task: asyncio.Task[None] | None = None
 
     def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
-                 method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+                 method: bytes, url: bytes, headers: tuple[tuple[bytes, bytes], ...],
                  http_version: str, *_rest: Any) -> None:
         self.server = server
         self.endpoint = endpoint
@@ -90,7 +90,7 @@ class WebSocketCycle:
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
-            "headers": headers,
+            "headers": list(headers),  # the app's own copy (the connection's is shared)
             "subprotocols": subprotocols,
             "extensions": WS_EXTENSIONS.copy(),
         }

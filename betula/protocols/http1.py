@@ -323,12 +323,12 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         key = tuple(raw)
         head = self._heads.get(key)
         if head is None:
-            head = _analyse_head(raw, self._limits)
+            head = _analyse_head(raw, self._limits, self._body_limit)
             if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:
                 if len(self._heads) >= HEAD_CACHE_MAX:
                     self._heads.clear()  # full of lists no longer sent: start afresh
                 self._heads[key] = head
-        (headers, plain, error, host_error, keep_alive_11, keep_alive_10, length, has_body,
+        (headers, plain, error, host_error, keep_alive_11, keep_alive_10, too_large, has_body,
          expect_continue, te_trailers, upgrade_header, self._trailer_bytes,
          self._trailer_fields, self.head_memo) = head
         parser = self.parser
@@ -351,7 +351,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             keep_alive = keep_alive_10
             expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
         self._in_head = False
-        if length > self._body_limit > 0:
+        if too_large:
             raise ProtocolError(413, "Request Entity Too Large")
         if self._draining:
             keep_alive = False  # the server is stopping: this request is the last
@@ -362,7 +362,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                 and self.server.ws_cycle_factory is not None and _wants_websocket(headers):
             factory = self.server.ws_cycle_factory
         cycle = factory(
-            self, parser.get_method(), self._url, list(headers), version, keep_alive,
+            self, parser.get_method(), self._url, headers, version, keep_alive,
             has_body, expect_continue, te_trailers,
         )
         self._parsing = cycle
@@ -603,12 +603,15 @@ def _header_limit(size: int, total: int, limits: tuple[int, int, int]) -> None:
     raise ProtocolError(431, "Too Many Request Header Fields")
 
 
-def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int]) -> tuple:
+def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
+                  body_limit: int) -> tuple:
     """Check a head's fields against the limits (field size, section size, field count:
     ProtocolError 431) and return what on_headers_complete needs: (headers with lowered
     names, no Connection field, framing error or None, HTTP/1.1 Host error or None,
-    keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length value, has a body, Expect:
-    100-continue, TE: trailers, has Upgrade, section size, field count, memo)."""
+    keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length over ``body_limit``, has a body,
+    Expect: 100-continue, TE: trailers, has Upgrade, section size, field count, memo).
+    The headers are a tuple, shared by every request with this head: an adapter gives the
+    app its own copy."""
     field_max, section_max, count_max = limits
     headers = []
     total = 0
@@ -658,8 +661,8 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int]) 
     # The last item, a dict, is where an interface adapter keeps what it derives from these
     # headers (the WSGI environ's HTTP_* entries), cached with the head.
     return (tuple(headers), not tokens, error, host_error, keep_alive_11, keep_alive_10,
-            length, has_te or length > 0, expect_continue, te_trailers, upgrade, total,
-            len(headers), {})
+            length > body_limit > 0, has_te or length > 0, expect_continue, te_trailers,
+            upgrade, total, len(headers), {})
 
 
 def _addr(info: Any) -> Any:

@@ -137,7 +137,7 @@ def _parse_target(targets: dict[bytes, tuple[str, dict[str, str]]], url: bytes,
     return remember_target(targets, url, (path, entries))
 
 
-def _header_entries(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     """The environ entries (CONTENT_TYPE, CONTENT_LENGTH, HTTP_*) of request headers."""
     entries: dict[str, str] = {}
     keys = _ENV_KEYS
@@ -210,7 +210,7 @@ class WSGICycle:
 
     def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
                  method: bytes, url: bytes,
-                 headers: list[tuple[bytes, bytes]], http_version: str, keep_alive: bool,
+                 headers: tuple[tuple[bytes, bytes], ...], http_version: str, keep_alive: bool,
                  has_body: bool, expect_continue: bool, te_trailers: bool) -> None:
         self.server = server
         self.endpoint = endpoint
