@@ -312,7 +312,7 @@ class WSGICycle:
             stream: Any = EMPTY_INPUT  # no body: one shared, stateless empty stream
         else:
             if self.body_complete:
-                stream = BytesIO(early[0] if len(early) == 1 else b"".join(early))
+                stream = BytesIO(b"".join(early))  # (one chunk: join returns it, no copy)
             else:
                 self.body = BodyBuffer(BODY_HIGH_WATER, self._body_drained,
                                        self._first_wait if self.expect_continue else None,
