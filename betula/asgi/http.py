@@ -154,7 +154,7 @@ class HTTPCycle:
         if cache is None or cache[0] is not endpoint:
             cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
         scope = cache[1].copy()
-        parts = _TARGETS.get(url)
+        parts = _TARGETS.get(url)  # target_parts' cache hit, inline (no call per request)
         if parts is None or endpoint.path_prefix:
             parts = target_parts(url, endpoint)
         path, raw_path, query = parts

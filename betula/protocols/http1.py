@@ -656,7 +656,7 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
             error = (501, "Unsupported Transfer-Encoding")
     host_error = None if host_count == 1 else \
         (400, "Missing Host header" if not host_count else "Multiple Host headers")
-    keep_alive_11 = not tokens or tokens.find(_CLOSE) < 0  # find(): see target_parts
+    keep_alive_11 = not tokens or tokens.find(_CLOSE) < 0  # find(): see asgi _parse_target
     keep_alive_10 = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 and tokens.find(_CLOSE) < 0
     # The last item, a dict, is where an interface adapter keeps what it derives from these
     # headers (the WSGI environ's HTTP_* entries), cached with the head.

@@ -104,10 +104,9 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
 # Request header name -> environ key ("" for names dropped), and short header values ->
 # str: both bounded caches of work every request would repeat.
 _ENV_KEYS: dict[bytes, str] = {}
-_STATUS_TEXTS: dict[str, bytes] = {}  # the app's status ("200 OK") -> status line
-# The same, for statuses whose response has a body: -> (status line, code). Its entries
-# take _finish_whole's short path.
-_BODY_STATUS: dict[str, tuple[bytes, int]] = {}
+# The app's status ("200 OK"), once validated -> (status line, code, the response may have
+# a body: the statuses that can take _finish_whole's short path).
+_STATUSES: dict[str, tuple[bytes, int, bool]] = {}
 _LENGTH_LINES: dict[int, bytes] = {}  # body length -> "content-length: N\r\n\r\n"
 _TEXTS: dict[bytes, str] = {}
 _TEXT_CACHE_LEN = 256
@@ -362,7 +361,7 @@ class WSGICycle:
                 exc_info = None
         elif self._status_line is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str or status not in _STATUS_TEXTS:  # else: seen, valid
+        if type(status) is not str or status not in _STATUSES:  # else: seen, valid
             if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                     or status[3] != " ":
                 raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
@@ -400,21 +399,21 @@ class WSGICycle:
         """Build the head; ``body_len`` known means the body's length is known (the whole
         body when ``whole_body``; a file's size, which Content-Length may cut, otherwise)."""
         status_text = self._status_line or "500 Internal Server Error"
-        status = int(status_text[:3])
+        entry = _STATUSES.get(status_text)
+        if entry is None:
+            status = int(status_text[:3])
+            line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
+            if line is None:
+                line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
+            entry = (line, status, status >= 200 and status not in _NO_BODY_STATUS)
+            if len(_STATUSES) < 256:
+                _STATUSES[status_text] = entry
+        line, status, may_have_body = entry
         block, length, flags, _trailer = encode_headers(self._headers or ())
         self._status = status
         if flags & CLOSE:
             self.keep_alive = False
-        self._no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
-        line = _STATUS_TEXTS.get(status_text)
-        if line is None:
-            line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
-            if line is None:
-                line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
-            if len(_STATUS_TEXTS) < 256:
-                _STATUS_TEXTS[status_text] = line
-                if status >= 200 and status not in _NO_BODY_STATUS:
-                    _BODY_STATUS[status_text] = (line, status)
+        self._no_body = self.method == "HEAD" or not may_have_body
         tail = b""
         if length is not None and body_len is not None and length != body_len \
                 and whole_body and not self._no_body:
@@ -485,8 +484,8 @@ class WSGICycle:
         # Short path, for the usual response: a status seen before, with a body; no framing
         # or Date/Server header from the app; a keep-alive HTTP/1.1 request that is not HEAD.
         # Everything else (and the first response with each status) goes through _head.
-        entry = _BODY_STATUS.get(self._status_line)  # type: ignore[arg-type]
-        if entry is not None and self.keep_alive and self.http_version == "1.1" \
+        entry = _STATUSES.get(self._status_line)  # type: ignore[arg-type]
+        if entry is not None and entry[2] and self.keep_alive and self.http_version == "1.1" \
                 and self.method != "HEAD" and not self._shutdown:
             block, length, flags, _trailer = encode_headers(self._headers)
             size = len(body)

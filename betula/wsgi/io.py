@@ -32,7 +32,6 @@ class BodyBuffer:
         self._size = sum(map(len, self._chunks))
         self._ended = False
         self._aborted = False
-        self.total = self._size
 
     # -- event loop side -----------------------------------------------------------------
     def feed(self, data: bytes) -> bool:
@@ -40,7 +39,6 @@ class BodyBuffer:
         with self._cond:
             self._chunks.append(data)
             self._size += len(data)
-            self.total += len(data)
             self._cond.notify()
             return self._size > self.high_water
 
