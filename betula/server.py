@@ -107,6 +107,7 @@ class ServerState:
         self.held_heads: list[Any] = []
         # Request heads analysed by HTTP/1 connections (header list -> analysis).
         self.head_cache: dict[tuple[tuple[bytes, bytes], ...], tuple[Any, ...]] = {}
+        self.replay_cache: dict[bytes, tuple[Any, ...]] = {}  # http1 data_received
         # A coarse clock for connection timeouts, advanced by the server's tick.
         self.clock = loop.time()
         self.refresh_date()

@@ -60,7 +60,13 @@ _UNLIMITED = 1 << 62
 # this many bytes of fields (a longer head, with big cookies say, is analysed each time).
 HEAD_CACHE_MAX = 1024
 HEAD_CACHE_BYTES = 2048
-_HEAD_SIZE = 11  # index of the section size in _analyse_head's result
+_HEAD_SIZE = 11  # indexes in _analyse_head's result: the section size, Transfer-Encoding
+_HEAD_TE = 14  # present, Content-Length
+_HEAD_LENGTH = 15
+# Heads kept for replay per server (data_received): at most this many, of at most this many
+# bytes each (request line and fields).
+REPLAY_MAX = 1024
+REPLAY_HEAD_BYTES = 2048
 
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
@@ -105,6 +111,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         "_served",
         "_parsing",
         "_pending_error",
+        "_replays",
+        "_replayable",
         "_read_paused",
         "_state",
         "_state_since",
@@ -165,6 +173,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
         self._heads = server.head_cache
+        self._replays = server.replay_cache
+        self._replayable: tuple | None = None  # (method, target, head, version) to keep
         self._body_limit = config.limit_request_body
         self.head_memo: dict[str, Any] = {}  # the current head's (see _analyse_head)
         self._trailer_bytes = self._trailer_fields = 0
@@ -211,6 +221,23 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         if self._state == _IDLE:
             self._state = _READING_HEAD
             self._state_since = self.server.clock
+        record = 0
+        if not self._head_started:
+            # At a message boundary. A head byte for byte the same as one llhttp has parsed
+            # before (clients repeat theirs request after request) is not parsed again: its
+            # parse and analysis are replayed (see _record_replay for what makes it safe).
+            end = data.find(b"\r\n\r\n")
+            if 0 < end <= REPLAY_HEAD_BYTES:
+                entry = self._replays.get(data[:end])
+                if entry is None:
+                    record = end
+                    self._replayable = None
+                elif len(data) == end + 4 + entry[2][_HEAD_LENGTH]:  # the whole message
+                    self._replay(entry, data, end + 4)
+                    cycle = self.cycle
+                    if cycle is not None and not cycle.started and not self._closed:
+                        cycle.start()
+                    return
         begins = self._begins
         self._feed_body = 0
         try:
@@ -244,10 +271,52 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         else:
             if self._in_head:
                 self._check_open_head(data, begins)
+            elif record and self._replayable is not None and self._begins == begins + 1 \
+                    and not self._head_started:
+                self._record_replay(data, record)
         # Requests parsed before any error are still answered (in order).
         cycle = self.cycle
         if cycle is not None and not cycle.started and not self._closed:
             cycle.start()
+
+    def _record_replay(self, data: bytes, end: int) -> None:
+        """Keep the parse of a head for replay. ``data`` held exactly one whole message,
+        which llhttp accepted: its head ``data[:end]`` (no Upgrade field, CONNECT or
+        Transfer-Encoding; see on_headers_complete) and a Content-Length body to the end.
+        The head's line breaks are all CRLF and its lines are the request line and one per
+        field llhttp reported, so its first blank line (at ``end``) is where llhttp ended
+        it; bytes equal to it parse the same, under the same limits (per server)."""
+        entry = self._replayable
+        self._replayable = None
+        head = entry[2]  # type: ignore[index]
+        fields = head[12]
+        if len(data) == end + 4 + head[_HEAD_LENGTH] == end + 4 + self._body_bytes \
+                and data.count(b"\r\n", 0, end) == fields \
+                and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
+            replays = self._replays
+            if len(replays) >= REPLAY_MAX:
+                replays.clear()  # full of heads no longer sent: start afresh
+            replays[data[:end]] = entry
+
+    def _replay(self, entry: tuple, data: bytes, start: int) -> None:
+        """What llhttp's callbacks do for a whole message, for a head parsed before."""
+        method, url, head, version = entry
+        self._begins += 1
+        self._url = url
+        try:
+            self._head_complete(head, method, url, version, False)
+            length = head[_HEAD_LENGTH]
+            if length:
+                self._body_bytes = length
+                self._parsing.feed_body(data[start:])
+        except ProtocolError as err:
+            self.send_error(err.status, err.reason)
+            return
+        except Exception:  # pragma: no cover - a bug in a cycle factory
+            logger.exception("error while starting a request")
+            self.send_error(500, "Internal Server Error")
+            return
+        self.on_message_complete()
 
     def _check_open_head(self, data: bytes, begins: int) -> None:
         """httptools buffers a header line until its end: bound what one head may take even
@@ -328,11 +397,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                 if len(self._heads) >= HEAD_CACHE_MAX:
                     self._heads.clear()  # full of lists no longer sent: start afresh
                 self._heads[key] = head
-        (headers, plain, error, host_error, keep_alive_11, keep_alive_10, too_large, has_body,
-         expect_continue, te_trailers, upgrade_header, self._trailer_bytes,
-         self._trailer_fields, self.head_memo) = head
         parser = self.parser
-        if plain and parser.should_keep_alive():
+        if head[1] and parser.should_keep_alive():
             # Without a Connection header only HTTP/1.1 keeps alive (llhttp admits 0.9, 1.0,
             # 1.1 and 2.0): the common case skips get_http_version, whose str.format cost
             # ~2.3k instructions a request (callgrind).
@@ -341,6 +407,21 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             version = parser.get_http_version()
             if version != "1.1" and version != "1.0":
                 raise ProtocolError(505, "HTTP Version Not Supported")
+        method = parser.get_method()
+        if head[10]:  # an Upgrade field
+            websocket = parser.should_upgrade() and _wants_websocket(head[0])
+        else:
+            websocket = False
+            if not head[_HEAD_TE]:  # a head that may be replayed (see data_received)
+                self._replayable = (method, self._url, head, version)
+        self._head_complete(head, method, self._url, version, websocket)
+
+    def _head_complete(self, head: tuple, method: bytes, url: bytes, version: str,
+                       websocket: bool) -> None:
+        """A request's head is complete and parsed: check it and start its cycle."""
+        (headers, _plain, error, host_error, keep_alive_11, keep_alive_10, too_large, has_body,
+         expect_continue, te_trailers, _upgrade, self._trailer_bytes,
+         self._trailer_fields, self.head_memo, _te, _length) = head
         if error is not None:
             raise ProtocolError(*error)
         if version == "1.1":
@@ -358,11 +439,10 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         if self._limit_concurrency and self.server.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
         factory = self._cycle_factory
-        if upgrade_header and parser.should_upgrade() \
-                and self.server.ws_cycle_factory is not None and _wants_websocket(headers):
+        if websocket and self.server.ws_cycle_factory is not None:
             factory = self.server.ws_cycle_factory
         cycle = factory(
-            self, parser.get_method(), self._url, headers, version, keep_alive,
+            self, method, url, headers, version, keep_alive,
             has_body, expect_continue, te_trailers,
         )
         self._parsing = cycle
@@ -609,7 +689,8 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     ProtocolError 431) and return what on_headers_complete needs: (headers with lowered
     names, no Connection field, framing error or None, HTTP/1.1 Host error or None,
     keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length over ``body_limit``, has a body,
-    Expect: 100-continue, TE: trailers, has Upgrade, section size, field count, memo).
+    Expect: 100-continue, TE: trailers, has Upgrade, section size, field count, memo,
+    has Transfer-Encoding, Content-Length or 0).
     The headers are a tuple, shared by every request with this head: an adapter gives the
     app its own copy."""
     field_max, section_max, count_max = limits
@@ -662,7 +743,7 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     # headers (the WSGI environ's HTTP_* entries), cached with the head.
     return (tuple(headers), not tokens, error, host_error, keep_alive_11, keep_alive_10,
             length > body_limit > 0, has_te or length > 0, expect_continue, te_trailers,
-            upgrade, total, len(headers), {})
+            upgrade, total, len(headers), {}, has_te, length)
 
 
 def _addr(info: Any) -> Any:
