@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from .conftest import read_response
+from .conftest import read_response, recv_until_closed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,21 +43,6 @@ def _post(sock: socket.socket, body: bytes, head: str = HEAD) -> dict:
     status, _, _, out = read_response(sock)
     assert status == 200, out
     return json.loads(out)
-
-
-def _read_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = sock.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
 
 
 @pytest.mark.parametrize("iface", ["asgi", "wsgi"])
@@ -150,8 +135,8 @@ def test_heads_with_bare_line_breaks_are_refused_and_never_kept(serve, head):
     srv = serve(*APPS["asgi"])
     for _ in range(2):
         with srv.connect() as sock:
-            sock.sendall(head.encode() + b"\r\n\r\n" + b"ab\r\n\r\n" + b"GET /smuggled HTTP/1.1\r\n")
-            data = _read_all(sock)
+            sock.sendall(head.encode() + b"\r\n\r\nab\r\n\r\nGET /smuggled HTTP/1.1\r\n")
+            data = recv_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 400 "), data
         assert data.count(b"HTTP/1.1 ") == 1
     assert not [key for key in _replays(srv) if "Host: t\n" in key or "Host: t\r" in key]
@@ -181,7 +166,7 @@ def test_replayed_http10_and_connection_close_requests_end_the_connection(serve,
             with srv.connect() as sock:
                 # bytes after a request that ends the connection are not answered
                 sock.sendall(head.encode() + b"\r\n\r\n")
-                data = _read_all(sock)
+                data = recv_until_closed(sock)
             assert data.count(b"HTTP/1.1 200 ") == 1, data
             assert b"connection: close" in data.lower()
         assert head in _replays(srv)
@@ -203,7 +188,7 @@ def test_limit_concurrency_applies_to_a_replayed_head(serve):
         assert srv.wait_for_log(r"hold r: waiting", 5), srv.log
         with srv.connect() as sock:
             sock.sendall(request)
-            data = _read_all(sock)
+            data = recv_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 503 "), data
 
 
@@ -219,7 +204,7 @@ def test_graceful_stop_makes_a_replayed_request_the_last(serve):
         srv.send_signal(signal.SIGINT)
         assert srv.wait_for_log(r"shutting down gracefully", 5)
         late.sendall(request)
-        data = _read_all(late)
+        data = recv_until_closed(late)
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert b"connection: close" in data.lower()
     assert srv.wait_exit() == 0

@@ -130,7 +130,7 @@ def test_wsgi_header_entries_each_request_its_own(serve):
     ]
     with srv.connect() as sock:
         for _ in range(3):
-            for head, entries in zip(HEADS, expected):
+            for head, entries in zip(HEADS, expected, strict=True):
                 seen = _send(sock, head).decode("latin-1").split("\n")
                 assert seen == ["CONTENT_LENGTH=", "CONTENT_TYPE=", *entries]
             seen = _send(sock, HEADS[0], b"xyz").decode("latin-1").split("\n")
