@@ -176,6 +176,40 @@ def test_replayed_http10_and_connection_close_requests_end_the_connection(serve,
             assert reply["version"] == "1.0"
 
 
+@pytest.mark.parametrize("iface", ["asgi", "wsgi"])
+@pytest.mark.parametrize("head", [
+    "GET /pc HTTP/1.1\r\nHost: t\r\nProxy-Connection: close",  # llhttp reads it
+    "GET /ka HTTP/1.0\r\nConnection: keep-alivex",  # not the keep-alive token
+], ids=["http11-proxy-connection-close", "http10-keep-alivex"])
+def test_a_request_llhttp_ends_the_connection_after_ends_it_replayed_or_not(serve, iface, head):
+    # llhttp refuses every byte after a request it does not keep alive; the connection must
+    # end there too, or a replayed head (which llhttp never sees) would be served after it.
+    srv = serve(*APPS[iface])
+    other = b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n"
+    with srv.connect() as sock:  # the follow-up request, kept for replay
+        assert _post(sock, b"", other.decode()[:-4])["path"] == "/other"
+    for _ in range(3):  # parsed, then replayed
+        with srv.connect() as sock:
+            sock.sendall(head.encode() + b"\r\n\r\n")
+            status, headers, _, _ = read_response(sock)
+            assert status == 200 and headers.get("connection") == "close", headers
+            time.sleep(0.05)
+            try:
+                sock.sendall(other)
+            except OSError:
+                pass  # already closed: as it should be
+            assert recv_until_closed(sock) == b""
+    assert head in _replays(srv)
+
+
+def test_proxy_connection_keep_alive_does_not_make_http10_a_11_request(serve):
+    srv = serve(*APPS["asgi"])
+    head = "GET /v HTTP/1.0\r\nProxy-Connection: keep-alive"  # and no Host: fine for 1.0
+    for _ in range(2):
+        with srv.connect() as sock:
+            assert _post(sock, b"", head)["version"] == "1.0"
+
+
 def test_limit_concurrency_applies_to_a_replayed_head(serve):
     srv = serve("tests.apps.h1_apps:app", "--limit-concurrency", "2")
     request = b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n"

@@ -509,6 +509,9 @@ BAD_INPUT = [
     ("http11-without-host", b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n", 400, "host"),
     ("http11-two-hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "host"),
     ("http2-request-line", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "version"),
+    # llhttp keeps an HTTP/2.0 request alive for Proxy-Connection: it is still not 1.1
+    ("http2-proxy-connection-keep-alive",
+     b"GET / HTTP/2.0\r\nHost: t\r\nProxy-Connection: keep-alive\r\n\r\n", 505, "version"),
 ]
 
 

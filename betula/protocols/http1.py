@@ -49,11 +49,11 @@ _HEADER_NAMES: dict[bytes, bytes] = {}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE, \
-    _H_UPGRADE = range(7)
+    _H_UPGRADE, _H_PROXY_CONNECTION = range(8)
 _SPECIAL_HEADERS = {
     b"host": _H_HOST, b"content-length": _H_CONTENT_LENGTH, b"connection": _H_CONNECTION,
     b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"te": _H_TE,
-    b"upgrade": _H_UPGRADE,
+    b"upgrade": _H_UPGRADE, b"proxy-connection": _H_PROXY_CONNECTION,
 }
 _UNLIMITED = 1 << 62
 # Analysed heads kept per server (on_headers_complete): at most this many, each of at most
@@ -174,7 +174,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                         config.limit_request_fields or _UNLIMITED)
         self._heads = server.head_cache
         self._replays = server.replay_cache
-        self._replayable: tuple | None = None  # (method, target, head, version) to keep
+        # (method, target, head, version, llhttp's keep-alive) of the head to keep
+        self._replayable: tuple | None = None
         self._body_limit = config.limit_request_body
         self.head_memo: dict[str, Any] = {}  # the current head's (see _analyse_head)
         self._trailer_bytes = self._trailer_fields = 0
@@ -300,11 +301,11 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
 
     def _replay(self, entry: tuple, data: bytes, start: int) -> None:
         """What llhttp's callbacks do for a whole message, for a head parsed before."""
-        method, url, head, version = entry
+        method, url, head, version, parser_keep_alive = entry
         self._begins += 1
         self._url = url
         try:
-            self._head_complete(head, method, url, version, False)
+            self._head_complete(head, method, url, version, parser_keep_alive, False)
             length = head[_HEAD_LENGTH]
             if length:
                 self._body_bytes = length
@@ -398,10 +399,13 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                     self._heads.clear()  # full of lists no longer sent: start afresh
                 self._heads[key] = head
         parser = self.parser
-        if head[1] and parser.should_keep_alive():
-            # Without a Connection header only HTTP/1.1 keeps alive (llhttp admits 0.9, 1.0,
-            # 1.1 and 2.0): the common case skips get_http_version, whose str.format cost
-            # ~2.3k instructions a request (callgrind).
+        # llhttp's own keep-alive verdict (it reads Proxy-Connection too, and whole tokens):
+        # once it says no, it refuses any later byte, so the connection must end too.
+        parser_keep_alive = parser.should_keep_alive()
+        if head[1] and parser_keep_alive:
+            # Without a Connection or Proxy-Connection field only HTTP/1.1 keeps alive
+            # (llhttp admits 0.9, 1.0, 1.1 and 2.0): the common case skips get_http_version,
+            # whose str.format cost ~2.3k instructions a request (callgrind).
             version = "1.1"
         else:
             version = parser.get_http_version()
@@ -413,11 +417,11 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         else:
             websocket = False
             if not head[_HEAD_TE]:  # a head that may be replayed (see data_received)
-                self._replayable = (method, self._url, head, version)
-        self._head_complete(head, method, self._url, version, websocket)
+                self._replayable = (method, self._url, head, version, parser_keep_alive)
+        self._head_complete(head, method, self._url, version, parser_keep_alive, websocket)
 
     def _head_complete(self, head: tuple, method: bytes, url: bytes, version: str,
-                       websocket: bool) -> None:
+                       parser_keep_alive: bool, websocket: bool) -> None:
         """A request's head is complete and parsed: check it and start its cycle."""
         (headers, _plain, error, host_error, keep_alive_11, keep_alive_10, too_large, has_body,
          expect_continue, te_trailers, _upgrade, self._trailer_bytes,
@@ -431,6 +435,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         else:
             keep_alive = keep_alive_10
             expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
+        if not parser_keep_alive:
+            keep_alive = False
         self._in_head = False
         if too_large:
             raise ProtocolError(413, "Request Entity Too Large")
@@ -687,17 +693,17 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
                   body_limit: int) -> tuple:
     """Check a head's fields against the limits (field size, section size, field count:
     ProtocolError 431) and return what on_headers_complete needs: (headers with lowered
-    names, no Connection field, framing error or None, HTTP/1.1 Host error or None,
-    keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length over ``body_limit``, has a body,
-    Expect: 100-continue, TE: trailers, has Upgrade, section size, field count, memo,
-    has Transfer-Encoding, Content-Length or 0).
+    names, no Connection or Proxy-Connection field, framing error or None, HTTP/1.1 Host
+    error or None, keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length over
+    ``body_limit``, has a body, Expect: 100-continue, TE: trailers, has Upgrade, section
+    size, field count, memo, has Transfer-Encoding, Content-Length or 0).
     The headers are a tuple, shared by every request with this head: an adapter gives the
     app its own copy."""
     field_max, section_max, count_max = limits
     headers = []
     total = 0
     host_count = 0
-    has_cl = has_te = expect_continue = te_trailers = upgrade = False
+    has_cl = has_te = expect_continue = te_trailers = upgrade = proxy = False
     length = 0
     te_value = tokens = b""
     for name, value in raw:
@@ -727,6 +733,8 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
                     te_trailers = True
             elif special == _H_UPGRADE:
                 upgrade = True
+            else:  # Proxy-Connection: llhttp reads it like Connection (see plain)
+                proxy = True
         headers.append((lowered, value))
     # What on_headers_complete decides from the fields alone, decided once here.
     error = None
@@ -741,9 +749,9 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     keep_alive_10 = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 and tokens.find(_CLOSE) < 0
     # The last item, a dict, is where an interface adapter keeps what it derives from these
     # headers (the WSGI environ's HTTP_* entries), cached with the head.
-    return (tuple(headers), not tokens, error, host_error, keep_alive_11, keep_alive_10,
-            length > body_limit > 0, has_te or length > 0, expect_continue, te_trailers,
-            upgrade, total, len(headers), {}, has_te, length)
+    return (tuple(headers), not tokens and not proxy, error, host_error, keep_alive_11,
+            keep_alive_10, length > body_limit > 0, has_te or length > 0, expect_continue,
+            te_trailers, upgrade, total, len(headers), {}, has_te, length)
 
 
 def _addr(info: Any) -> Any:
