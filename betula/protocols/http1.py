@@ -4,8 +4,10 @@ The protocol knows nothing of ASGI or WSGI. For each request it creates a *cycle
 server's ``cycle_factory`` (the interface adapter) and feeds it body events; the cycle writes
 its response through ``write_response_head`` / ``write_body`` / ``finish_response``.
 
-Parsing is httptools (llhttp, strict mode). Every protocol-level failure is a ``ProtocolError``
-carrying the status to answer with; the connection then answers once and closes.
+Parsing is httptools (llhttp, strict mode); a head byte for byte equal to one llhttp accepted
+before is replayed instead (data_received, _record_replay). Every protocol-level failure is a
+``ProtocolError`` carrying the status to answer with; the connection then answers once and
+closes.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         record = 0
         if not self._head_started:
             # At a message boundary. A head byte for byte the same as one llhttp has parsed
-            # before (clients repeat theirs request after request) is not parsed again: its
+            # before (clients repeat their head request after request) is not parsed again: its
             # parse and analysis are replayed (see _record_replay for what makes it safe).
             end = data.find(b"\r\n\r\n")
             if 0 < end <= REPLAY_HEAD_BYTES:
