@@ -62,9 +62,10 @@ _UNLIMITED = 1 << 62
 # this many bytes of fields (a longer head, with big cookies say, is analysed each time).
 HEAD_CACHE_MAX = 1024
 HEAD_CACHE_BYTES = 2048
-_HEAD_SIZE = 11  # indexes in _analyse_head's result: the section size, Transfer-Encoding
-_HEAD_TE = 14  # present, Content-Length
-_HEAD_LENGTH = 15
+# Indexes in _analyse_head's result read one by one (_head_complete unpacks it whole): no
+# Connection or Proxy-Connection field, an Upgrade field, the section size, the field count,
+# a Transfer-Encoding field, the Content-Length.
+_HEAD_PLAIN, _HEAD_UPGRADE, _HEAD_SIZE, _HEAD_FIELDS, _HEAD_TE, _HEAD_LENGTH = 1, 10, 11, 12, 14, 15
 # Heads kept for replay per server (data_received): at most this many, of at most this many
 # bytes each (request line and fields).
 REPLAY_MAX = 1024
@@ -224,23 +225,33 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         if self._state == _IDLE:
             self._state = _READING_HEAD
             self._state_since = self.server.clock
+        entry = None
         record = 0
         if not self._head_started:
             # At a message boundary. A head byte for byte the same as one llhttp has parsed
-            # before (clients repeat their head request after request) is not parsed again: its
-            # parse and analysis are replayed (see _record_replay for what makes it safe).
+            # before (clients repeat their head request after request) is not parsed again:
+            # its parse and analysis are replayed (see _record_replay for what makes it safe).
             end = data.find(b"\r\n\r\n")
             if 0 < end <= REPLAY_HEAD_BYTES:
                 entry = self._replays.get(data[:end])
                 if entry is None:
-                    record = end
-                    self._replayable = None
-                elif len(data) == end + 4 + entry[2][_HEAD_LENGTH]:  # the whole message
-                    self._replay(entry, data, end + 4)
-                    cycle = self.cycle
-                    if cycle is not None and not cycle.started and not self._closed:
-                        cycle.start()
-                    return
+                    record = end  # a head not kept yet: kept if it qualifies
+                elif len(data) != end + 4 + entry[2][_HEAD_LENGTH]:
+                    entry = None  # not exactly the whole message: llhttp's
+        if entry is not None:
+            self._replay(entry, data, end + 4)
+        else:
+            self._parse(data, record)
+        # Requests parsed before any error are still answered (in order).
+        cycle = self.cycle
+        if cycle is not None and not cycle.started and not self._closed:
+            cycle.start()
+
+    def _parse(self, data: bytes, record: int) -> None:
+        """Feed llhttp; ``record``: where the head ends when the read began at a message
+        boundary with a head not kept yet (0 otherwise), to keep it if it qualifies."""
+        if record:
+            self._replayable = None
         begins = self._begins
         self._feed_body = 0
         try:
@@ -277,10 +288,6 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             elif record and self._replayable is not None and self._begins == begins + 1 \
                     and not self._head_started:
                 self._record_replay(data, record)
-        # Requests parsed before any error are still answered (in order).
-        cycle = self.cycle
-        if cycle is not None and not cycle.started and not self._closed:
-            cycle.start()
 
     def _record_replay(self, data: bytes, end: int) -> None:
         """Keep the parse of a head for replay. ``data`` held exactly one whole message,
@@ -290,9 +297,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         field llhttp reported, so its first blank line (at ``end``) is where llhttp ended
         it; bytes equal to it parse the same, under the same limits (per server)."""
         entry = self._replayable
-        self._replayable = None
         head = entry[2]  # type: ignore[index]
-        fields = head[12]
+        fields = head[_HEAD_FIELDS]
         if len(data) == end + 4 + head[_HEAD_LENGTH] == end + 4 + self._body_bytes \
                 and data.count(b"\r\n", 0, end) == fields \
                 and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
@@ -302,15 +308,12 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             replays[data[:end]] = entry
 
     def _replay(self, entry: tuple, data: bytes, start: int) -> None:
-        """What llhttp's callbacks do for a whole message, for a head parsed before."""
+        """What llhttp's callbacks do for a whole message, for a head parsed before (the
+        per-message parse state, _url, _body_bytes..., is llhttp's alone: not touched)."""
         method, url, head, version, parser_keep_alive = entry
-        self._begins += 1
-        self._url = url
         try:
             self._head_complete(head, method, url, version, parser_keep_alive, False)
-            length = head[_HEAD_LENGTH]
-            if length:
-                self._body_bytes = length
+            if head[_HEAD_LENGTH]:
                 self._parsing.feed_body(data[start:])
         except ProtocolError as err:
             self.send_error(err.status, err.reason)
@@ -404,7 +407,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         # llhttp's own keep-alive verdict (it reads Proxy-Connection too, and whole tokens):
         # once it says no, it refuses any later byte, so the connection must end too.
         parser_keep_alive = parser.should_keep_alive()
-        if head[1] and parser_keep_alive:
+        if head[_HEAD_PLAIN] and parser_keep_alive:
             # Without a Connection or Proxy-Connection field only HTTP/1.1 keeps alive
             # (llhttp admits 0.9, 1.0, 1.1 and 2.0): the common case skips get_http_version,
             # whose str.format cost ~2.3k instructions a request (callgrind).
@@ -414,7 +417,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             if version != "1.1" and version != "1.0":
                 raise ProtocolError(505, "HTTP Version Not Supported")
         method = parser.get_method()
-        if head[10]:  # an Upgrade field
+        if head[_HEAD_UPGRADE]:
             websocket = parser.should_upgrade() and _wants_websocket(head[0])
         else:
             websocket = False
