@@ -19,7 +19,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from .conftest import ServerProcess, new_id, read_response, recv_until_closed, wait_record
+from tests.support.logs import new_id, wait_record
+from tests.support.server import ServerProcess
+from tests.support.wire import read_response, recv_until_closed
 
 APP = "tests.apps.asgi_apps:app"
 
@@ -540,7 +542,7 @@ def test_trailers_dropped_without_te_trailers(server):
         # well-formed: the next response on the same connection parses from its first byte
         sock.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         rest = recv_until_closed(sock)
-    from .conftest import _LEFTOVER  # bytes already read past the first response
+    from tests.support.wire import _LEFTOVER  # bytes already read past the first response
     leftover = _LEFTOVER.get(sock, b"")
     assert b"x-checksum" not in leftover + rest
     assert (leftover + rest).startswith(b"HTTP/1.1 200"), (leftover + rest)[:200]

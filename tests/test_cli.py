@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 import betula as betula_pkg
-
-from .conftest import ServerProcess, betula, one_error_line, read_response, run_cli
+from tests.support.server import ServerProcess, betula, one_error_line, run_cli
+from tests.support.wire import read_response
 
 APP = "tests.apps.cli_apps:app"
 

@@ -16,8 +16,7 @@ import pytest
 
 from betula.cli import build_parser
 from betula.config import BY_NAME, SETTINGS, Config, ConfigError
-
-from .conftest import one_error_line, run_cli
+from tests.support.server import one_error_line, run_cli
 
 APP = "tests.apps.cli_apps:app"
 

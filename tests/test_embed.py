@@ -31,9 +31,9 @@ from betula import (
     run_asgi,
     run_wsgi,
 )
+from tests.support.wire import read_response
 
 from .apps import embed_apps
-from .conftest import read_response
 
 ASGI_RUNNER = "tests.apps.custom_asgi_runner"
 WSGI_RUNNER = "tests.apps.custom_wsgi_runner"

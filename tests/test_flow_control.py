@@ -20,7 +20,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import read_response
+from tests.support.wire import read_response
 
 APP = "tests.apps.flow_apps:app"
 MIB = 1024 * 1024

@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import RawReader, ServerProcess, read_response
+from tests.support.server import ServerProcess
+from tests.support.wire import RawReader, read_response
 
 APPS = {
     "starlette": "tests.apps.starlette_app:app",

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from .conftest import read_response, recv_until_closed
+from tests.support.wire import read_response, recv_until_closed
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from .conftest import ROOT
+from tests.support.server import ROOT
 
 HOOKS = ["--on-starting", "tests.apps.hook_apps:on_starting",
          "--when-ready", "tests.apps.hook_apps:when_ready",

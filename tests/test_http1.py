@@ -18,7 +18,8 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from .conftest import ROOT, betula, read_response
+from tests.support.server import ROOT, betula
+from tests.support.wire import read_response
 
 APP = "tests.apps.h1_apps:app"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import betula, one_error_line, run_cli
+from tests.support.server import betula, one_error_line, run_cli
 
 trustme = pytest.importorskip("trustme")
 

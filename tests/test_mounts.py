@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from .conftest import ServerProcess, read_response
+from tests.support.server import ServerProcess
+from tests.support.wire import read_response
 
 M = "tests.apps.mount_apps:"
 API, SITE, V2, LEGACY = M + "api", M + "site", M + "v2", M + "legacy"

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from .conftest import read_response
+from tests.support.wire import read_response
 
 # More distinct targets than the cache keeps (betula.http_common.TARGET_CACHE_MAX), so it
 # fills, empties and fills again during the test.

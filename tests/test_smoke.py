@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from .conftest import read_response
+from tests.support.wire import read_response
 
 
 def test_example_app_serves_hello(serve):

@@ -24,8 +24,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .conftest import RawReader, ServerProcess, new_id, read_response, recv_until_closed
-from .conftest import wait_record as _wait_record
+from tests.support.logs import new_id
+from tests.support.logs import wait_record as _wait_record
+from tests.support.server import ServerProcess
+from tests.support.wire import RawReader, read_response, recv_until_closed
 
 APP = "tests.apps.ws_apps:app"
 WSGI_APP = "tests.apps.ws_apps:wsgi_app"

@@ -28,7 +28,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from .conftest import RawReader, ServerProcess
+from tests.support.server import ServerProcess
+from tests.support.wire import RawReader
 
 APPS = {
     "starlette": "tests.apps.wsfw_starlette:app",

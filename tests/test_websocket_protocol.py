@@ -28,7 +28,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
-from .conftest import betula, read_response
+from tests.support.server import betula
+from tests.support.wire import read_response
 
 APP = "tests.apps.wsproto_apps:app"
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tests.conftest import read_response
+from tests.support.wire import read_response
 
 APPS = "tests.apps.worker_apps:"
 SERVING_RE = re.compile(r"serving .*\bpid (\d+)\]")

@@ -24,7 +24,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from .conftest import ServerProcess, new_id, read_response, recv_until_closed
+from tests.support.logs import new_id
+from tests.support.server import ServerProcess
+from tests.support.wire import read_response, recv_until_closed
 
 APP = "tests.apps.wsgi_apps:app"
 MIB = 1024 * 1024

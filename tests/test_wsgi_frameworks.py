@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, RawReader, ServerProcess, read_response
+from tests.support.server import ROOT, ServerProcess
+from tests.support.wire import RawReader, read_response
 
 flask = pytest.importorskip("flask")
 django = pytest.importorskip("django")

@@ -1,0 +1,10 @@
+"""Helpers shared by the black-box suite, one of each (HTTP/1.1 now, HTTP/2 later).
+
+- ``server``: the real CLI in a subprocess (``ServerProcess``, ``betula``, ``run_cli``).
+- ``wire``: raw-socket HTTP/1.1 reading and writing (heads, chunked bodies, until-closed).
+- ``ws``: raw WebSocket frames.
+- ``logs``: what a server or an app wrote to the log (records, tracebacks, validator text).
+- ``procs``: what the kernel says of a server's processes (memory, children, liveness).
+- ``client``: requests through httpx (``get_json``).
+- ``need``: imports the suite requires; missing ones fail in CI instead of skipping.
+"""
