@@ -6,6 +6,7 @@ hand them to workers.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
@@ -14,22 +15,37 @@ from typing import Any
 
 __all__ = ["ListenerError", "create_sockets", "create_ssl_context", "describe"]
 
+logger = logging.getLogger("betula.error")
+
 
 class ListenerError(Exception):
     """A listener could not be set up; the message says which and why."""
 
 
 def systemd_sockets() -> list[socket.socket]:
-    """Sockets passed by systemd socket activation (LISTEN_FDS/LISTEN_PID), fds 3, 4, ..."""
+    """Sockets passed by systemd socket activation (LISTEN_FDS/LISTEN_PID), fds 3, 4, ...
+
+    As sd_listen_fds(unset_environment=1): the variables leave the environment whether or
+    not they are for this process, so neither the workers nor the app's own children ever
+    take them as theirs. Ones meant for another pid are ignored (logged): the configured
+    listener (--port, --uds, --fd) is used instead."""
+    fds = os.environ.pop("LISTEN_FDS", None)
+    pid_text = os.environ.pop("LISTEN_PID", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if fds is None:
+        return []
     try:
-        count = int(os.environ.get("LISTEN_FDS", "0"))
-        pid = int(os.environ.get("LISTEN_PID", "0"))
+        count = int(fds)
+        pid = int(pid_text or "0")
     except ValueError:
+        logger.warning("ignoring LISTEN_FDS=%r, LISTEN_PID=%r: not numbers", fds, pid_text)
         return []
-    if count <= 0 or pid != os.getpid():
+    if count <= 0:
         return []
-    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)  # not for the app's own children
+    if pid != os.getpid():
+        logger.warning("ignoring LISTEN_FDS=%d: LISTEN_PID %s is not this process (pid %d)",
+                       count, pid_text, os.getpid())
+        return []
     return [_from_fd(fd) for fd in range(3, 3 + count)]
 
 

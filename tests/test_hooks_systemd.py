@@ -1,15 +1,21 @@
 """Lifecycle hooks from the settings registry, and systemd socket activation (LISTEN_FDS)."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 
 import httpx
+import pytest
 
-from tests.support.server import ROOT
+from tests.support.procs import children, wait_until
+from tests.support.server import ServerProcess
+from tests.support.workers import answer_pid, get, pids_answering, serving_pids
 
+APP = "tests.apps.hook_apps:app"
 HOOKS = ["--on-starting", "tests.apps.hook_apps:on_starting",
          "--when-ready", "tests.apps.hook_apps:when_ready",
          "--on-worker-boot", "tests.apps.hook_apps:on_worker_boot",
@@ -18,14 +24,91 @@ HOOKS = ["--on-starting", "tests.apps.hook_apps:on_starting",
 
 
 def read_calls(path, wait_for=None, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    """The hook calls recorded so far (once one named ``wait_for`` is among them)."""
+    def calls():
         lines = path.read_text().splitlines() if path.exists() else []
-        calls = [line.split() for line in lines]
-        if wait_for is None or any(c[0] == wait_for for c in calls) or \
-                time.monotonic() > deadline:
-            return calls
-        time.sleep(0.05)
+        found = [line.split() for line in lines]
+        return found if wait_for is None or any(c[0] == wait_for for c in found) else None
+
+    return wait_until(calls, timeout) or calls() or []
+
+
+# A launcher as systemd is one: the listening sockets on fds 3, 4, ..., LISTEN_FDS their
+# count, LISTEN_PID the pid that will exec betula (exec keeps the pid), or "parent" for a pid
+# that is not betula's (the variables are then someone else's).
+LAUNCHER = """\
+import fcntl, os, sys
+fds = [int(fd) for fd in sys.argv[1].split(",")]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # out of the way of 3, 4, ...
+for fd in fds:
+    os.close(fd)
+for i, fd in enumerate(high):
+    os.dup2(fd, 3 + i)  # inheritable: exec keeps it
+    os.close(fd)
+os.environ["LISTEN_FDS"] = str(len(fds))
+os.environ["LISTEN_PID"] = str(os.getppid() if sys.argv[2] == "parent" else os.getpid())
+os.execv(sys.executable, [sys.executable, "-m", "betula", *sys.argv[3:]])
+"""
+
+
+class Launched(ServerProcess):
+    """betula started by ``argv`` (a launcher that execs it, or betula in a session of its
+    own): the log is captured and read as for any ServerProcess."""
+
+    def __init__(self, argv, **popen):
+        super().__init__([])
+        self.argv = argv
+        self.popen = popen
+
+    def start(self, wait=True, timeout=20.0, pass_fds=()):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     text=True, env=self.env, cwd=self.cwd, **self.popen)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def listening(self):
+        """The ports of every "Listening on" line (one per socket; a master's workers each
+        log theirs)."""
+        return {int(m.group(1)) for line in self.lines
+                if (m := re.search(r"Listening on http://127\.0\.0\.1:(\d+)", line))}
+
+
+@pytest.fixture
+def activate():
+    """``activate(n, *args, listen_pid=...)``: n listening sockets handed to betula as
+    systemd hands them; returns (server, the sockets' ports). Each is stopped afterwards."""
+    started = []
+
+    def start(n, *args, listen_pid="self"):
+        listeners = []
+        for _ in range(n):
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+            listeners.append(listener)
+        fds = tuple(sock.fileno() for sock in listeners)
+        server = Launched([sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), listen_pid,
+                           APP, "--lifespan", "off", *args], pass_fds=fds)
+        started.append((server, listeners))
+        server.start()
+        return server, [sock.getsockname()[1] for sock in listeners]
+
+    yield start
+    for server, listeners in started:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop()
+        for sock in listeners:
+            sock.close()
+
+
+def children_env(port):
+    """The LISTEN_* variables a child process of the worker answering on ``port`` gets."""
+    status, body = get(port, "/env")
+    assert status == 200, body
+    return body.split()[1:]
 
 
 def test_hooks_with_a_master(serve, tmp_path):
@@ -67,63 +150,68 @@ def test_failing_on_starting_stops_the_start(serve):
     assert "hook on_starting" in server.log and "hook says no" in server.log
 
 
-def test_systemd_socket_activation_on_fd_3():
-    """A socket handed over as fd 3 with LISTEN_FDS=1 and LISTEN_PID=<our pid> is served."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    # A tiny launcher: put the socket on fd 3, set LISTEN_PID to the pid that will exec
-    # betula (exec keeps the pid), as systemd does.
-    launcher = (
-        "import os, sys\n"
-        "fd = int(sys.argv[1])\n"
-        "os.dup2(fd, 3)\n"
-        "os.environ['LISTEN_FDS'] = '1'\n"
-        "os.environ['LISTEN_PID'] = str(os.getpid())\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'betula', "
-        "'tests.apps.hook_apps:app', '--lifespan', 'off'])\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", launcher, str(listener.fileno())],
-                            pass_fds=(listener.fileno(),), cwd=str(ROOT), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    listener.close()
-    try:
-        body = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and body is None:
-            try:
-                body = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert body == str(proc.pid)  # served by the process systemd would have started
-    finally:
-        proc.send_signal(2)
-        out, _ = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out
+def test_systemd_socket_activation_on_fd_3(activate):
+    """A socket handed over as fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid> is served."""
+    server, (port,) = activate(1)
+    assert server.listening() == {port}, server.log
+    status, body = get(port)
+    assert status == 200 and answer_pid(body) == server.proc.pid  # the process systemd started
+    assert children_env(port) == []  # the app's own children do not inherit the variables
+    assert server.stop() == 0, server.log
 
 
-def test_ctrl_c_to_the_process_group_stops_workers_once(tmp_path):
+def test_systemd_socket_activation_under_a_master(activate):
+    """--workers 2: the master takes the activated socket and both workers serve on it."""
+    server, (port,) = activate(1, "--workers", "2")
+    master = server.proc.pid
+    assert wait_until(lambda: len(set(serving_pids(server))) == 2, 20), server.log
+    workers = children(master)
+    assert len(workers) == 2 and master not in workers
+    assert server.listening() == {port}, server.log
+    assert pids_answering(port, want=workers) == workers
+    assert children_env(port) == []
+    assert server.stop() == 0, server.log
+
+
+def test_systemd_socket_activation_with_two_sockets(activate):
+    """LISTEN_FDS=2: fds 3 and 4 are both served."""
+    server, ports = activate(2)
+    assert server.listening() == set(ports), server.log
+    for port in ports:
+        status, body = get(port)
+        assert status == 200 and answer_pid(body) == server.proc.pid
+    assert children_env(ports[1]) == []
+    assert server.stop() == 0, server.log
+
+
+def test_systemd_variables_for_another_pid_are_ignored(activate):
+    """LISTEN_PID names another process (as sd_listen_fds says, the fds are not ours): the
+    fds are not taken, a warning says why, betula listens on its --port as configured, and
+    the variables still leave the environment."""
+    server, (passed,) = activate(1, "--port", "0", listen_pid="parent")
+    assert server.wait_for_log(r"ignoring LISTEN_FDS=1: LISTEN_PID \d+ is not this process",
+                               1), server.log
+    assert server.port != passed and server.listening() == {server.port}, server.log
+    status, body = get(server.port)
+    assert status == 200 and answer_pid(body) == server.proc.pid
+    assert children_env(server.port) == []
+    assert server.stop() == 0, server.log
+
+
+def test_ctrl_c_to_the_process_group_stops_workers_once():
     """A terminal's Ctrl-C signals the master and every worker at once: the master's
     graceful stop runs, no worker counts as died, nothing is respawned."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "betula", "tests.apps.hook_apps:app", "--workers", "2",
-         "--port", "0", "--lifespan", "off"],
-        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    server = Launched([sys.executable, "-m", "betula", APP, "--workers", "2", "--port", "0",
+                       "--lifespan", "off"], start_new_session=True)
     try:
-        lines = []
-        deadline = time.monotonic() + 20
-        while sum("serving" in line for line in lines) < 2 and time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
-        os.killpg(proc.pid, 2)  # SIGINT to the whole group, as a terminal does
-        out, _ = proc.communicate(timeout=20)
+        server.start()
+        assert wait_until(lambda: len(set(serving_pids(server))) == 2, 20), server.log
+        os.killpg(server.proc.pid, signal.SIGINT)  # to the whole group, as a terminal does
+        code = server.wait_exit(20)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-    log = "".join(lines) + out
-    assert proc.returncode == 0, log
+        if server.proc is not None and server.proc.poll() is None:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+    log = server.log
+    assert code == 0, log
     assert "Master received SIGINT" in log
     assert "died" not in log and log.count("Booting worker") == 2, log

@@ -1,6 +1,8 @@
-"""Hooks that append a line per call to the file named by BETULA_TEST_HOOK_LOG."""
+"""Hooks that append a line per call to the file named by BETULA_TEST_HOOK_LOG, and an app
+for tests/test_hooks_systemd.py."""
 
 import os
+import subprocess
 
 
 def _record(*parts):
@@ -32,8 +34,19 @@ def failing(config):
     raise RuntimeError("hook says no")
 
 
+def _children_listen_env() -> str:
+    """The LISTEN_* variables a child process of this worker gets (socket activation's
+    must not reach it): its environment as ``env`` prints it."""
+    out = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+    return " ".join(sorted(line for line in out.splitlines() if line.startswith("LISTEN_")))
+
+
 async def app(scope, receive, send):
+    """Answers the worker's pid; ``/env``: the pid, then what _children_listen_env finds."""
     if scope["type"] != "http":
         return
+    body = str(os.getpid())
+    if scope["path"] == "/env":
+        body += " " + _children_listen_env()
     await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+    await send({"type": "http.response.body", "body": body.encode()})
