@@ -59,6 +59,7 @@ class Supervisor:
         self._signals: collections.deque[int] = collections.deque()
         self._deaths: list[float] = []
         self._not_before = 0.0  # while backing off, no worker starts before this
+        self._backoff_from = 0.0  # when the current backoff began
         self._announced = False  # when_ready called
         self._numbers = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -153,12 +154,16 @@ class Supervisor:
                 # Backing off: the main loop keeps handling signals meanwhile.
                 if now < self._not_before:
                     return
+                # Said with the time actually waited, so the log shows the backoff was kept.
+                logger.info("backed off %.1f s: starting the next worker",
+                            now - self._backoff_from)
                 self._not_before = 0.0
             else:
                 delay = self._backoff_delay(now)
                 if delay:
                     logger.warning("workers are dying in a loop: waiting %.1f s before the "
                                    "next", delay)
+                    self._backoff_from = now
                     self._not_before = now + delay
                     return
             live.append(self.spawn())

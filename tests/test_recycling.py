@@ -1,10 +1,15 @@
 """Worker recycling (--limit-max-requests with jitter, --limit-max-rss) and the stuck-worker
-kill (--timeout-worker), through the real CLI with a master and real sockets."""
+kill (--timeout-worker), through the real CLI with a master and real sockets.
+Apps: tests/apps/recycle_apps.py (every answer is the worker's pid)."""
 
 import re
 import socket
 
 import httpx
+
+from tests.support.procs import alive, children, wait_until
+from tests.support.wire import read_response
+from tests.support.workers import assert_replaced_in_turn, pids_answering
 
 APP = "tests.apps.recycle_apps:app"
 
@@ -14,8 +19,8 @@ def get(server, path="/", timeout=10.0):
 
 
 def drive(server, until, max_requests=3000):
-    """Send requests (new connection each) until ``until(log, pids)`` holds; bounded.
-    Returns (pids seen, failures)."""
+    """Send requests (new connection each) until ``until(pids)`` holds; bounded.
+    Returns (pids that answered, in order, failures)."""
     pids: list[int] = []
     failures = 0
     with httpx.Client(timeout=10.0) as client:
@@ -26,25 +31,39 @@ def drive(server, until, max_requests=3000):
                 pids.append(int(response.text))
             except httpx.HTTPError:
                 failures += 1
-            if until(server.log, pids):
+            if until(pids):
                 break
     return pids, failures
+
+
+def two_workers(server, without: int | None = None) -> set[int]:
+    """The master's two live workers (once it has two, none of them ``without``)."""
+    def workers():
+        now = children(server.proc.pid)
+        return now if len(now) == 2 and without not in now else None
+
+    now = wait_until(workers, 10)
+    assert now, (children(server.proc.pid), server.log)
+    return now
 
 
 def test_max_requests_recycles_with_zero_failures(serve):
     server = serve(APP, "--workers", "2", "--limit-max-requests", "20",
                    "--limit-max-requests-jitter", "5", "--lifespan", "off")
-    # Keep going until two recycles are done and a replacement has answered.
-    pids, failures = drive(server, lambda log, pids: log.count("Recycling worker") >= 2
-                           and len(set(pids)) > 3)
+    first = two_workers(server)
+    # Keep going until two replacements have answered.
+    pids, failures = drive(server, lambda pids: len(set(pids) - first) >= 2)
     assert failures == 0
-    assert log_has(server, r"asking the master for a replacement")
-    assert len(set(pids)) > 3, server.log  # replacements served
+    assert len(set(pids) - first) >= 2, server.log  # replacements served
+    # Every worker that answered and is no longer one of the two asked to be recycled, and
+    # its process exited.
+    gone = set(pids) - two_workers(server)
+    assert len(gone) >= 2, (gone, server.log)
+    for pid in gone:
+        assert re.search(rf"Worker {pid} served \d+ requests \(limit \d+\): asking the master "
+                         r"for a replacement", server.log), server.log
+        assert not alive(pid)
     assert "died" not in server.log  # a recycle is not a death
-
-
-def log_has(server, pattern):
-    return re.search(pattern, server.log) is not None
 
 
 def test_max_requests_without_master_stops_the_process(serve):
@@ -57,23 +76,43 @@ def test_max_requests_without_master_stops_the_process(serve):
 
 def test_max_rss_recycles_a_growing_worker(serve):
     server = serve(APP, "--workers", "2", "--limit-max-rss", "100", "--lifespan", "off")
-    grown = None
-    for _ in range(4):  # 160 MiB kept alive in whichever worker answers
-        grown = int(get(server, "/grow").text)
-    line = server.wait_for_log(r"memory \d+ MiB over --limit-max-rss 100", 15)
+    before = two_workers(server)
+    start = len(server.lines)
+    # 160 MiB kept alive in one worker: four requests on one keep-alive connection.
+    with server.connect() as sock:
+        answered = set()
+        for _ in range(4):
+            sock.sendall(b"GET /grow HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, _, body = read_response(sock)
+            assert status == 200
+            answered.add(int(body))
+    (grown,) = answered
+    (other,) = before - answered
+    line = server.wait_for_log(rf"Worker {grown} memory \d+ MiB over --limit-max-rss 100", 15)
     assert line is not None, server.log
-    assert server.wait_for_log(r"Recycling worker", 10)
-    assert grown is not None
+    assert server.wait_for_log(rf"Recycling worker \d+ \(pid {grown}\)", 10), server.log
+    # The grown worker's process exits, a replacement takes its place and serves.
+    assert wait_until(lambda: not alive(grown), 15), server.log
+    now = two_workers(server, without=grown)
+    assert other in now, (now, server.log)
+    (new,) = now - before
+    assert pids_answering(server.port, want={new}) >= {new}
+    # "the replacement serving first": it said serving before the grown one began to drain.
+    assert assert_replaced_in_turn(server, start, {grown})[0] == new
 
 
 def test_stuck_worker_is_killed_and_its_request_path_logged(serve):
     server = serve(APP, "--workers", "2", "--timeout-worker", "2", "--lifespan", "off")
+    before = two_workers(server)
     sock = socket.create_connection((server.host, server.port), timeout=30)
     try:
         sock.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
         line = server.wait_for_log(r"Worker \d+ stuck on request: GET /block", 20)
         assert line is not None, server.log
-        assert server.wait_for_log(r"killed after being stuck; starting a new one", 10)
+        stuck = int(re.search(r"Worker (\d+) stuck", line).group(1))
+        assert stuck in before
+        assert server.wait_for_log(rf"\(pid {stuck}\) killed after being stuck; starting a new "
+                                   "one", 10), server.log
         sock.settimeout(10)
         try:
             data = sock.recv(1024)
@@ -82,16 +121,16 @@ def test_stuck_worker_is_killed_and_its_request_path_logged(serve):
         assert data == b""  # the stuck worker's connection ended with it
     finally:
         sock.close()
-    assert server.wait_for_log(r"Booting worker \d+", 5)
+    assert not alive(stuck)
+    now = two_workers(server, without=stuck)
     # The other worker and the replacement keep serving.
-    for _ in range(5):
-        assert get(server).status_code == 200
+    assert pids_answering(server.port, want=now) == now
 
 
 def test_jitter_makes_workers_recycle_at_different_counts(serve):
     server = serve(APP, "--workers", "2", "--limit-max-requests", "10",
                    "--limit-max-requests-jitter", "50", "--lifespan", "off")
-    drive(server, lambda log, pids: len(re.findall(r"\(limit \d+\)", log)) >= 4)
+    drive(server, lambda pids: len(re.findall(r"\(limit \d+\)", server.log)) >= 4)
     limits = [int(m) for m in re.findall(r"\(limit (\d+)\)", server.log)]
     assert len(limits) >= 4, server.log
     assert all(10 <= value <= 60 for value in limits)
