@@ -56,8 +56,8 @@ def test_startup_timeout_exits_non_zero(serve):
 
 def test_state_from_startup_reaches_every_request(serve):
     srv = serve(APPS + "stateful")
-    assert srv.wait_for_log(r"LIFESPAN startup complete", 1) is not None
-    line = srv.wait_for_log(r"LIFESPAN scope ", 1)
+    assert srv.wait_for_log(r"LIFESPAN startup complete", 10) is not None
+    line = srv.wait_for_log(r"LIFESPAN scope ", 10)
     assert line is not None
     assert '"asgi_version": "3.0"' in line and '"state_type": "dict"' in line
     with httpx.Client(base_url=srv.base_url, timeout=10) as client:
@@ -101,6 +101,6 @@ def test_off_never_calls_the_app_with_lifespan(serve):
 def test_auto_calls_an_app_that_supports_lifespan(serve):
     # the control for the test above: the same app is called when lifespan is not off
     srv = serve(APPS + "recording")
-    assert srv.wait_for_log(r"LIFESPAN called with lifespan scope", 1) is not None
+    assert srv.wait_for_log(r"LIFESPAN called with lifespan scope", 10) is not None
     assert httpx.get(srv.base_url + "/", timeout=10).status_code == 200
     assert srv.stop() == 0

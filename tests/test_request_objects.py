@@ -3,7 +3,10 @@
 Request targets are split and decoded once and then remembered (a bounded cache per
 interface): every request must still see exactly its own target, whether it repeats an
 earlier one, comes after the cache was emptied for being full, or is too long to keep.
-And a finished request must be freed by reference counting, not left in a cycle."""
+A finished request must be freed by reference counting, not left in a cycle nor kept by an
+idle thread (watched by the app through weak references to what the server handed it). And
+the analysed request heads are kept in a bounded cache: endless distinct heads cost the
+server bounded memory (its peak RSS)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import json
 
 import pytest
 
-from tests.support.wire import read_response
+from tests.support.memory import MIB, PeakRSS
+from tests.support.wire import read_response, recv_until
 
 # More distinct targets than the cache keeps (betula.http_common.TARGET_CACHE_MAX), so it
 # fills, empties and fills again during the test.
@@ -72,20 +76,60 @@ def test_mounts_see_each_target_through_the_cache(serve):
 
 # Requests must be freed by reference counting: a cycle between a request's objects leaves
 # each request to the garbage collector, whose runs cost more than the rest of a small
-# request (and hold the GIL while the WSGI threads wait).
+# request (and hold the GIL while the WSGI threads wait). The app watches, through weak
+# references, the objects the server hands it (tests/apps/gc_apps.py).
+ROUNDS = 100
+OVERLAPPING = 4  # requests running at once: in as many WSGI threads
+
+
+def _continue_head(sock, body: bytes) -> None:
+    """Send a POST head with Expect: 100-continue; return once the 100 came (the app is
+    running and waiting for the body)."""
+    sock.sendall(b"POST /c HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body))
+    assert recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 100 ")
+
+
+def _continue_body(sock, body: bytes) -> None:
+    sock.sendall(body)
+    status, _, _, data = read_response(sock)
+    assert (status, data) == (200, body)
+
+
 @pytest.mark.parametrize("interface", ["asgi", "wsgi"])
 def test_requests_leave_no_reference_cycles(serve, interface):
     srv = serve(f"tests.apps.gc_apps:{interface}", "--interface", interface,
                 "--lifespan", "off")
     with srv.connect() as sock:
-        _ask(sock, "/count")  # what startup left behind
-        for i in range(50):
+        for i in range(ROUNDS):
             _ask(sock, f"/r/{i}")
             body = b"x" * (i + 1)
             sock.sendall(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%b"
                          % (len(body), body))
             assert read_response(sock)[3] == body
-        assert _ask(sock, "/count") == b"WSGICycle=0,HTTPCycle=0,BodyBuffer=0,InputStream=0"
+            # the app starts before its body arrived: a streamed wsgi.input
+            _continue_head(sock, body)
+            _continue_body(sock, body)
+    socks = [srv.connect() for _ in range(OVERLAPPING)]
+    try:
+        for other in socks:  # all running at once, so each in its own thread
+            _continue_head(other, b"overlap")
+        for other in socks:
+            _continue_body(other, b"overlap")
+    finally:
+        for other in socks:
+            other.close()
+    with srv.connect() as sock:
+        state = json.loads(_ask(sock, "/check"))
+    requests = 3 * ROUNDS + OVERLAPPING
+    # every request's scope or environ was watched, its callables and its body stream
+    callables = {"asgi": 2, "wsgi": 1}[interface]
+    assert state["made"] == {
+        "scope": requests, "callables": requests * callables,
+        "input": (2 * ROUNDS + OVERLAPPING) if interface == "wsgi" else 0}, state
+    assert state["collected"] == 0, f"request objects freed only by the collector: {state}"
+    # and nothing keeps a finished request (a thread waiting for work neither)
+    assert state["alive"] == 0, f"finished requests' objects still alive: {state}"
 
 
 # -- request heads: analysed once per distinct header list, cached per server ---------------
@@ -163,14 +207,46 @@ def test_trailer_fields_count_against_the_field_limit(serve):
         assert status == 431 and b"Too Many Request Header Fields" in data
 
 
-def test_head_cache_is_bounded_in_count_and_size(serve):
-    from betula.protocols.http1 import HEAD_CACHE_BYTES, HEAD_CACHE_MAX
+# The analysed heads are kept in a bounded cache: a client sending endless distinct header
+# lists must not make the server grow. Seen from outside: its peak RSS over thousands of
+# distinct heads, against what keeping each one's analysis would cost.
+HEAD_GROWTH_MAX = 16 * MIB
 
-    srv = serve("tests.apps.target_apps:head_cache", "--lifespan", "off")
+
+def _pipeline(sock, heads: list[bytes], batch: int = 100) -> None:
+    """Send each head as a GET (``batch`` at a time, pipelined) and read every answer."""
+    for at in range(0, len(heads), batch):
+        part = heads[at:at + batch]
+        sock.sendall(b"".join(b"GET /h HTTP/1.1\r\n" + head + b"\r\n" for head in part))
+        for _ in part:
+            status, _, _, body = read_response(sock)
+            assert status == 200, body
+
+
+def _head_cache_growth(serve, heads: list[bytes]) -> int:
+    srv = serve("tests.apps.target_apps:asgi", "--lifespan", "off")
     with srv.connect() as sock:
-        for i in range(HEAD_CACHE_MAX + 100):  # more distinct heads than it keeps
-            _send(sock, ("Host: t", f"X-N: {i}"))
-        for _ in range(3):  # a head too long to keep, again and again
-            state = json.loads(_send(sock, ("Host: t", "X-Big: " + "b" * 3000)))
-    assert 0 < state["count"] <= HEAD_CACHE_MAX
-    assert state["largest"] <= HEAD_CACHE_BYTES
+        _pipeline(sock, heads[:50])  # first-use allocations, and the client's own
+        peak = PeakRSS(srv.proc.pid)
+        _pipeline(sock, heads)
+    return peak.growth()
+
+
+def test_head_cache_is_bounded_in_count(serve):
+    """12000 distinct header lists of 20 short fields (a small head, the kind that is kept):
+    keeping each costs a few KiB, so an unbounded cache grows by tens of MiB."""
+    fields = b"".join(b"X-F%d: v\r\n" % j for j in range(18))
+    heads = [b"Host: t\r\nX-N: %d\r\n%b" % (i, fields) for i in range(12000)]
+    growth = _head_cache_growth(serve, heads)
+    print(f"peak RSS growth over 12000 distinct small heads: {growth / MIB:.2f} MiB")
+    assert growth < HEAD_GROWTH_MAX, f"peak RSS grew by {growth / MIB:.1f} MiB"
+
+
+def test_long_heads_are_not_kept(serve):
+    """1100 distinct 56 KiB header sections (within the 64 KiB limit, far longer than a
+    kept head): kept, they would hold over 60 MiB."""
+    fields = b"".join(b"X-B%d: %b\r\n" % (j, b"b" * 8000) for j in range(7))
+    heads = [b"Host: t\r\nX-N: %d\r\n%b" % (i, fields) for i in range(1100)]
+    growth = _head_cache_growth(serve, heads)
+    print(f"peak RSS growth over 1100 distinct long heads: {growth / MIB:.2f} MiB")
+    assert growth < HEAD_GROWTH_MAX, f"peak RSS grew by {growth / MIB:.1f} MiB"

@@ -80,6 +80,10 @@ class ThreadPool:
                 task()
             except BaseException:  # noqa: BLE001 - a task reports its own errors; keep serving
                 logger.exception("unexpected error in a WSGI thread")
+            # Let go of the finished request now: held until the next get(), an idle
+            # thread's last request (environ, body, cycle) would stay alive for as long as
+            # the thread waits.
+            task = None
 
     def shutdown(self) -> None:
         """Let idle threads end; threads still running an app end with the process."""

@@ -4,17 +4,23 @@ One app, routed on the path:
 - ``POST /slow-upload``: reads the body slowly (after each ``receive()`` it sleeps 1 ms, or
   longer for big messages: it consumes at most ``UPLOAD_RATE`` bytes per second) and answers
   with the exact number of body bytes it got and how many messages carried them.
-- ``GET /download?size=N``: sends N bytes (with a Content-Length) in 64 KiB chunks with
-  ``more_body``; the bytes are the repeating pattern ``PATTERN``.
-- ``GET /forever?token=T``: sends 64 KiB chunks with ``more_body`` until 1 GiB went out or the
-  client left, counting the ``send()`` calls that returned in ``COUNTS[T]``.
+- ``GET /download?size=N&token=T``: sends N bytes (with a Content-Length) in 64 KiB chunks
+  with ``more_body``; the bytes are the repeating pattern ``PATTERN``.
+- ``GET /forever?token=T``: sends 64 KiB chunks with ``more_body`` until ``FOREVER_LIMIT``
+  (more than any socket buffer) went out or the client left.
+- ``GET /count?token=T``: how the /download or /forever app's ``send()`` calls went, as JSON
+  ``{"sent": body bytes whose send() returned, "pending": a send() has not returned,
+  "witnessed": how many /count requests were answered during that same pending send(),
+  "ended": "limit" | "done" | "disconnected" | null}``. The server answering other requests
+  while one send() stays pending is what shows that send() waits (for the client), rather
+  than returning as soon as the loop gets round to it.
+- ``POST /stalled-upload?token=T``: takes the first body message, then stops calling
+  ``receive()`` until ``GET /release?token=T``; then reads the rest and answers with the byte
+  count like /slow-upload. ``GET /received?token=T``: ``{"bytes", "messages", "stalled"}``
+  so far.
 
 Every chunk sent is a fresh bytes object, as a real app's would be: a server that buffers
 without bound then really holds the bytes (resending one object would only hold references).
-- ``GET /count?token=T``: JSON ``{"sent": chunks, "ended": reason or null}`` for /forever.
-- ``POST /stalled-upload?token=T``: takes the first body message, then stops calling
-  ``receive()`` until ``GET /release?token=T``; then reads the rest and answers with the byte
-  count like /slow-upload.
 """
 
 from __future__ import annotations
@@ -26,11 +32,31 @@ from urllib.parse import parse_qs
 
 CHUNK = 64 * 1024
 PATTERN = bytes(range(256)) * (CHUNK // 256)  # one 64 KiB chunk, reused for every send
-FOREVER_LIMIT = 1024 ** 3
+FOREVER_LIMIT = 256 * 1024 * 1024
 UPLOAD_RATE = 200 * 1024 * 1024  # bytes per second /slow-upload consumes at most
 
-COUNTS: dict[str, int] = {}
-ENDED: dict[str, str] = {}
+
+class Progress:
+    """One streaming response's send() calls, as its app saw them (see /count)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.pending = False
+        self.witnessed = 0
+        self.ended: str | None = None
+
+    async def send(self, send: Any, message: dict[str, Any]) -> None:
+        self.pending = True
+        self.witnessed = 0
+        try:
+            await send(message)
+        finally:
+            self.pending = False
+        self.sent += len(message.get("body", b""))
+
+
+PROGRESS: dict[str, Progress] = {}
+RECEIVED: dict[str, dict[str, Any]] = {}
 RELEASES: dict[str, asyncio.Event] = {}
 
 
@@ -68,23 +94,28 @@ async def slow_upload(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def stalled_upload(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    release = RELEASES.setdefault(_query(scope)["token"], asyncio.Event())
-    total = 0
-    messages = 0
-    stalled = False
+    token = _query(scope)["token"]
+    release = RELEASES.setdefault(token, asyncio.Event())
+    state = RECEIVED[token] = {"bytes": 0, "messages": 0, "stalled": False}
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        total += len(message.get("body", b""))
-        messages += 1
+        state["bytes"] += len(message.get("body", b""))
+        state["messages"] += 1
         if not message.get("more_body", False):
             break
-        if not stalled:
-            stalled = True
+        if not release.is_set():
+            state["stalled"] = True
             await asyncio.wait_for(release.wait(), 60)  # not consuming the body meanwhile
-    await _plain(send, 200, json.dumps({"bytes": total, "messages": messages}).encode(),
-                 b"application/json")
+            state["stalled"] = False
+    body = json.dumps({"bytes": state["bytes"], "messages": state["messages"]}).encode()
+    await _plain(send, 200, body, b"application/json")
+
+
+async def received(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body = json.dumps(RECEIVED.get(_query(scope)["token"])).encode()
+    await _plain(send, 200, body, b"application/json")
 
 
 async def release(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -92,8 +123,15 @@ async def release(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _plain(send, 200, b"released")
 
 
+def _progress(scope: dict[str, Any]) -> Progress:
+    token = _query(scope).get("token", "-")
+    progress = PROGRESS[token] = Progress()
+    return progress
+
+
 async def download(scope: dict[str, Any], receive: Any, send: Any) -> None:
     size = int(_query(scope)["size"])
+    progress = _progress(scope)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/octet-stream"),
                             (b"content-length", str(size).encode())]})
@@ -101,35 +139,41 @@ async def download(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while left > 0:
         part = fresh(PATTERN if left >= CHUNK else PATTERN[:left])
         left -= len(part)
-        await send({"type": "http.response.body", "body": part, "more_body": left > 0})
+        await progress.send(send, {"type": "http.response.body", "body": part,
+                                   "more_body": left > 0})
     if size == 0:
         await send({"type": "http.response.body", "body": b""})
+    progress.ended = "done"
 
 
 async def forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    token = _query(scope)["token"]
-    COUNTS[token] = 0
+    progress = _progress(scope)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/octet-stream")]})
     try:
-        while COUNTS[token] * CHUNK < FOREVER_LIMIT:
-            await send({"type": "http.response.body", "body": fresh(PATTERN),
-                        "more_body": True})
-            COUNTS[token] += 1
-        ENDED[token] = "limit"
+        while progress.sent < FOREVER_LIMIT:
+            await progress.send(send, {"type": "http.response.body", "body": fresh(PATTERN),
+                                       "more_body": True})
+        progress.ended = "limit"
         await send({"type": "http.response.body", "body": b""})
     except OSError:  # ASGI 2.4: send() raises an OSError subclass once the client left
-        ENDED[token] = "disconnected"
+        progress.ended = "disconnected"
 
 
 async def count(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    token = _query(scope)["token"]
-    body = json.dumps({"sent": COUNTS.get(token), "ended": ENDED.get(token)}).encode()
+    progress = PROGRESS.get(_query(scope)["token"])
+    if progress is None:
+        body = b"null"
+    else:
+        if progress.pending:
+            progress.witnessed += 1
+        body = json.dumps({"sent": progress.sent, "pending": progress.pending,
+                           "witnessed": progress.witnessed, "ended": progress.ended}).encode()
     await _plain(send, 200, body, b"application/json")
 
 
 ROUTES = {"/slow-upload": slow_upload, "/stalled-upload": stalled_upload, "/release": release,
-          "/download": download, "/forever": forever, "/count": count}
+          "/received": received, "/download": download, "/forever": forever, "/count": count}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

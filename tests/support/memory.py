@@ -1,0 +1,19 @@
+"""What a server holds in memory, seen from outside: the growth of its peak RSS."""
+
+from __future__ import annotations
+
+from .procs import vm_kib
+
+MIB = 1024 * 1024
+
+
+class PeakRSS:
+    """The growth of a process's peak resident memory (VmHWM) since this was made."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.base = vm_kib(pid, "VmHWM") * 1024
+
+    def growth(self) -> int:
+        """Bytes the peak grew by so far."""
+        return vm_kib(self.pid, "VmHWM") * 1024 - self.base
