@@ -16,6 +16,7 @@ import pytest
 
 from betula.cli import build_parser
 from betula.config import BY_NAME, SETTINGS, Config, ConfigError
+from tests.support.client import get_json
 from tests.support.server import one_error_line, run_cli
 
 APP = "tests.apps.cli_apps:app"
@@ -25,12 +26,6 @@ APP = "tests.apps.cli_apps:app"
 def names(setting_name: str) -> str:
     """A regex matching a setting's name spelt with '_' or '-' (root_path / --root-path)."""
     return setting_name.replace("_", "[-_]")
-
-
-def scope_of(server, path: str = "/probe") -> dict:
-    response = httpx.get(server.base_url + path, timeout=10)
-    assert response.status_code == 200
-    return response.json()
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +216,7 @@ def test_defaults_without_any_source():
 # -- end to end: values reach the running server ----------------------------------------------
 def test_env_var_sets_root_path(serve):
     server = serve(APP, env={"BETULA_ROOT_PATH": "/x"})
-    assert scope_of(server)["root_path"] == "/x"
+    assert get_json(server, "/probe")["root_path"] == "/x"
 
 
 @pytest.mark.parametrize("key", ["root_path", "root-path"])
@@ -229,21 +224,21 @@ def test_toml_file_sets_root_path(serve, tmp_path, key):
     path = tmp_path / "betula.toml"
     path.write_text(f'{key} = "/from-toml"\n')
     server = serve(APP, "--config", str(path))
-    assert scope_of(server)["root_path"] == "/from-toml"
+    assert get_json(server, "/probe")["root_path"] == "/from-toml"
 
 
 def test_toml_file_names_the_app(serve, tmp_path):
     path = tmp_path / "betula.toml"
     path.write_text(f'app = "{APP}"\nroot_path = "/cfg"\n')
     server = serve("--config", str(path))
-    assert scope_of(server)["root_path"] == "/cfg"
+    assert get_json(server, "/probe")["root_path"] == "/cfg"
 
 
 def test_cli_app_overrides_file_app(serve, tmp_path):
     path = tmp_path / "betula.toml"
     path.write_text('app = "tests.apps.cli_apps:not_callable"\n')
     server = serve(APP, "--config", str(path))
-    assert scope_of(server)["type"] == "http"
+    assert get_json(server, "/probe")["type"] == "http"
 
 
 @pytest.mark.parametrize("cli,env,file,expected", [
@@ -258,7 +253,7 @@ def test_precedence_end_to_end(serve, tmp_path, cli, env, file, expected):
     if cli:
         args += ["--root-path", cli]
     server = serve(*args, env={"BETULA_ROOT_PATH": env} if env else None)
-    assert scope_of(server)["root_path"] == expected
+    assert get_json(server, "/probe")["root_path"] == expected
 
 
 def test_env_var_sets_boolean_and_factory(serve):

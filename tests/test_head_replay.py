@@ -6,36 +6,71 @@ outside that must change nothing: each request gets its own body, every dynamic 
 (--limit-concurrency, graceful stop, Connection: close, HTTP/1.0) still applies, reads that
 hold part of a message or more than one go through the parser, and heads the parser might
 end elsewhere than at their first blank line (any line break that is not CRLF) are never
-kept. The ``/replays`` route of the apps lists what the server keeps, so the tests also
-see that the replay path is the one taken.
+kept. The servers run with ``--log-level trace``, which logs each head kept for replay and
+each replayed one: so the tests also see which path every request took.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import signal
 import socket
-import time
 
 import pytest
 
-from tests.support.wire import read_response, recv_until_closed
+from tests.support.logs import new_id
+from tests.support.tcp import wait_server_read
+from tests.support.wire import read_response, read_until_closed, recv_until_closed
 
 pytestmark = pytest.mark.timeout(60)
 
+TRACE = ("--log-level", "trace")
 APPS = {
-    "asgi": ("tests.apps.target_apps:replay_asgi", "--lifespan", "off"),
-    "wsgi": ("tests.apps.target_apps:replay_wsgi", "--interface", "wsgi"),
+    "asgi": ("tests.apps.replay_apps:replay_asgi", "--lifespan", "off", *TRACE),
+    "wsgi": ("tests.apps.replay_apps:replay_wsgi", "--interface", "wsgi", *TRACE),
 }
+H1 = ("tests.apps.h1_apps:app", *TRACE)
 HEAD = "POST /echo?q=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nX-A: 1"
+# The README's bounds: 1024 heads of up to 2 KiB (request line and fields).
+REPLAY_MAX = 1024
+REPLAY_HEAD_BYTES = 2048
+TRACE_LINE = re.compile(r" TRACE (?:(\S+) - head (kept for replay|replayed): (b.*)"
+                        r"|(\d+) heads kept for replay dropped \(full\))$")
 
 
-def _replays(srv) -> list[str]:
+def _events(srv) -> list[tuple[str, int, str]]:
+    """What the server traced, in order, up to a marker head sent now (so nothing traced for
+    the requests before it can still be on its way): (what, client port, head), what being
+    "kept", "replayed" or "dropped"."""
+    marker = f"GET /marker/{new_id()} HTTP/1.1\r\nHost: t"
     with srv.connect() as sock:
-        sock.sendall(b"GET /replays HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, _, _, body = read_response(sock)
-    assert status == 200
-    return json.loads(body)
+        sock.sendall(marker.encode() + b"\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    assert srv.wait_for_log(re.escape(repr(marker.encode())), 10), srv.log[-3000:]
+    events = []
+    for line in list(srv.lines):
+        match = TRACE_LINE.search(line)
+        if match is None:
+            continue
+        if match.group(4):
+            events.append(("dropped", 0, match.group(4)))
+            continue
+        head = ast.literal_eval(match.group(3)).decode("latin-1")
+        if head == marker:
+            return events
+        what = "kept" if match.group(2) == "kept for replay" else "replayed"
+        events.append((what, int(match.group(1).rpartition(":")[2]), head))
+    raise AssertionError("the marker's trace line went missing")
+
+
+def _of(events, head: str) -> list[tuple[str, int]]:
+    return [(what, port) for what, port, h in events if h == head]
+
+
+def _port(sock: socket.socket) -> int:
+    return sock.getsockname()[1]
 
 
 def _post(sock: socket.socket, body: bytes, head: str = HEAD) -> dict:
@@ -50,15 +85,19 @@ def test_a_repeated_head_gives_each_request_its_own_body(serve, iface):
     srv = serve(*APPS[iface])
     bodies = [b"first", b"2nd..", b"\r\n\r\nx", b"12345", b"last!"]
     with srv.connect() as sock:
+        one = _port(sock)
         seen = [_post(sock, body) for body in bodies]
     with srv.connect() as sock:  # another connection: the same head, kept per server
+        two = _port(sock)
         seen += [_post(sock, body) for body in reversed(bodies)]
     assert [s["body"].encode("latin-1") for s in seen] == bodies + bodies[::-1]
     for s in seen:
         assert (s["method"], s["path"], s["query"], s["version"]) == ("POST", "/echo", "q=1",
                                                                        "1.1")
     assert seen[0]["headers"] == seen[-1]["headers"]
-    assert HEAD in _replays(srv)
+    # parsed once, replayed for every later request, on either connection
+    assert _of(_events(srv), HEAD) == [("kept", one)] + [("replayed", one)] * 4 \
+        + [("replayed", two)] * 5
 
 
 @pytest.mark.parametrize("iface", ["asgi", "wsgi"])
@@ -67,24 +106,26 @@ def test_bodyless_requests_replay_too(serve, iface):
     head = "GET /a?b=c HTTP/1.1\r\nHost: t\r\nAccept: */*"
     with srv.connect() as sock:
         seen = [_post(sock, b"", head) for _ in range(3)]
+        port = _port(sock)
     assert all((s["path"], s["query"], s["body"]) == ("/a", "b=c", "") for s in seen)
-    assert head in _replays(srv)
+    assert _of(_events(srv), head) == [("kept", port), ("replayed", port), ("replayed", port)]
 
 
 def test_parts_and_pipelines_of_a_kept_head_go_through_the_parser(serve):
     srv = serve(*APPS["asgi"])
     whole = HEAD.encode() + b"\r\n\r\n"
     with srv.connect() as sock:
+        port = _port(sock)
         assert _post(sock, b"keep!")["body"] == "keep!"  # kept from here on
         # the head in two reads
         sock.sendall(whole[:20])
-        time.sleep(0.05)
+        wait_server_read(sock)
         sock.sendall(whole[20:] + b"split")
         status, _, _, out = read_response(sock)
         assert json.loads(out)["body"] == "split"
         # the body in two reads
         sock.sendall(whole + b"ab")
-        time.sleep(0.05)
+        wait_server_read(sock)
         sock.sendall(b"cde")
         status, _, _, out = read_response(sock)
         assert json.loads(out)["body"] == "abcde"
@@ -92,10 +133,13 @@ def test_parts_and_pipelines_of_a_kept_head_go_through_the_parser(serve):
         sock.sendall(whole + b"one.." + whole + b"two.." + whole + b"th")
         assert json.loads(read_response(sock)[3])["body"] == "one.."
         assert json.loads(read_response(sock)[3])["body"] == "two.."
+        wait_server_read(sock)
         sock.sendall(b"ree")
         assert json.loads(read_response(sock)[3])["body"] == "three"
         # and the plain repeat still works after all that
         assert _post(sock, b"again")["body"] == "again"
+    # only the first (kept) and the last (replayed) request were whole messages alone
+    assert _of(_events(srv), HEAD) == [("kept", port), ("replayed", port)]
 
 
 @pytest.mark.parametrize("head, body", [
@@ -111,7 +155,7 @@ def test_heads_the_parser_must_see_are_not_kept(serve, head, body):
             sock.sendall(head.encode() + b"\r\n\r\n" + body)
             status, _, _, out = read_response(sock)
             assert status == 200, out
-    assert head not in _replays(srv)
+    assert _of(_events(srv), head) == []
 
 
 def test_a_head_after_blank_lines_is_not_kept_with_them(serve):
@@ -121,8 +165,7 @@ def test_a_head_after_blank_lines_is_not_kept_with_them(serve):
         with srv.connect() as sock:
             # llhttp skips empty lines before a request line: the key would hold them
             assert _post(sock, b"", "\r\n" + head)["path"] == "/lead"
-    kept = _replays(srv)
-    assert not [key for key in kept if key.endswith(head)]
+    assert not [event for event in _events(srv) if event[2].endswith(head)]
 
 
 @pytest.mark.parametrize("head", [
@@ -139,41 +182,57 @@ def test_heads_with_bare_line_breaks_are_refused_and_never_kept(serve, head):
             data = recv_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 400 "), data
         assert data.count(b"HTTP/1.1 ") == 1
-    assert not [key for key in _replays(srv) if "Host: t\n" in key or "Host: t\r" in key]
+    assert not [event for event in _events(srv) if "Host: t\n" in event[2]
+                or "Host: t\r" in event[2].replace("\r\n", "")]
+
+
+def _head_of(size: int, path: str) -> str:
+    """A GET head of exactly ``size`` bytes (request line and fields, no blank line)."""
+    head = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Big: "
+    return head + "b" * (size - len(head))
 
 
 def test_kept_heads_are_bounded_in_count_and_size(serve):
-    from betula.protocols.http1 import REPLAY_HEAD_BYTES, REPLAY_MAX
-
     srv = serve(*APPS["asgi"])
-    long_head = "GET /long HTTP/1.1\r\nHost: t\r\nX-Big: " + "b" * REPLAY_HEAD_BYTES
+    longest, too_long = _head_of(REPLAY_HEAD_BYTES, "/at"), _head_of(REPLAY_HEAD_BYTES + 1, "/over")
     with srv.connect() as sock:
         for i in range(REPLAY_MAX + 50):  # more distinct heads than it keeps
             assert _post(sock, b"", f"GET /n/{i} HTTP/1.1\r\nHost: t")["path"] == f"/n/{i}"
-        for _ in range(2):  # a head too long to keep, twice
-            assert _post(sock, b"", long_head)["path"] == "/long"
-    kept = _replays(srv)
-    assert 0 < len(kept) <= REPLAY_MAX
-    assert long_head not in kept
-    assert max(map(len, kept)) <= REPLAY_HEAD_BYTES
+        for _ in range(2):  # a head at the size bound and one past it, twice each
+            assert _post(sock, b"", longest)["path"] == "/at"
+            assert _post(sock, b"", too_long)["path"] == "/over"
+    events = _events(srv)
+    kinds = [what for what, _, head in events if head.startswith("GET /n/") or what == "dropped"]
+    # the set empties itself when full: then it starts afresh with the next head
+    assert kinds == ["kept"] * REPLAY_MAX + ["dropped"] + ["kept"] * 50
+    assert [what for what, _ in _of(events, longest)] == ["kept", "replayed"]
+    assert _of(events, too_long) == []
 
 
 @pytest.mark.parametrize("iface", ["asgi", "wsgi"])
 def test_replayed_http10_and_connection_close_requests_end_the_connection(serve, iface):
     srv = serve(*APPS[iface])
+    ports = {}
     for head in ("GET /ten HTTP/1.0", "GET /close HTTP/1.1\r\nHost: t\r\nConnection: close"):
+        ports[head] = []
         for _ in range(3):
             with srv.connect() as sock:
-                # bytes after a request that ends the connection are not answered
+                ports[head].append(_port(sock))
                 sock.sendall(head.encode() + b"\r\n\r\n")
-                data = recv_until_closed(sock)
+                data, closed = read_until_closed(sock)
+            assert closed
             assert data.count(b"HTTP/1.1 200 ") == 1, data
             assert b"connection: close" in data.lower()
-        assert head in _replays(srv)
     with srv.connect() as sock:  # HTTP/1.0 with keep-alive, replayed: kept open
+        ka_port = _port(sock)
         for _ in range(3):
             reply = _post(sock, b"", "GET /ten-ka HTTP/1.0\r\nConnection: keep-alive")
             assert reply["version"] == "1.0"
+    events = _events(srv)
+    for head, (first, *later) in ports.items():
+        assert _of(events, head) == [("kept", first)] + [("replayed", p) for p in later]
+    assert _of(events, "GET /ten-ka HTTP/1.0\r\nConnection: keep-alive") == \
+        [("kept", ka_port), ("replayed", ka_port), ("replayed", ka_port)]
 
 
 @pytest.mark.parametrize("iface", ["asgi", "wsgi"])
@@ -185,60 +244,78 @@ def test_a_request_llhttp_ends_the_connection_after_ends_it_replayed_or_not(serv
     # llhttp refuses every byte after a request it does not keep alive; the connection must
     # end there too, or a replayed head (which llhttp never sees) would be served after it.
     srv = serve(*APPS[iface])
-    other = b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n"
+    other = "GET /other HTTP/1.1\r\nHost: t"
     with srv.connect() as sock:  # the follow-up request, kept for replay
-        assert _post(sock, b"", other.decode()[:-4])["path"] == "/other"
+        first = _port(sock)
+        assert _post(sock, b"", other)["path"] == "/other"
+    ports = []
     for _ in range(3):  # parsed, then replayed
         with srv.connect() as sock:
+            ports.append(_port(sock))
             sock.sendall(head.encode() + b"\r\n\r\n")
             status, headers, _, _ = read_response(sock)
             assert status == 200 and headers.get("connection") == "close", headers
-            time.sleep(0.05)
             try:
-                sock.sendall(other)
+                sock.sendall(other.encode() + b"\r\n\r\n")
             except OSError:
                 pass  # already closed: as it should be
-            assert recv_until_closed(sock) == b""
-    assert head in _replays(srv)
+            data, closed = read_until_closed(sock)
+            assert closed and data == b"", data
+    events = _events(srv)
+    assert _of(events, head) == [("kept", ports[0]), ("replayed", ports[1]),
+                                 ("replayed", ports[2])]
+    assert _of(events, other) == [("kept", first)]  # never replayed after a closing request
 
 
 def test_proxy_connection_keep_alive_does_not_make_http10_a_11_request(serve):
     srv = serve(*APPS["asgi"])
     head = "GET /v HTTP/1.0\r\nProxy-Connection: keep-alive"  # and no Host: fine for 1.0
+    ports = []
     for _ in range(2):
         with srv.connect() as sock:
+            ports.append(_port(sock))
             assert _post(sock, b"", head)["version"] == "1.0"
+    assert _of(_events(srv), head) == [("kept", ports[0]), ("replayed", ports[1])]
 
 
 def test_limit_concurrency_applies_to_a_replayed_head(serve):
-    srv = serve("tests.apps.h1_apps:app", "--limit-concurrency", "2")
-    request = b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n"
+    srv = serve(*H1, "--limit-concurrency", "2")
+    head = "GET /again HTTP/1.1\r\nHost: t"
     for _ in range(2):  # parsed, then replayed: both served
         with srv.connect() as sock:
-            sock.sendall(request)
+            sock.sendall(head.encode() + b"\r\n\r\n")
             assert read_response(sock)[0] == 200
     with srv.connect() as holder:  # a connection and its app task: the limit is reached
-        holder.sendall(b"GET /hold?r&5 HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert srv.wait_for_log(r"hold r: waiting", 5), srv.log
+        # the app waits for a body that never comes (until the holder goes)
+        holder.sendall(b"POST /await-body?r HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n")
+        assert srv.wait_for_log(r"await-body r: reading", 10), srv.log
         with srv.connect() as sock:
-            sock.sendall(request)
+            refused = _port(sock)
+            sock.sendall(head.encode() + b"\r\n\r\n")
             data = recv_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 503 "), data
+        # traced before the refusal was written (no marker: it would be refused too)
+        assert srv.wait_for_log(rf"TRACE 127\.0\.0\.1:{refused} - head replayed: "
+                                + re.escape(repr(head.encode())), 10), srv.log[-3000:]
 
 
 def test_graceful_stop_makes_a_replayed_request_the_last(serve):
-    srv = serve("tests.apps.h1_apps:app", "--timeout-graceful-shutdown", "5")
-    request = b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n"
+    srv = serve(*H1, "--timeout-graceful-shutdown", "5")
+    head = "GET /last HTTP/1.1\r\nHost: t"
     with srv.connect() as sock:  # parsed, then replayed
         for _ in range(2):
-            sock.sendall(request)
+            sock.sendall(head.encode() + b"\r\n\r\n")
             assert read_response(sock)[0] == 200
     # A fresh connection may still send its request for a moment after a stop begins.
     with srv.connect() as late:
         srv.send_signal(signal.SIGINT)
         assert srv.wait_for_log(r"shutting down gracefully", 5)
-        late.sendall(request)
+        late.sendall(head.encode() + b"\r\n\r\n")
+        port = _port(late)
         data = recv_until_closed(late)
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert b"connection: close" in data.lower()
     assert srv.wait_exit() == 0
+    assert srv.wait_for_log(r"\bStopped\b", 5)  # every line before it has been read
+    assert re.search(rf"TRACE 127\.0\.0\.1:{port} - head replayed: "
+                     + re.escape(repr(head.encode())), srv.log), srv.log[-3000:]

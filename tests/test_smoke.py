@@ -27,7 +27,7 @@ def test_keep_alive_reuses_connection(serve):
 def test_stop_on_sigint_exits_zero(serve):
     server = serve("examples.hello:app")
     assert server.stop() == 0
-    assert "Stopped" in server.log
+    assert server.wait_for_log(r"\bStopped\b", 5), server.log
 
 
 def test_example_app_websocket_echo(serve):

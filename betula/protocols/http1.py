@@ -5,7 +5,10 @@ server's ``cycle_factory`` (the interface adapter) and feeds it body events; the
 its response through ``write_response_head`` / ``write_body`` / ``finish_response``.
 
 Parsing is httptools (llhttp, strict mode); a head byte for byte equal to one llhttp accepted
-before is replayed instead (data_received, _record_replay). Every protocol-level failure is a
+before is replayed instead (data_received, _record_replay). With ``--log-level trace`` each
+head kept for replay, each replayed one and each emptying of the full set is logged
+("CLIENT - head kept for replay: b'...'", "CLIENT - head replayed: b'...'"), so the replay
+can be seen from outside. Every protocol-level failure is a
 ``ProtocolError`` carrying the status to answer with; the connection then answers once and
 closes.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from ..http_common import ProtocolError, error_response
+from ..logs import TRACE
 from .flow import WriteFlow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,6 +120,7 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         "_pending_error",
         "_replays",
         "_replayable",
+        "_trace",
         "_read_paused",
         "_state",
         "_state_since",
@@ -177,6 +182,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                         config.limit_request_fields or _UNLIMITED)
         self._heads = server.head_cache
         self._replays = server.replay_cache
+        # --log-level trace logs the heads kept and replayed; asked here, not per request
+        self._trace = logger.isEnabledFor(TRACE)
         # (method, target, head, version, llhttp's keep-alive) of the head to keep
         self._replayable: tuple | None = None
         self._body_limit = config.limit_request_body
@@ -305,12 +312,18 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             replays = self._replays
             if len(replays) >= REPLAY_MAX:
                 replays.clear()  # full of heads no longer sent: start afresh
+                if self._trace:
+                    logger.log(TRACE, "%d heads kept for replay dropped (full)", REPLAY_MAX)
             replays[data[:end]] = entry
+            if self._trace:
+                logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), data[:end])
 
     def _replay(self, entry: tuple, data: bytes, start: int) -> None:
         """What llhttp's callbacks do for a whole message, for a head parsed before (the
         per-message parse state, _url, _body_bytes..., is llhttp's alone: not touched)."""
         method, url, head, version, parser_keep_alive = entry
+        if self._trace:
+            logger.log(TRACE, "%s - head replayed: %r", _who(self.client), data[:start - 4])
         try:
             self._head_complete(head, method, url, version, parser_keep_alive, False)
             if head[_HEAD_LENGTH]:
@@ -677,6 +690,11 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         last.keep_alive = False
         if self.cycle is not None:
             self.cycle.server_shutdown()
+
+
+def _who(client: tuple[str, int] | None) -> str:
+    """``host:port`` of a client for log lines ("-" when unknown, as for a Unix socket)."""
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:

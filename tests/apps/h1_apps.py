@@ -21,11 +21,18 @@ One router, ``app``; every route is small and deterministic:
 - ``/crlf``: a header value with CR LF (response splitting); the send() error propagates.
 - ``/hold?ID&SECONDS``: waits for ``http.disconnect`` (at most SECONDS, default 5), prints
   ``hold ID: waiting`` then ``hold ID: disconnect`` or ``hold ID: timeout``, answers ``held``.
+- ``/await-body?ID``: prints ``await-body ID: reading`` and only then asks for the body (so a
+  test that sees the line knows the app is running and a 100 Continue, if any, went out
+  first); answers the body unchanged. The client's body is what releases it.
+- ``/gate?ID``: prints ``gate ID: waiting`` and answers ``held`` once ``/release?ID`` came
+  (on another connection); ``/release?ID`` answers ``released``.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+_GATES: dict[str, asyncio.Event] = {}
 
 
 async def _read_body(receive) -> tuple[bytes, int]:
@@ -120,6 +127,19 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-evil", b"a\r\nx-injected: yes")]})
         await send({"type": "http.response.body", "body": b"split"})
+    elif path == "/await-body":
+        print(f"await-body {scope['query_string'].decode()}: reading", flush=True)
+        body, _ = await _read_body(receive)
+        await _answer(send, 200, body, plain)
+    elif path in ("/gate", "/release"):
+        gate = _GATES.setdefault(scope["query_string"].decode(), asyncio.Event())
+        if path == "/release":
+            gate.set()
+            await _answer(send, 200, b"released", plain)
+        else:
+            print(f"gate {scope['query_string'].decode()}: waiting", flush=True)
+            await gate.wait()
+            await _answer(send, 200, b"held", plain)
     elif path == "/hold":
         # /hold?ID&SECONDS: wait for http.disconnect at most SECONDS; say what happened on
         # stdout (the test reads the server's log) and answer "held" when still possible.
