@@ -21,18 +21,18 @@ import struct
 from pathlib import Path
 
 import pytest
+import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.support.logs import new_id
-from tests.support.logs import wait_record as _wait_record
+from tests.support.logs import assert_logged_with_traceback, new_id, wait_record
 from tests.support.server import ServerProcess
-from tests.support.wire import RawReader, read_response, recv_until_closed
+from tests.support.wire import RawReader, read_head, read_response, recv_until_closed
+from tests.support.ws import BINARY, CLOSE, CONT, GUID, PING, PONG, TEXT, close_payload, frame
 
 APP = "tests.apps.ws_apps:app"
 WSGI_APP = "tests.apps.ws_apps:wsgi_app"
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+MARKER = "WSREC"  # the app's records: ``WSREC <id> <json>``
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -51,10 +51,6 @@ def mounted():
                          "--timeout-graceful-shutdown", "2"]).start()
     yield srv
     srv.stop()
-
-
-def wait_record(srv: ServerProcess, rid: str, timeout: float = 10.0) -> dict:
-    return _wait_record(srv, rid, "WSREC", timeout)
 
 
 def ws_url(srv: ServerProcess, target: str, scheme: str = "ws") -> str:
@@ -106,28 +102,11 @@ def handshake(target: str, key: str, extra: list[tuple[str, str]] = (), method: 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def read_head(reader: RawReader) -> tuple[int, list[tuple[str, str]]]:
-    """Any response head (101 included): status and [(lower name, value)] in order."""
-    status = int(reader.line().split(b" ", 2)[1])
-    headers = []
-    while line := reader.line():
-        name, _, value = line.decode("latin-1").partition(":")
-        headers.append((name.strip().lower(), value.strip()))
+def next_head(reader: RawReader) -> tuple[int, list[tuple[str, str]]]:
+    """The next response head on ``reader``'s socket, a 101 too (``RawReader.head`` skips
+    1xx heads): status and [(lower name, value)] in order; the reader keeps what follows."""
+    status, headers, reader.buf = read_head(reader.sock, reader.buf)
     return status, headers
-
-
-def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A client frame (masked, RFC 6455 §5.3)."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def read_frame(reader: RawReader) -> tuple[bool, int, bytes]:
@@ -155,7 +134,7 @@ def read_message(reader: RawReader) -> tuple[int, bytes]:
 
 def close_raw(sock: socket.socket, reader: RawReader, code: int = 1000) -> tuple[int, bytes]:
     """Send a close frame; return the server's close frame (code, reason) and see EOF."""
-    sock.sendall(frame(CLOSE, struct.pack("!H", code)))
+    sock.sendall(frame(CLOSE, close_payload(code)))
     for _ in range(100):
         _fin, opcode, payload = read_frame(reader)
         if opcode == CLOSE:
@@ -173,7 +152,7 @@ def open_raw(srv: ServerProcess, target: str, extra: list[tuple[str, str]] = (),
     sock = srv.connect()
     sock.sendall(handshake(target, key, extra, host=f"127.0.0.1:{srv.port}") + tail)
     reader = RawReader(sock)
-    status, headers = read_head(reader)
+    status, headers = next_head(reader)
     assert status == 101, (status, headers, reader.buf)
     return sock, reader, headers, key
 
@@ -186,19 +165,6 @@ def http_exchange(srv: ServerProcess, request: bytes) -> tuple[int, dict[str, st
         status, headers, headers_list, body = read_response(sock)
         assert recv_until_closed(sock, 10) == b"", "the connection stayed open"
     return status, headers, headers_list, body
-
-
-def assert_logged_with_traceback(srv: ServerProcess, text: str) -> None:
-    """``text`` (the exception line) is in the log, at the end of its own traceback."""
-    assert srv.wait_for_log(re.escape(text), 10) is not None, srv.log
-    lines = srv.log.splitlines()
-    end = next(i for i, line in enumerate(lines) if text in line)
-    for line in reversed(lines[:end]):
-        if line.startswith("Traceback (most recent call last)"):
-            return
-        assert not re.match(r"\d{4}-\d\d-\d\d ", line), (
-            f"no traceback right before {text!r}:\n" + "\n".join(lines[max(0, end - 30):end + 1]))
-    raise AssertionError(f"no traceback before {text!r}:\n{srv.log}")
 
 
 # -- the opening handshake -------------------------------------------------------------------------
@@ -238,7 +204,7 @@ def test_connection_header_with_several_tokens(server):
     with server.connect() as sock:
         sock.sendall(request)
         reader = RawReader(sock)
-        status, headers = read_head(reader)
+        status, headers = next_head(reader)
         assert status == 101, headers
         assert dict(headers)["sec-websocket-accept"] == accept_for(key)
         sock.sendall(frame(TEXT, b"firefox"))
@@ -268,7 +234,7 @@ def test_every_handshake_answer_has_date_and_server(server, target, version, sta
     with server.connect() as sock:
         sock.sendall(handshake(target, key, version=version or "13",
                                host=f"127.0.0.1:{server.port}"))
-        got, headers = read_head(RawReader(sock))
+        got, headers, _ = read_head(sock)
     assert got == status, headers
     names = [name for name, _ in headers]
     assert names.count("server") == 1 and dict(headers)["server"] == "betula", headers
@@ -290,7 +256,7 @@ def test_header_settings_apply_to_every_handshake_answer(bare, target, version, 
     with bare.connect() as sock:
         sock.sendall(handshake(target, key, version=version or "13",
                                host=f"127.0.0.1:{bare.port}"))
-        got, headers = read_head(RawReader(sock))
+        got, headers, _ = read_head(sock)
     assert got == status, headers
     names = [name for name, _ in headers]
     assert "date" not in names and "server" not in names, headers
@@ -397,7 +363,7 @@ def test_scope_through_the_websockets_client(server):
     assert scope["subprotocols"] == ["chat", "superchat"]
     assert ["x-extra", "1"] in scope["headers"]
     assert scope["path"] == "/scope" and scope["query_string"] == f"id={rid}"
-    assert wait_record(server, rid)["disconnect"]["type"] == "websocket.disconnect"
+    assert wait_record(server, rid, MARKER)["disconnect"]["type"] == "websocket.disconnect"
 
 
 def test_scope_without_subprotocols_is_an_empty_list(server):
@@ -429,7 +395,6 @@ def test_scope_root_path_from_the_setting(serve):
 
 
 def test_scheme_is_wss_over_tls(serve, tmp_path: Path):
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
@@ -489,7 +454,7 @@ def test_text_and_bytes_both_ways(server):
         assert ws.recv(timeout=10) == b""
         ws.send(big)
         assert ws.recv(timeout=30) == big
-    assert wait_record(server, rid)["messages"] == 5
+    assert wait_record(server, rid, MARKER)["messages"] == 5
 
 
 def test_fragmented_messages_arrive_whole(server):
@@ -499,7 +464,7 @@ def test_fragmented_messages_arrive_whole(server):
         assert ws.recv(timeout=10) == "fragmented \u00e9"
         ws.send([b"\x01\x02", b"", b"\x03"])
         assert ws.recv(timeout=10) == b"\x01\x02\x03"
-    assert wait_record(server, rid)["messages"] == 2  # one receive event per message
+    assert wait_record(server, rid, MARKER)["messages"] == 2  # one receive event per message
 
 
 def test_raw_fragments_with_a_ping_between_them(server):
@@ -513,7 +478,7 @@ def test_raw_fragments_with_a_ping_between_them(server):
         assert read_frame(reader) == (True, PONG, b"p1")
         assert read_message(reader) == (TEXT, data)
         assert close_raw(sock, reader, 4000)[0] == 4000
-    record = wait_record(server, rid)
+    record = wait_record(server, rid, MARKER)
     assert record["messages"] == 1
     assert record["disconnect"]["code"] == 4000
 
@@ -524,7 +489,7 @@ def test_disconnect_carries_the_clients_code_and_reason(server):
         ws.send("one")
         assert ws.recv(timeout=10) == "one"
         ws.close(4001, "bye now \u00e9")
-    record = wait_record(server, rid)
+    record = wait_record(server, rid, MARKER)
     assert record["disconnect"] == {"type": "websocket.disconnect", "code": 4001,
                                     "reason": "bye now \u00e9"}
     assert record["messages"] == 1
@@ -536,7 +501,7 @@ def test_disconnect_when_the_client_drops_is_1006(server):
     sock.sendall(frame(TEXT, b"x"))
     assert read_message(reader) == (TEXT, b"x")
     sock.close()
-    assert wait_record(server, rid)["disconnect"]["code"] == 1006
+    assert wait_record(server, rid, MARKER)["disconnect"]["code"] == 1006
 
 
 def test_app_close_code_and_reason_reach_the_client(server):
@@ -546,7 +511,7 @@ def test_app_close_code_and_reason_reach_the_client(server):
         exc = closed_by_server(ws)
     assert exc.rcvd is not None
     assert (exc.rcvd.code, exc.rcvd.reason) == (4321, "see you \u00e9")
-    assert wait_record(server, rid) == {"closed": 4321}
+    assert wait_record(server, rid, MARKER) == {"closed": 4321}
 
 
 def test_app_close_over_raw_socket_is_a_close_frame(server):
@@ -555,7 +520,7 @@ def test_app_close_over_raw_socket_is_a_close_frame(server):
         sock.sendall(frame(TEXT, b"close:1000:done"))
         fin, opcode, payload = read_frame(reader)
         assert (fin, opcode) == (True, CLOSE)
-        assert payload == struct.pack("!H", 1000) + b"done"
+        assert payload == close_payload(1000, b"done")
         sock.sendall(frame(CLOSE, payload[:2]))
         assert recv_until_closed(sock, 10) == b""  # the server closes the TCP connection
 
@@ -632,11 +597,10 @@ def test_client_leaving_before_accept_is_a_disconnect(server):
     with server.connect() as sock:
         sock.sendall(handshake(f"/wait-before-accept?id={rid}", new_key(),
                                host=f"127.0.0.1:{server.port}"))
-        assert wait_record(server, rid) == {"first": "websocket.connect"}
+        assert wait_record(server, rid, MARKER) == {"first": "websocket.connect"}
     # the client is gone (FIN sent); the app, waiting in receive(), must hear of it
-    line = server.wait_for_log(rf"WSREC {rid}-second ", 5)
-    assert line is not None, "receive() before accept did not return after the client left"
-    assert wait_record(server, rid + "-second")["second"]["type"] == "websocket.disconnect"
+    record = wait_record(server, rid + "-second", MARKER)
+    assert record["second"]["type"] == "websocket.disconnect", record
 
 
 # -- errors the app sees -------------------------------------------------------------------------
@@ -645,7 +609,7 @@ def test_send_after_the_client_closed_raises_an_oserror(server):
     with ws_connect(server, f"/send-after-close?id={rid}") as ws:
         assert ws.recv(timeout=10) == "ready"
         ws.close(1000, "done")
-    record = wait_record(server, rid)
+    record = wait_record(server, rid, MARKER)
     assert record["disconnect"]["code"] == 1000
     assert record["oserror0"] is True, record
     assert record["oserror1"] is True, record
@@ -655,14 +619,14 @@ def test_send_before_accept_raises_runtime_error(server):
     rid = new_id()
     with ws_connect(server, f"/send-before-accept?id={rid}") as ws:
         assert ws.recv(timeout=10) == "error=RuntimeError"
-    assert wait_record(server, rid) == {"error": "RuntimeError"}
+    assert wait_record(server, rid, MARKER) == {"error": "RuntimeError"}
 
 
 def test_accept_twice_raises_runtime_error(server):
     rid = new_id()
     with ws_connect(server, f"/accept-twice?id={rid}") as ws:
         assert ws.recv(timeout=10) == "error=RuntimeError"
-    assert wait_record(server, rid) == {"error": "RuntimeError"}
+    assert wait_record(server, rid, MARKER) == {"error": "RuntimeError"}
 
 
 # -- server shutdown -----------------------------------------------------------------------------
@@ -674,7 +638,7 @@ def test_sigterm_closes_with_1001_and_the_app_sees_the_disconnect(serve):
         srv.send_signal(signal.SIGTERM)
         exc = closed_by_server(ws)
     assert exc.rcvd is not None and exc.rcvd.code == 1001
-    record = wait_record(srv, rid)
+    record = wait_record(srv, rid, MARKER)
     assert record["disconnect"]["type"] == "websocket.disconnect"
     assert record["disconnect"]["code"] == 1001
     assert srv.wait_exit(15) == 0, srv.log
@@ -689,7 +653,7 @@ def test_websocket_through_workers_and_their_graceful_stop(serve):
         srv.send_signal(signal.SIGTERM)
         exc = closed_by_server(ws)
     assert exc.rcvd is not None and exc.rcvd.code == 1001
-    assert wait_record(srv, rid)["disconnect"]["code"] == 1001
+    assert wait_record(srv, rid, MARKER)["disconnect"]["code"] == 1001
     assert srv.wait_exit(20) == 0, srv.log
 
 
@@ -747,11 +711,11 @@ def test_http_request_then_upgrade_in_one_write(server):
     with server.connect() as sock:
         sock.sendall(request)
         reader = RawReader(sock)
-        status, headers = read_head(reader)
+        status, headers = next_head(reader)
         body = reader.exact(int(dict(headers)["content-length"]))
         assert status == 200
         assert json.loads(body)["type"] == "http"
-        status, headers = read_head(reader)
+        status, headers = next_head(reader)
         assert status == 101, headers
         assert dict(headers)["sec-websocket-accept"] == accept_for(key)
         sock.sendall(frame(TEXT, b"after pipelining"))
@@ -761,7 +725,7 @@ def test_http_request_then_upgrade_in_one_write(server):
 
 def test_first_frames_in_the_same_write_as_the_handshake(server):
     rid = new_id()
-    tail = frame(TEXT, b"early") + frame(BINARY, b"\x00early") + frame(TEXT, b"ear", False)
+    tail = frame(TEXT, b"early") + frame(BINARY, b"\x00early") + frame(TEXT, b"ear", fin=False)
     sock, reader, headers, key = open_raw(server, f"/echo?id={rid}", tail=tail)
     with sock:
         assert dict(headers)["sec-websocket-accept"] == accept_for(key)
@@ -770,7 +734,7 @@ def test_first_frames_in_the_same_write_as_the_handshake(server):
         sock.sendall(frame(CONT, b"lier"))
         assert read_message(reader) == (TEXT, b"earlier")
         close_raw(sock, reader)
-    assert wait_record(server, rid)["messages"] == 3
+    assert wait_record(server, rid, MARKER)["messages"] == 3
 
 
 # -- logging ---------------------------------------------------------------------------------------

@@ -19,15 +19,15 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support import need
+from tests.support.logs import new_id
 from tests.support.server import ServerProcess
 from tests.support.wire import RawReader
 
@@ -36,7 +36,6 @@ APPS = {
     "fastapi": "tests.apps.wsfw_fastapi:app",
     "browser": "tests.apps.wsfw_browser:app",
 }
-CHROMIUM = Path("/usr/bin/chromium")
 RECV_TIMEOUT = 10.0  # hang guard for one message
 LOG_TIMEOUT = 10.0  # hang guard for one line from the app
 
@@ -89,10 +88,6 @@ def fastapi(servers) -> Served:
     return servers("fastapi")
 
 
-def tag() -> str:
-    return uuid.uuid4().hex[:12]
-
-
 def recv(ws: ClientConnection):
     return ws.recv(timeout=RECV_TIMEOUT)
 
@@ -110,7 +105,7 @@ def closed_by_server(ws: ClientConnection) -> ConnectionClosed:
 
 # -- Starlette: WebSocketEndpoint echoes ----------------------------------------------------------
 def test_endpoint_text_bytes_json_echo(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/echo/text?tag={t}-text") as ws:
         ws.send("héllo ✓")
         assert recv(ws) == "text:héllo ✓"
@@ -139,7 +134,7 @@ def test_endpoint_text_bytes_json_echo(starlette):
 
 
 def test_endpoint_raw_messages_keep_text_and_bytes_apart(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/echo/any?tag={t}") as ws:
         ws.send("text that looks like bytes")
         ws.send(b"bytes that look like text")
@@ -155,7 +150,7 @@ def test_endpoint_raw_messages_keep_text_and_bytes_apart(starlette):
 
 # -- Starlette: a receive_text loop ending in WebSocketDisconnect ---------------------------------
 def test_receive_loop_sees_the_clients_close_code_and_reason(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/upper?tag={t}") as ws:
         for word in ("one", "two", "three"):
             ws.send(word)
@@ -166,7 +161,7 @@ def test_receive_loop_sees_the_clients_close_code_and_reason(starlette):
 
 
 def test_receive_loop_sees_a_normal_close_without_reason(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/upper?tag={t}") as ws:
         ws.send("x")
         assert recv(ws) == "X"
@@ -174,7 +169,7 @@ def test_receive_loop_sees_a_normal_close_without_reason(starlette):
 
 
 def test_receive_loop_sees_1006_when_the_client_just_drops(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/upper?tag={t}") as ws:
         ws.send("x")
         assert recv(ws) == "X"
@@ -198,7 +193,7 @@ def test_app_picks_a_subprotocol(starlette):
 
 
 def test_app_closes_with_code_and_reason(starlette):
-    t = tag()
+    t = new_id()
     with starlette.connect(f"/close?tag={t}") as ws:
         ws.send(json.dumps({"code": 4321, "reason": "app says bye ✓"}))
         assert recv(ws) == "closing"
@@ -217,7 +212,7 @@ def test_app_closes_with_code_and_reason(starlette):
 
 # -- Starlette: refusing the handshake ------------------------------------------------------------
 def test_close_in_on_connect_is_a_403(starlette):
-    t = tag()
+    t = new_id()
     with pytest.raises(InvalidStatus) as info:
         starlette.connect(f"/guarded?tag={t}&key=wrong")
     assert info.value.response.status_code == 403
@@ -256,7 +251,7 @@ def denial_via_client(served: Served, path: str):
 
 
 def test_starlette_denial_response(starlette):
-    t = tag()
+    t = new_id()
     # On the wire: exactly one Content-Length, equal to the body's length.
     status, headers, body = raw_handshake(starlette, f"/denied?tag={t}")
     assert status == 401
@@ -275,7 +270,7 @@ def test_starlette_denial_response(starlette):
 
 def test_starlette_streaming_denial_response(starlette):
     # No Content-Length from the app, the body in three parts: the server frames it.
-    t = tag()
+    t = new_id()
     status, headers, body = raw_handshake(starlette, f"/denied/streaming?tag={t}")
     assert status == 429
     assert body == b"slow down please\n"
@@ -292,7 +287,7 @@ def test_starlette_streaming_denial_response(starlette):
 def test_http_exception_before_accept_becomes_a_denial_response(starlette):
     # Starlette answers an HTTPException raised in a websocket route with a PlainTextResponse
     # sent through the denial extension.
-    t = tag()
+    t = new_id()
     response = denial_via_client(starlette, f"/denied/exception?tag={t}")
     assert starlette.report("raising", t) == ""
     assert response.status_code == 401
@@ -382,7 +377,7 @@ def test_fastapi_refusals_before_accept_are_403(fastapi, path):
 
 
 def test_fastapi_chat_room_broadcasts_between_clients(fastapi):
-    room = "room-" + tag()
+    room = "room-" + new_id()
     with fastapi.connect(f"/chat/{room}?name=alice") as alice:
         assert recv_json(alice) == {"event": "joined", "name": "alice", "members": ["alice"]}
         with fastapi.connect(f"/chat/{room}?name=bob") as bob:
@@ -401,7 +396,7 @@ def test_fastapi_chat_room_broadcasts_between_clients(fastapi):
         assert recv_json(alice) == {"event": "left", "name": "bob", "code": 4002}
         assert fastapi.report("chat-left", room, "bob") == "4002"
         # another room does not hear this one
-        other = "room-" + tag()
+        other = "room-" + new_id()
         with fastapi.connect(f"/chat/{other}?name=carol") as carol:
             assert recv_json(carol)["members"] == ["carol"]
             alice.send(json.dumps({"text": "anyone?"}))
@@ -416,7 +411,7 @@ def test_fastapi_lifespan_state(fastapi):
     with fastapi.connect("/state") as ws:
         before = recv_json(ws)
     assert before["greeting"] == before["scope_greeting"] == "hello from fastapi lifespan"
-    room = "room-" + tag()
+    room = "room-" + new_id()
     with fastapi.connect(f"/chat/{room}?name=dave") as dave:
         recv_json(dave)
         with fastapi.connect("/state") as ws:
@@ -440,12 +435,9 @@ def _stop_browser(proc: subprocess.Popen) -> None:
 
 @pytest.mark.timeout(120)
 def test_chromium_page_talks_to_betula_over_websocket(servers, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("BETULA_REQUIRE_CHROMIUM"):  # set by .ci/run: never a silent skip
-            pytest.fail("/usr/bin/chromium is missing and BETULA_REQUIRE_CHROMIUM is set")
-        pytest.skip("/usr/bin/chromium is missing (CI installs it: apt-get install chromium)")
+    chromium = need.program("chromium", "apt-get install chromium; .ci/run installs it")
     served = servers("browser")
-    t = tag()
+    t = new_id()
     profile = tmp_path / "profile"
     profile.mkdir()
     browser_log = tmp_path / "chromium.log"
@@ -453,7 +445,7 @@ def test_chromium_page_talks_to_betula_over_websocket(servers, tmp_path):
     started = time.monotonic()
     with open(browser_log, "wb") as log:
         proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
              url],

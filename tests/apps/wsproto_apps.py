@@ -12,15 +12,17 @@ One router, ``app``. What only the app can see is printed to stdout (the server'
   ``websocket.close`` with that code and reason, then waits for ``websocket.disconnect`` and
   prints it as ``/echo`` does.
 - ``/send?count=N&size=S``: accepts and sends N binary messages of S random bytes (the same
-  payload each time), printing ``wsproto ID sent=K`` after each ``send()`` returns; a
-  ``send()`` that raises prints ``wsproto ID send failed after K: ExceptionName``; then waits
-  for the disconnect and prints it.
+  payload each time), printing ``wsproto ID sent=K read=R`` after each ``send()`` returns (R:
+  the count the client last reported through ``GET /progress``, 0 before any); a ``send()``
+  that raises prints ``wsproto ID send failed after K: ExceptionName``; then waits for the
+  disconnect and prints it.
 - ``/hold``: accepts, prints ``wsproto ID holding`` and does not call ``receive()`` until an
   HTTP ``GET /release?id=ID`` arrives; then receives binary messages (each starts with its
   4-byte big-endian index) until the text ``end``, and answers
   ``"count=N inorder=True|False"``.
 
-``GET /release?id=ID`` (http) sets that id's event and answers ``released``.
+``GET /release?id=ID`` (http) sets that id's event and answers ``released``;
+``GET /progress?id=ID&read=R`` records R for ``/send`` and answers ``ok``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 from urllib.parse import parse_qs
 
 _events: dict[str, asyncio.Event] = {}
+_reads: dict[str, int] = {}  # /send: the messages the client says it has read
 
 
 def _event(rid: str) -> asyncio.Event:
@@ -107,7 +110,7 @@ async def _send(rid: str, query, receive, send) -> None:
         except Exception as exc:  # the connection went away while sending
             _say(rid, f"send failed after {i}: {type(exc).__name__}")
             break
-        _say(rid, f"sent={i + 1}")
+        _say(rid, f"sent={i + 1} read={_reads.get(rid, 0)}")
     await _wait_disconnect(rid, receive)
 
 
@@ -152,6 +155,9 @@ async def app(scope, receive, send):
         if scope["path"] == "/release":
             _event(rid).set()
             body = b"released"
+        elif scope["path"] == "/progress":
+            _reads[rid] = int(query["read"])
+            body = b"ok"
         else:
             body = b"wsproto"
         await send({"type": "http.response.start", "status": 200,
