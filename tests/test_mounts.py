@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import time
 
 import pytest
 
-from tests.support.server import ServerProcess
-from tests.support.wire import read_response
+from tests.support import wire
+from tests.support.logs import assert_clean, new_id, wait_record
+from tests.support.server import ServerProcess, one_error_line, run_cli
 
 M = "tests.apps.mount_apps:"
 API, SITE, V2, LEGACY = M + "api", M + "site", M + "v2", M + "legacy"
@@ -29,60 +28,68 @@ VIOLATIONS = ("AssertionError", "garbage collected without being closed", "Trace
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def request(srv: ServerProcess, target: str, method: str = "GET", body: bytes = b"",
-            sock=None) -> tuple[int, dict[str, str], bytes]:
+def fetch(srv: ServerProcess, target: str, method: str = "GET", body: bytes = b"",
+          sock=None) -> tuple[int, dict[str, str], bytes]:
     """One request with the exact request-target given (no client-side normalisation)."""
     own = sock is None
     if own:
         sock = srv.connect()
     try:
-        head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+        lines = [f"Host: 127.0.0.1:{srv.port}"]
         if body or method == "POST":
-            head += f"Content-Length: {len(body)}\r\n"
+            lines.append(f"Content-Length: {len(body)}")
         if own:
-            head += "Connection: close\r\n"
-        sock.sendall(head.encode("latin-1") + b"\r\n" + body)
-        status, headers, _, data = read_response(sock)
+            lines.append("Connection: close")
+        sock.sendall(wire.request(target, method, tuple(lines), body))
+        status, headers, _, data = wire.read_response(sock)
         return status, headers, data
     finally:
         if own:
             sock.close()
 
 
-def get_json(srv: ServerProcess, target: str, **kw) -> dict:
-    status, headers, data = request(srv, target, **kw)
+def fetch_json(srv: ServerProcess, target: str, **kw) -> dict:
+    status, headers, data = fetch(srv, target, **kw)
     assert status == 200, (target, status, data)
     assert headers.get("content-type") == "application/json", (target, headers, data)
     return json.loads(data)
 
 
-def assert_clean(srv: ServerProcess, start: int = 0) -> None:
-    new = "\n".join(srv.lines[start:])
-    for text in VIOLATIONS:
-        assert text not in new, new[-6000:]
+def settle(srv: ServerProcess, wsgi_prefix: str) -> None:
+    """Return once the WSGI mount (served by one thread: ``--threads 1``) is done with every
+    earlier request. The validator's complaint about an iterable the server never closed
+    comes from its ``__del__``, when the thread lets go of it, after the response: the one
+    thread serves this request only after that, and records before answering."""
+    rid = new_id()
+    assert fetch_json(srv, f"{wsgi_prefix}/settle?id={rid}")["app"] == "legacy"
+    wait_record(srv, rid)
+
+
+def stop(srv: ServerProcess) -> int:
+    """Stop the server; its exit code, once its last line ("Stopped") is in the log."""
+    code = srv.stop()
+    assert srv.wait_for_log(r"INFO Stopped$", 5) is not None, srv.log[-3000:]
+    return code
 
 
 def startup_error(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Start the CLI expecting it to refuse: (exit code, the lines it printed)."""
-    srv = ServerProcess([*args, "--port", "0"], env=env).start(wait=False)
-    code = srv.wait_exit(20)
-    return code, srv.log
+    """Start the CLI expecting it to refuse: (exit code, what it printed)."""
+    return run_cli(*args, "--port", "0", env=env)
 
 
 def assert_one_line_refusal(code: int, log: str, *needles: str) -> None:
     assert code != 0, log
     assert "serving" not in log and "Listening on" not in log, log
-    assert "Traceback" not in log, log
-    lines = [line for line in log.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one clear line, got:\n{log}"
+    line = one_error_line(log)
     for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+        assert needle in line, (needle, line)
 
 
 @pytest.fixture(scope="module")
 def three():
     """/api (ASGI), /legacy (WSGI), / (ASGI) side by side."""
-    srv = ServerProcess([*THREE, "--port", "0", "--timeout-graceful-shutdown", "2"]).start()
+    srv = ServerProcess([*THREE, "--port", "0", "--timeout-graceful-shutdown", "2",
+                         "--threads", "1"]).start()
     yield srv
     srv.stop()
 
@@ -91,16 +98,16 @@ def three():
 def server(three):
     start = len(three.lines)
     yield three
-    time.sleep(0.05)  # a validator __del__ complaint comes after the response
-    assert_clean(three, start)
+    settle(three, "/legacy")
+    assert_clean(three, start, VIOLATIONS)
 
 
 # -- routing -------------------------------------------------------------------------------------
 def test_three_apps_side_by_side(server):
-    assert get_json(server, "/api/users")["app"] == "api"
-    assert get_json(server, "/legacy/a/b")["app"] == "legacy"
-    assert get_json(server, "/home")["app"] == "site"
-    assert get_json(server, "/")["app"] == "site"
+    assert fetch_json(server, "/api/users")["app"] == "api"
+    assert fetch_json(server, "/legacy/a/b")["app"] == "legacy"
+    assert fetch_json(server, "/home")["app"] == "site"
+    assert fetch_json(server, "/")["app"] == "site"
 
 
 @pytest.mark.parametrize("target,app", [
@@ -118,7 +125,7 @@ def test_three_apps_side_by_side(server):
     ("/x/api/y", "site"),         # a prefix matches at the start only
 ])
 def test_prefix_matches_exactly_or_before_a_slash(server, target, app):
-    assert get_json(server, target)["app"] == app
+    assert fetch_json(server, target)["app"] == app
 
 
 @pytest.mark.parametrize("order", ["short-first", "long-first"])
@@ -131,20 +138,20 @@ def test_longest_prefix_wins_and_no_match_is_404(serve, order):
     for target, app in [("/api/v2/users", "v2"), ("/api/v2", "v2"), ("/api/v2/", "v2"),
                         ("/api/v2x", "api"), ("/api/v3", "api"), ("/api/users", "api"),
                         ("/api", "api")]:
-        assert get_json(srv, target)["app"] == app, target
-    scope = get_json(srv, "/api/v2/users?q=1")
+        assert fetch_json(srv, target)["app"] == app, target
+    scope = fetch_json(srv, "/api/v2/users?q=1")
     assert (scope["root_path"], scope["path"], scope["raw_path"], scope["query_string"]) == (
         "/api/v2", "/api/v2/users", "/api/v2/users", "q=1")
     # No root mount: anything outside the prefixes is a 404 (and the connection lives on).
     with srv.connect() as sock:
         for target in ["/", "/apix", "/other/api", "/ap", "/favicon.ico"]:
-            status, _, body = request(srv, target, sock=sock)
+            status, _, body = fetch(srv, target, sock=sock)
             assert status == 404, (target, status, body)
-        assert get_json(srv, "/api/v2", sock=sock)["app"] == "v2"
-        status, _, _ = request(srv, "/apix", method="POST", body=b"x" * 100, sock=sock)
+        assert fetch_json(srv, "/api/v2", sock=sock)["app"] == "v2"
+        status, _, _ = fetch(srv, "/apix", method="POST", body=b"x" * 100, sock=sock)
         assert status == 404
-        assert get_json(srv, "/api", sock=sock)["app"] == "api"  # the 404's body was consumed
-    assert srv.stop() == 0
+        assert fetch_json(srv, "/api", sock=sock)["app"] == "api"  # the 404's body was consumed
+    assert stop(srv) == 0
     assert "Traceback" not in srv.log
 
 
@@ -163,13 +170,13 @@ def test_one_connection_alternates_between_mounts(server):
     with server.connect() as sock:
         for _ in range(2):
             for target, want in expected:
-                got = get_json(server, target, sock=sock)
+                got = fetch_json(server, target, sock=sock)
                 assert {k: got.get(k) for k in want} == want, target
 
 
 def test_request_bodies_reach_the_mounted_apps(server):
     for target, app in [("/api/echo", "api"), ("/legacy/echo", "legacy"), ("/echo", "site")]:
-        status, _, data = request(server, target, method="POST", body=b"payload-" + app.encode())
+        status, _, data = fetch(server, target, method="POST", body=b"payload-" + app.encode())
         assert status == 200
         got = json.loads(data)
         assert got["app"] == app and got["body"] == "payload-" + app
@@ -177,35 +184,35 @@ def test_request_bodies_reach_the_mounted_apps(server):
 
 # -- what the apps see ---------------------------------------------------------------------------
 def test_asgi_mount_sees_root_path_and_the_full_path(server):
-    scope = get_json(server, "/api/users?page=2")
+    scope = fetch_json(server, "/api/users?page=2")
     assert scope["root_path"] == "/api"
     assert scope["path"] == "/api/users"
     assert scope["raw_path"] == "/api/users"
     assert scope["query_string"] == "page=2"
-    scope = get_json(server, "/api")
+    scope = fetch_json(server, "/api")
     assert (scope["root_path"], scope["path"], scope["raw_path"]) == ("/api", "/api", "/api")
     # percent-decoding applies to path, not raw_path; the prefix stays in both
-    scope = get_json(server, "/api/a%20b/%C3%A9")
+    scope = fetch_json(server, "/api/a%20b/%C3%A9")
     assert scope["path"] == "/api/a b/\u00e9"
     assert scope["raw_path"] == "/api/a%20b/%C3%A9"
     assert scope["root_path"] == "/api"
 
 
 def test_wsgi_mount_sees_script_name_and_path_info(server):
-    env = get_json(server, "/legacy/a/b?x=1")
+    env = fetch_json(server, "/legacy/a/b?x=1")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["QUERY_STRING"]) == (
         "/legacy", "/a/b", "x=1")
-    env = get_json(server, "/legacy")
+    env = fetch_json(server, "/legacy")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/legacy", "")
-    env = get_json(server, "/legacy?q")
+    env = fetch_json(server, "/legacy?q")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["QUERY_STRING"]) == ("/legacy", "", "q")
-    env = get_json(server, "/legacy/")
+    env = fetch_json(server, "/legacy/")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/legacy", "/")
     # PEP 3333: PATH_INFO is percent-decoded, carried as latin-1 ("é" is two latin-1 chars)
-    env = get_json(server, "/legacy/a%20b/%C3%A9")
+    env = fetch_json(server, "/legacy/a%20b/%C3%A9")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/legacy", "/a b/\u00c3\u00a9")
     # the prefix is removed once: a repeated segment stays in PATH_INFO
-    env = get_json(server, "/legacy/legacy/x")
+    env = fetch_json(server, "/legacy/legacy/x")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/legacy", "/legacy/x")
 
 
@@ -213,22 +220,22 @@ def test_root_path_setting_is_prepended_to_every_mount(serve):
     """--root-path (a proxy stripped it) comes before the mount prefix: ASGI root_path and
     path, WSGI SCRIPT_NAME; routing is on the path as received."""
     srv = serve("--root-path", "/proxy", *THREE)
-    scope = get_json(srv, "/api/x")
+    scope = fetch_json(srv, "/api/x")
     assert (scope["app"], scope["root_path"], scope["path"], scope["raw_path"]) == (
         "api", "/proxy/api", "/proxy/api/x", "/proxy/api/x")
-    env = get_json(srv, "/legacy/y")
+    env = fetch_json(srv, "/legacy/y")
     assert (env["app"], env["SCRIPT_NAME"], env["PATH_INFO"]) == ("legacy", "/proxy/legacy", "/y")
-    scope = get_json(srv, "/z")
+    scope = fetch_json(srv, "/z")
     assert (scope["app"], scope["root_path"], scope["path"]) == ("site", "/proxy", "/proxy/z")
 
 
 def test_absolute_form_target_is_routed_by_its_path(server):
     """RFC 9112 3.2.2: a server MUST accept the absolute form; its path is what routes."""
     base = f"http://127.0.0.1:{server.port}"
-    scope = get_json(server, base + "/api/users?x=1")
+    scope = fetch_json(server, base + "/api/users?x=1")
     assert (scope["app"], scope["root_path"], scope["path"], scope["query_string"]) == (
         "api", "/api", "/api/users", "x=1")
-    env = get_json(server, base + "/legacy/a")
+    env = fetch_json(server, base + "/legacy/a")
     assert (env["app"], env["SCRIPT_NAME"], env["PATH_INFO"]) == ("legacy", "/legacy", "/a")
 
 
@@ -241,40 +248,41 @@ def test_prefix_matches_the_decoded_path(serve, prefix, target, path):
     decoded): otherwise a non-ASCII prefix is unreachable (clients must percent-encode it)
     and the root app gets a ``path`` that lies under another app's prefix."""
     srv = serve("--mount", f"{prefix}={V2}", "--mount", f"/={SITE}")
-    scope = get_json(srv, target)
+    scope = fetch_json(srv, target)
     assert (scope["app"], scope["root_path"], scope["path"], scope["raw_path"]) == (
         "v2", prefix, path, target)
 
 
 def test_root_asgi_mount_has_empty_root_path(server):
-    scope = get_json(server, "/some/where")
+    scope = fetch_json(server, "/some/where")
     assert scope["app"] == "site"
     assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
         "", "/some/where", "/some/where")
-    scope = get_json(server, "/apix")
+    scope = fetch_json(server, "/apix")
     assert (scope["app"], scope["root_path"], scope["path"]) == ("site", "", "/apix")
 
 
 def test_root_wsgi_mount_has_empty_script_name(serve):
-    srv = serve("--mount", f"/={LEGACY}", "--mount", f"/api={API}")
-    env = get_json(srv, "/x/y")
+    srv = serve("--mount", f"/={LEGACY}", "--mount", f"/api={API}", "--threads", "1")
+    env = fetch_json(srv, "/x/y")
     assert (env["app"], env["SCRIPT_NAME"], env["PATH_INFO"]) == ("legacy", "", "/x/y")
-    env = get_json(srv, "/")
+    env = fetch_json(srv, "/")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/")
-    env = get_json(srv, "/apix")  # not under /api
+    env = fetch_json(srv, "/apix")  # not under /api
     assert (env["app"], env["SCRIPT_NAME"], env["PATH_INFO"]) == ("legacy", "", "/apix")
-    assert get_json(srv, "/api/x")["app"] == "api"
-    assert srv.stop() == 0
-    assert_clean(srv)
+    assert fetch_json(srv, "/api/x")["app"] == "api"
+    settle(srv, "")
+    assert stop(srv) == 0
+    assert_clean(srv, 0, VIOLATIONS)
 
 
 def test_positional_app_serves_the_root_beside_mounts(serve):
     srv = serve(SITE, "--mount", f"/legacy={LEGACY}")
-    scope = get_json(srv, "/x")
+    scope = fetch_json(srv, "/x")
     assert (scope["app"], scope["root_path"], scope["path"]) == ("site", "", "/x")
-    env = get_json(srv, "/legacy/y")
+    env = fetch_json(srv, "/legacy/y")
     assert (env["app"], env["SCRIPT_NAME"], env["PATH_INFO"]) == ("legacy", "/legacy", "/y")
-    assert srv.stop() == 0
+    assert stop(srv) == 0
 
 
 # -- lifespan ------------------------------------------------------------------------------------
@@ -292,11 +300,11 @@ def test_each_asgi_mount_gets_its_own_lifespan_and_state(serve):
     # each app's requests see its own state and none of the others'
     for target, name in [("/api/x", "api"), ("/y", "site"), ("/api/v2/z", "v2"),
                          ("/api", "api")]:
-        state = get_json(srv, target)["state"]
+        state = fetch_json(srv, target)["state"]
         assert state == {"who": name, "only_" + name: f"{name}-lifespan-value"}, (target, state)
     # the WSGI mount runs no lifespan at all
     assert "MOUNT-LIFESPAN startup legacy" not in srv.log
-    assert srv.stop(signal.SIGINT) == 0
+    assert stop(srv) == 0
     log = srv.log
     for name in ("api", "site", "v2"):
         assert log.count(f"MOUNT-LIFESPAN shutdown {name}") == 1, log
@@ -308,8 +316,8 @@ def test_mounted_apps_state_is_copied_per_request(serve):
     still sees exactly it (scope["state"] is a copy per request, per the lifespan spec)."""
     srv = serve("--mount", f"/a={API}", "--mount", f"/b={SITE}")
     for _ in range(3):
-        assert get_json(srv, "/a/1")["state"]["who"] == "api"
-        assert get_json(srv, "/b/1")["state"]["who"] == "site"
+        assert fetch_json(srv, "/a/1")["state"]["who"] == "api"
+        assert fetch_json(srv, "/b/1")["state"]["who"] == "site"
 
 
 def test_one_mount_failing_startup_stops_the_server_and_shuts_down_the_others(serve):
@@ -326,10 +334,10 @@ def test_one_mount_failing_startup_stops_the_server_and_shuts_down_the_others(se
 
 def test_a_mount_without_lifespan_support_does_not_disturb_the_others(serve):
     srv = serve("--mount", f"/api={API}", "--mount", "/quiet=tests.apps.lifespan_apps:raising")
-    assert get_json(srv, "/api/x")["state"]["who"] == "api"
-    status, _, body = request(srv, "/quiet/x")
+    assert fetch_json(srv, "/api/x")["state"]["who"] == "api"
+    status, _, body = fetch(srv, "/quiet/x")
     assert (status, body) == (200, b"hello")
-    assert srv.stop() == 0
+    assert stop(srv) == 0
     assert "MOUNT-LIFESPAN shutdown api" in srv.log
 
 
@@ -351,14 +359,14 @@ def test_mounts_from_config_file_and_environment(serve, tmp_path, source):
                          "toml-betula-table": TOML_NESTED}[source])
         args = ["--config", str(path)]
     srv = serve(*args, env=env)
-    scope = get_json(srv, "/api/users")
+    scope = fetch_json(srv, "/api/users")
     assert (scope["app"], scope["root_path"], scope["path"]) == ("api", "/api", "/api/users")
     assert scope["state"]["who"] == "api"
-    env_ = get_json(srv, "/legacy/a/b")
+    env_ = fetch_json(srv, "/legacy/a/b")
     assert (env_["app"], env_["SCRIPT_NAME"], env_["PATH_INFO"]) == ("legacy", "/legacy", "/a/b")
-    scope = get_json(srv, "/apix")
+    scope = fetch_json(srv, "/apix")
     assert (scope["app"], scope["root_path"], scope["state"]["who"]) == ("site", "", "site")
-    assert srv.stop() == 0
+    assert stop(srv) == 0
     for name in ("api", "site"):
         assert f"MOUNT-LIFESPAN shutdown {name}" in srv.log
 
@@ -367,8 +375,8 @@ def test_command_line_mounts_replace_the_config_files(serve, tmp_path):
     path = tmp_path / "betula.toml"
     path.write_text(f'mount = ["/from-file={API}"]\n')
     srv = serve("--config", str(path), "--mount", f"/from-cli={SITE}")
-    assert get_json(srv, "/from-cli/x")["app"] == "site"
-    status, _, _ = request(srv, "/from-file/x")
+    assert fetch_json(srv, "/from-cli/x")["app"] == "site"
+    status, _, _ = fetch(srv, "/from-file/x")
     assert status == 404
 
 
@@ -433,10 +441,9 @@ def test_startup_line_names_every_mount_with_its_interface(three):
 
 # -- a real framework under a prefix -------------------------------------------------------------
 def test_starlette_routes_under_its_mount_prefix(serve):
-    pytest.importorskip("starlette")
     srv = serve("--mount", f"/api={M}starlette_api", "--mount", f"/={SITE}")
     base = f"http://127.0.0.1:{srv.port}"
-    got = get_json(srv, "/api/users/42")
+    got = fetch_json(srv, "/api/users/42")
     assert got["route"] == "user" and got["user_id"] == 42
     assert got["root_path"] == "/api"
     assert got["url_for"] == base + "/api/users/7"        # url_for includes the prefix
@@ -444,14 +451,14 @@ def test_starlette_routes_under_its_mount_prefix(serve):
     assert got["url"] == base + "/api/users/42"
     assert got["who"] == "starlette"                      # its own lifespan state
     # the bare prefix: Starlette's slash redirect keeps the prefix in its Location
-    status, headers, _ = request(srv, "/api")
+    status, headers, _ = fetch(srv, "/api")
     assert status == 307 and headers["location"] == base + "/api/"
-    assert get_json(srv, "/api/") == {"route": "index", "items": base + "/api/items"}
-    assert get_json(srv, "/api/items") == {"route": "items"}
+    assert fetch_json(srv, "/api/") == {"route": "index", "items": base + "/api/items"}
+    assert fetch_json(srv, "/api/items") == {"route": "items"}
     # Starlette's own 404 inside the mount; the root app outside it
-    status, _, body = request(srv, "/api/nope")
+    status, _, body = fetch(srv, "/api/nope")
     assert status == 404 and b"no app is mounted" not in body
-    assert get_json(srv, "/users/42")["app"] == "site"
-    assert srv.stop() == 0
+    assert fetch_json(srv, "/users/42")["app"] == "site"
+    assert stop(srv) == 0
     assert "MOUNT-LIFESPAN shutdown starlette" in srv.log
     assert "Traceback" not in srv.log

@@ -135,7 +135,10 @@ async def r_state_mutate(scope, receive, send, q) -> None:
 
 
 async def r_body(scope, receive, send, q) -> None:
+    """Answer the sizes of the http.request messages; with ``?id=``, record the bytes received
+    so far at each message (the test sends the next piece only once the app has the last)."""
     delay = float(q.get("delay", "0"))
+    rid = q.get("id")
     messages: list[tuple[int, bool]] = []
     total = 0
     for _ in range(100_000):
@@ -147,6 +150,8 @@ async def r_body(scope, receive, send, q) -> None:
         more = message.get("more_body", False)
         messages.append((len(body), more))
         total += len(body)
+        if rid is not None:
+            record(rid, {"total": total, "more": more})
         if not more:
             break
         if delay:
@@ -155,13 +160,24 @@ async def r_body(scope, receive, send, q) -> None:
                        "types": sorted({_tname(m) for m in messages})})
 
 
+MARKS: set[str] = set()
+
+
+async def r_mark(scope, receive, send, q) -> None:
+    """Note that this request was served (a request in /wait-disconnect asks later)."""
+    await _read_body(receive)
+    MARKS.add(q["id"])
+    await _json(send, {"marked": q["id"]})
+
+
 async def r_wait_disconnect(scope, receive, send, q) -> None:
-    """Read the body, then wait in receive() for the disconnect, then try to send."""
+    """Read the body, then wait in receive() for the disconnect, then try to send. The record
+    says whether /mark?id= was served before receive() returned."""
     rid = q["id"]
     messages, body = await _read_body(receive)
     record(rid + "-body", {"messages": messages, "body": body.decode("latin-1")})
     message = await asyncio.wait_for(receive(), 20)
-    record(rid + "-after", {"type": message["type"]})
+    record(rid + "-after", {"type": message["type"], "marked": rid in MARKS})
     try:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"too late"})
@@ -383,6 +399,7 @@ ROUTES = {
     "/state-mutate": r_state_mutate,
     "/body": r_body,
     "/wait-disconnect": r_wait_disconnect,
+    "/mark": r_mark,
     "/sse": r_sse,
     "/stream-until-error": r_stream_until_error,
     "/misuse": r_misuse,

@@ -7,14 +7,24 @@
   only it sets into the state, and prints ``MOUNT-LIFESPAN startup|shutdown NAME`` (stdout is
   in the server's log).
 - ``legacy``: a WSGI app (checked by ``wsgiref.validate``) answering with SCRIPT_NAME,
-  PATH_INFO, QUERY_STRING and the request body.
+  PATH_INFO, QUERY_STRING and the request body; ``/settle?id=`` also prints
+  ``RECORD <id> {}``.
 - ``starlette_api``: a Starlette app with named routes, to be mounted under a prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+from urllib.parse import parse_qs
 from wsgiref.validate import validator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 
 def make_asgi(name: str):
@@ -66,6 +76,10 @@ v2 = make_asgi("v2")
 
 
 def _legacy(environ, start_response):
+    if environ["PATH_INFO"] == "/settle":  # the tests' sign that earlier requests are done
+        rid = parse_qs(environ.get("QUERY_STRING", ""))["id"][0]
+        sys.stdout.flush()  # one write for the line: no other thread's output inside it
+        os.write(sys.stdout.fileno(), f"RECORD {rid} {{}}\n".encode())
     length = environ.get("CONTENT_LENGTH") or "0"
     body = environ["wsgi.input"].read(int(length)) if int(length) else b""
     payload = {
@@ -90,13 +104,6 @@ def legacy(environ, start_response):  # two named parameters: auto-detected as W
 
 
 def _make_starlette():
-    import contextlib
-
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         print("MOUNT-LIFESPAN startup starlette", flush=True)
@@ -124,7 +131,4 @@ def _make_starlette():
                              Route("/items", items, name="items")], lifespan=lifespan)
 
 
-try:
-    starlette_api = _make_starlette()
-except ImportError:  # pragma: no cover - starlette is in the test extra
-    starlette_api = None
+starlette_api = _make_starlette()  # starlette is in the test extra

@@ -17,6 +17,9 @@ an AssertionError when the response iterable is garbage collected without ``clos
   the sendfile path could never be reached); it runs the validator's own checks on the
   environ, status and headers instead.
 
+Every app answers ``/barrier?id=&n=`` (see ``barrier``): the tests' way to know that the
+server's threads are done with what they ran before.
+
 Routes match on ``PATH_INFO`` (so they work behind ``--root-path``); any unknown path
 answers with the environ as JSON. Observations the test cannot see on the wire are printed
 to stdout as ``RECORD <id> <json>`` (the server log captures stdout); ``<id>`` is ``?id=``.
@@ -30,6 +33,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from urllib.parse import parse_qs
 from wsgiref import validate
@@ -325,7 +329,8 @@ def sse(environ, start_response):
 
 
 def big_stream(environ, start_response):
-    """``chunks`` chunks of ``size`` bytes; records how many were produced, as it goes."""
+    """``chunks`` chunks of ``size`` bytes; records how many were produced, as it goes, and
+    the (kernel) id of the thread producing them."""
     q = _query(environ)
     rid = q["id"]
     chunks, size = int(q["chunks"]), int(q["size"])
@@ -335,7 +340,7 @@ def big_stream(environ, start_response):
         block = b"x" * size
         try:
             for n in range(1, chunks + 1):
-                record(rid, {"produced": n})
+                record(rid, {"produced": n, "tid": threading.get_native_id()})
                 yield block
         finally:
             record(rid, {"finished": True})
@@ -407,6 +412,8 @@ def list_app(environ, start_response):
     """A plain list body (the server's short path; the validator's IteratorWrapper would hide
     the list), with the headers the query asks for: date, server, close, length; the
     validator's checks on the environ, status and headers."""
+    if environ.get("PATH_INFO") == "/barrier":
+        return barrier(environ, start_response)
     validate.check_environ(environ)
 
     def checked_start_response(status, headers, exc_info=None):
@@ -442,6 +449,23 @@ def environ_dump(environ, start_response):
     return _json(start_response, describe_environ(environ))
 
 
+_BARRIERS: dict[str, threading.Barrier] = {}
+_BARRIERS_LOCK = threading.Lock()
+
+
+def barrier(environ, start_response):
+    """``?n=`` requests meet here, one per server thread, before any answers (``?id=`` names
+    the meeting). Once all n threads are in, each has finished whatever it ran before: that
+    request's iterable closed and let go of, so anything the validator's ``__del__`` printed
+    about it is in the log ahead of the RECORD line each thread writes here."""
+    q = _query(environ)
+    with _BARRIERS_LOCK:
+        meeting = _BARRIERS.setdefault(q["id"], threading.Barrier(int(q["n"])))
+    arrived = meeting.wait(FLAG_TIMEOUT)  # BrokenBarrierError (a 500): a thread is still busy
+    record(q["id"], {"arrived": arrived})
+    return _text(start_response, b"met")
+
+
 ROUTES = {
     "/input": input_ops,
     "/sched": scheduling,
@@ -465,6 +489,7 @@ ROUTES = {
     "/slow": slow,
     "/fast": fast,
     "/status": status,
+    "/barrier": barrier,
 }
 
 
@@ -500,7 +525,10 @@ flask_like = FlaskLike()
 # -- sendfile ------------------------------------------------------------------------------------
 def sendfile_app(environ, start_response):
     """file_wrapper returned to the server as is (see the module docstring), with the
-    validator's checks on what the server hands over and what the app sends."""
+    validator's checks on what the server hands over and what the app sends. With
+    ``?kind=bytesio`` the file's bytes come from memory (no descriptor: iterated)."""
+    if environ.get("PATH_INFO") == "/barrier":
+        return barrier(environ, start_response)
     validate.check_environ(environ)
     q = _query(environ)
 
@@ -510,7 +538,11 @@ def sendfile_app(environ, start_response):
         validate.check_content_type(status, headers)
         return start_response(status, headers)
 
-    filelike = open(q["path"], "rb")  # noqa: SIM115 - closed by the server via close()
+    if q.get("kind") == "bytesio":
+        with open(q["path"], "rb") as fh:
+            filelike = io.BytesIO(fh.read())
+    else:
+        filelike = open(q["path"], "rb")  # noqa: SIM115 - closed by the server via close()
     skip = int(q.get("skip", "0"))
     if skip:
         # Read (not seek) through the buffered file: the OS offset runs ahead of the
