@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.need import IN_CI
 from tests.support.server import ServerProcess
 
 
@@ -40,3 +41,15 @@ def big_file(tmp_path_factory) -> tuple[Path, bytes]:
     data = os.urandom(3 * 1024 * 1024 + 12345)
     path.write_bytes(data)
     return path, data
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (``CI=true``) a skipped test is a failed one: every test in the suite must run
+    there, so a missing program or package can never pass unnoticed as a skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"
