@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .cache import BoundedCache
+
 __all__ = [
     "CHUNK_END",
     "HOP_BY_HOP",
@@ -33,7 +35,7 @@ HOP_BY_HOP = frozenset({
 
 _VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _INVALID_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_CHECKED_NAMES: dict[bytes, bytes] = {}
+_CHECKED_NAMES: BoundedCache[bytes, bytes] = BoundedCache(1024)
 
 
 class ProtocolError(Exception):
@@ -52,15 +54,14 @@ def _phrase(status: int) -> str:
         return ""
 
 
-STATUS_LINES: dict[int, bytes] = {}
+STATUS_LINES: BoundedCache[int, bytes] = BoundedCache(1000)
 
 
 def status_line(status: int) -> bytes:
-    line = STATUS_LINES.get(status)
+    line = STATUS_LINES.lookup(status)
     if line is None:
-        line = f"HTTP/1.1 {status} {_phrase(status)}\r\n".encode("latin-1")
-        if len(STATUS_LINES) < 1000:
-            STATUS_LINES[status] = line
+        line = STATUS_LINES.keep(status, f"HTTP/1.1 {status} {_phrase(status)}\r\n".encode(
+            "latin-1"))
     return line
 
 
@@ -68,14 +69,12 @@ for _code in http.HTTPStatus:
     status_line(_code.value)
 
 
-METHODS: dict[bytes, str] = {}  # request method bytes -> str, for the common ones
+# Request method bytes -> str (a miss in ``METHODS.get`` comes here).
+METHODS: BoundedCache[bytes, str] = BoundedCache(64)
 
 
 def method_name(raw: bytes) -> str:
-    name = raw.decode("ascii")
-    if len(METHODS) < 64:
-        METHODS[raw] = name
-    return name
+    return METHODS.recall(raw) or METHODS.keep(raw, raw.decode("ascii"))
 
 
 def error_response(status: int, reason: str, server: Any) -> bytes:
@@ -97,13 +96,11 @@ def closing_text_response(status: int, body: bytes, server: Any, extra: bytes = 
 
 
 def _checked_name(name: bytes) -> bytes:
-    lowered = _CHECKED_NAMES.get(name)
+    lowered = _CHECKED_NAMES.lookup(name)
     if lowered is None:
         if not _VALID_NAME.match(name):
             raise RuntimeError(f"invalid response header name {name!r}")
-        lowered = name.lower()
-        if len(_CHECKED_NAMES) < 1024:
-            _CHECKED_NAMES[name] = lowered
+        lowered = _CHECKED_NAMES.keep(name, name.lower())
     return lowered
 
 
@@ -112,13 +109,12 @@ def _checked_name(name: bytes) -> bytes:
 _PLAIN, _LENGTH, _CLOSE, _DROP, _TRAILER, _DATE, _SERVER = 0, 1, 2, 3, 4, 5, 6
 # Flags returned by encode_headers.
 CLOSE, HAS_DATE, HAS_SERVER = 1, 2, 4
-_PAIRS: dict[tuple[Any, Any], tuple[bytes, int, Any]] = {}
-_PAIRS_MAX = 4096
+_PAIRS: BoundedCache[tuple[Any, Any], tuple[bytes, int, Any]] = BoundedCache(4096)
 # Whole header lists seen before (apps often answer with the same headers: static files,
 # fixed-size bodies, module-level lists), keyed by the tuple of pairs: one lookup instead
 # of one per pair. Bounded; a miss falls through to the per-pair path.
-_LISTS: dict[tuple[Any, ...], tuple[bytes, int | None, int, bytes | None]] = {}
-_LISTS_MAX = 1024
+_LISTS: BoundedCache[tuple[Any, ...], tuple[bytes, int | None, int, bytes | None]] = \
+    BoundedCache(1024)
 
 
 def _classify(name: Any, value: Any) -> tuple[bytes, int, Any]:
@@ -165,14 +161,14 @@ def encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, byte
     if headers.__class__ is list and headers and headers[0].__class__ is tuple:  # type: ignore[attr-defined]
         try:
             key = tuple(headers)
-            cached = _LISTS.get(key)
+            cached = _LISTS.entries.get(key) or _LISTS.recall(key)
         except TypeError:  # an unhashable pair further on: the per-pair path copes
             key = cached = None
         if cached is not None:
             return cached
     result = _encode_headers(headers if key is None else key)
-    if key is not None and len(_LISTS) < _LISTS_MAX:
-        _LISTS[key] = result
+    if key is not None:
+        _LISTS.keep(key, result)
     return result
 
 
@@ -185,13 +181,11 @@ def _encode_headers(headers: Iterable[Any]) -> tuple[bytes, int | None, int, byt
     for name, value in headers:
         key = (name, value)
         try:
-            entry = pairs.get(key)
+            entry = pairs.entries.get(key) or pairs.recall(key)
         except TypeError:  # unhashable (bytearray): validate without caching
             entry = _classify(name, value)
         if entry is None:
-            entry = _classify(name, value)
-            if len(pairs) < _PAIRS_MAX:
-                pairs[key] = entry
+            entry = pairs.keep(key, _classify(name, value))
         kind = entry[1]
         if kind == _PLAIN:
             parts.append(entry[0])
@@ -226,19 +220,15 @@ def split_target(url: bytes) -> tuple[bytes, bytes]:
 
 
 # Request targets seen recently ("/", "/api/items?page=2"): the interface adapters split and
-# decode each once and keep the result here (see remember_target).
+# decode each once and keep the result in a BoundedCache of this many (see remember_target).
 TARGET_CACHE_MAX = 1024
 TARGET_CACHE_LEN = 256
 
 
-def remember_target(cache: dict[bytes, Any], url: bytes, parts: Any) -> Any:
-    """Keep ``parts`` for ``url`` in a bounded cache and return it. Long targets are not
-    kept; a full cache is emptied, so endless distinct targets cost no memory and the ones
-    in use come back in."""
+def remember_target(cache: BoundedCache[bytes, Any], url: bytes, parts: Any) -> Any:
+    """Keep ``parts`` for ``url`` and return it. Long targets are not kept."""
     if len(url) <= TARGET_CACHE_LEN:
-        if len(cache) >= TARGET_CACHE_MAX:
-            cache.clear()
-        cache[url] = parts
+        cache.keep(url, parts)
     return parts
 
 

@@ -20,10 +20,11 @@ from . import __version__
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
 from .asgi.websocket import WebSocketCycle
+from .cache import BoundedCache
 from .hooks import call_hook
 from .http_common import client_label, request_target, split_target
 from .listeners import describe
-from .protocols.http1 import HTTP1Connection
+from .protocols.http1 import HEAD_CACHE_MAX, REPLAY_MAX, HTTP1Connection
 from .wsgi.http import WSGICycle
 from .wsgi.pool import ThreadPool
 
@@ -106,8 +107,10 @@ class ServerState:
         self.access_log = bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
         self.held_heads: list[Any] = []
         # Request heads analysed by HTTP/1 connections (header list -> analysis).
-        self.head_cache: dict[tuple[tuple[bytes, bytes], ...], tuple[Any, ...]] = {}
-        self.replay_cache: dict[bytes, tuple[Any, ...]] = {}  # http1 data_received
+        self.head_cache: BoundedCache[tuple[tuple[bytes, bytes], ...], tuple[Any, ...]] = \
+            BoundedCache(HEAD_CACHE_MAX)
+        # http1 data_received
+        self.replay_cache: BoundedCache[bytes, tuple[Any, ...]] = BoundedCache(REPLAY_MAX)
         # A coarse clock for connection timeouts, advanced by the server's tick.
         self.clock = loop.time()
         self.refresh_date()

@@ -33,17 +33,18 @@ APPS = {
 }
 H1 = ("tests.apps.h1_apps:app", *TRACE)
 HEAD = "POST /echo?q=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nX-A: 1"
-# The README's bounds: 1024 heads of up to 2 KiB (request line and fields).
+# The README's bounds: 1024 heads of up to 2 KiB (request line and fields) in each of two
+# generations (betula/cache.py): a head not replayed for a whole generation is dropped.
 REPLAY_MAX = 1024
 REPLAY_HEAD_BYTES = 2048
 TRACE_LINE = re.compile(r" TRACE (?:(\S+) - head (kept for replay|replayed): (b.*)"
-                        r"|(\d+) heads kept for replay dropped \(full\))$")
+                        r"|(\d+) heads kept for replay aged: .*)$")
 
 
 def _events(srv) -> list[tuple[str, int, str]]:
     """What the server traced, in order, up to a marker head sent now (so nothing traced for
     the requests before it can still be on its way): (what, client port, head), what being
-    "kept", "replayed" or "dropped"."""
+    "kept", "replayed" or "aged" (a generation of kept heads ended)."""
     marker = f"GET /marker/{new_id()} HTTP/1.1\r\nHost: t"
     with srv.connect() as sock:
         sock.sendall(marker.encode() + b"\r\n\r\n")
@@ -55,7 +56,7 @@ def _events(srv) -> list[tuple[str, int, str]]:
         if match is None:
             continue
         if match.group(4):
-            events.append(("dropped", 0, match.group(4)))
+            events.append(("aged", 0, match.group(4)))
             continue
         head = ast.literal_eval(match.group(3)).decode("latin-1")
         if head == marker:
@@ -195,16 +196,33 @@ def _head_of(size: int, path: str) -> str:
 def test_kept_heads_are_bounded_in_count_and_size(serve):
     srv = serve(*APPS["asgi"])
     longest, too_long = _head_of(REPLAY_HEAD_BYTES, "/at"), _head_of(REPLAY_HEAD_BYTES + 1, "/over")
+    hot, cold = "GET /hot HTTP/1.1\r\nHost: t", "GET /cold HTTP/1.1\r\nHost: t"
     with srv.connect() as sock:
-        for i in range(REPLAY_MAX + 50):  # more distinct heads than it keeps
+        for head in (hot, cold):
+            assert _post(sock, b"", head)["path"] in ("/hot", "/cold")
+        # More distinct heads than a generation holds: the generation ends ("aged") ...
+        for i in range(REPLAY_MAX):
             assert _post(sock, b"", f"GET /n/{i} HTTP/1.1\r\nHost: t")["path"] == f"/n/{i}"
+        # ... and a head in use is still replayed from the generation before (not parsed
+        # again, as it would be if a full set were emptied whole) ...
+        assert _post(sock, b"", hot)["path"] == "/hot"
+        # ... while one unused for a whole generation is dropped when the next one ends.
+        for i in range(REPLAY_MAX):
+            assert _post(sock, b"", f"GET /m/{i} HTTP/1.1\r\nHost: t")["path"] == f"/m/{i}"
+        assert _post(sock, b"", hot)["path"] == "/hot"
+        assert _post(sock, b"", cold)["path"] == "/cold"
         for _ in range(2):  # a head at the size bound and one past it, twice each
             assert _post(sock, b"", longest)["path"] == "/at"
             assert _post(sock, b"", too_long)["path"] == "/over"
     events = _events(srv)
-    kinds = [what for what, _, head in events if head.startswith("GET /n/") or what == "dropped"]
-    # the set empties itself when full: then it starts afresh with the next head
-    assert kinds == ["kept"] * REPLAY_MAX + ["dropped"] + ["kept"] * 50
+    kinds = [what for what, _, head in events
+             if head.startswith(("GET /n/", "GET /m/")) or what == "aged"]
+    # 2 + 1023 heads fill the first generation; the 1024th /n/ head starts the second,
+    # which the recalled hot head and 1022 /m/ heads fill; the next /m/ starts the third.
+    assert kinds == (["kept"] * (REPLAY_MAX - 2) + ["aged"] + ["kept"] * 2
+                     + ["kept"] * (REPLAY_MAX - 3) + ["aged"] + ["kept"] * 3)
+    assert [what for what, _ in _of(events, hot)] == ["kept", "replayed", "replayed"]
+    assert [what for what, _ in _of(events, cold)] == ["kept", "kept"]
     assert [what for what, _ in _of(events, longest)] == ["kept", "replayed"]
     assert _of(events, too_long) == []
 

@@ -22,11 +22,13 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from ..cache import BoundedCache
 from ..http_common import (
     CLOSE,
     LAST_CHUNK,
     METHODS,
     STATUS_LINES,
+    TARGET_CACHE_MAX,
     encode_headers,
     error_response,
     method_name,
@@ -68,10 +70,13 @@ def _decode_path(raw_path: bytes) -> str:
 
 
 # Request target -> (path, raw_path, query_string), before any --root-path prefix.
-_TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
+_TARGETS: BoundedCache[bytes, tuple[str, bytes, bytes]] = BoundedCache(TARGET_CACHE_MAX)
 
 
 def _parse_target(url: bytes) -> tuple[str, bytes, bytes]:
+    recalled = _TARGETS.recall(url)
+    if recalled is not None:
+        return recalled
     raw_path, query = split_target(url)
     # find(), not "in": on 3.11 `bytes in bytes` first tries the needle as an int and
     # raises and clears a TypeError (~2k instructions a request, callgrind).
@@ -85,7 +90,7 @@ def _parse_target(url: bytes) -> tuple[str, bytes, bytes]:
 def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
     """The scope's ``path`` (decoded), ``raw_path`` and ``query_string`` of a request
     target, with the ``--root-path`` prefix a proxy stripped put back."""
-    parts = _TARGETS.get(url) or _parse_target(url)
+    parts = _TARGETS.entries.get(url) or _parse_target(url)
     prefix = endpoint.path_prefix
     if prefix:
         path, raw_path, query = parts
@@ -154,11 +159,11 @@ class HTTPCycle:
         if cache is None or cache[0] is not endpoint:
             cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
         scope = cache[1].copy()
-        parts = _TARGETS.get(url)  # target_parts' cache hit, inline (no call per request)
+        parts = _TARGETS.entries.get(url)  # target_parts' cache hit, inline (no call per request)
         if parts is None or endpoint.path_prefix:
             parts = target_parts(url, endpoint)
         path, raw_path, query = parts
-        name = METHODS.get(method) or method_name(method)
+        name = METHODS.entries.get(method) or method_name(method)
         scope["method"] = name
         scope["path"] = path
         scope["raw_path"] = raw_path
@@ -403,7 +408,7 @@ class HTTPCycle:
         self._expected_length = length
         server = self.server
         defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
-        head = (STATUS_LINES.get(status) or status_line(status)) + defaults + block
+        head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
         if message.get("trailers", False):
             self._trailers_wanted = True
             if self.te_trailers and trailer:

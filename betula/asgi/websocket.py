@@ -382,7 +382,7 @@ class WebSocketCycle:
         block, length, flags, _trailer = encode_headers(message.get("headers", ()))
         self._deny_length = length
         self._deny_status = status
-        self._deny_headers = (STATUS_LINES.get(status) or status_line(status)) + \
+        self._deny_headers = (STATUS_LINES.entries.get(status) or status_line(status)) + \
             self.server.default_headers_for(flags) + block
         self._state = _RESPONDING
         self.response_started = True

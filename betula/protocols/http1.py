@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from ..cache import BoundedCache
 from ..http_common import ProtocolError, error_response
 from ..logs import TRACE
 from .flow import WriteFlow
@@ -51,7 +52,7 @@ UPGRADE_BUFFER = 64 * 1024
 # Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
 FILE_CHUNK = 256 * 1024
 
-_HEADER_NAMES: dict[bytes, bytes] = {}
+_HEADER_NAMES: BoundedCache[bytes, bytes] = BoundedCache(512)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE, \
@@ -83,12 +84,9 @@ _IDLE, _READING_HEAD, _BUSY = 0, 1, 2
 
 
 def _lower_name(name: bytes) -> bytes:
-    lowered = _HEADER_NAMES.get(name)
-    if lowered is None:
-        lowered = name.lower()
-        if len(_HEADER_NAMES) < 512:  # intern the common ones, bounded
-            _HEADER_NAMES[name] = lowered
-    return lowered
+    """A field name lowered (after a miss in ``_HEADER_NAMES.get``): the common ones are
+    kept, so each is lowered once."""
+    return _HEADER_NAMES.recall(name) or _HEADER_NAMES.keep(name, name.lower())
 
 
 class HTTP1Connection(WriteFlow, asyncio.Protocol):
@@ -240,7 +238,8 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
             # its parse and analysis are replayed (see _record_replay for what makes it safe).
             end = data.find(b"\r\n\r\n")
             if 0 < end <= REPLAY_HEAD_BYTES:
-                entry = self._replays.get(data[:end])
+                key = data[:end]
+                entry = self._replays.entries.get(key) or self._replays.recall(key)
                 if entry is None:
                     record = end  # a head not kept yet: kept if it qualifies
                 elif len(data) != end + 4 + entry[2][_HEAD_LENGTH]:
@@ -310,12 +309,12 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
                 and data.count(b"\r\n", 0, end) == fields \
                 and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
             replays = self._replays
-            if len(replays) >= REPLAY_MAX:
-                replays.clear()  # full of heads no longer sent: start afresh
-                if self._trace:
-                    logger.log(TRACE, "%d heads kept for replay dropped (full)", REPLAY_MAX)
-            replays[data[:end]] = entry
+            rotations = replays.rotations
+            replays.keep(data[:end], entry)
             if self._trace:
+                if replays.rotations != rotations:
+                    logger.log(TRACE, "%d heads kept for replay aged: the ones not replayed "
+                               "since are dropped next", REPLAY_MAX)
                 logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), data[:end])
 
     def _replay(self, entry: tuple, data: bytes, start: int) -> None:
@@ -409,13 +408,14 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         # lowered names, the fields that matter to framing) is cached whole, per server.
         raw = self._headers
         key = tuple(raw)
-        head = self._heads.get(key)
+        heads = self._heads
+        head = heads.entries.get(key)
         if head is None:
-            head = _analyse_head(raw, self._limits, self._body_limit)
-            if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:
-                if len(self._heads) >= HEAD_CACHE_MAX:
-                    self._heads.clear()  # full of lists no longer sent: start afresh
-                self._heads[key] = head
+            head = heads.recall(key)
+            if head is None:
+                head = _analyse_head(raw, self._limits, self._body_limit)
+                if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:
+                    heads.keep(key, head)
         parser = self.parser
         # llhttp's own keep-alive verdict (it reads Proxy-Connection too, and whole tokens):
         # once it says no, it refuses any later byte, so the connection must end too.
@@ -734,7 +734,7 @@ def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
         total += size + 4
         if size > field_max or total > section_max or len(headers) >= count_max:
             _header_limit(size, total, limits)
-        lowered = _HEADER_NAMES.get(name) or _lower_name(name)
+        lowered = _HEADER_NAMES.entries.get(name) or _lower_name(name)
         special = _SPECIAL_HEADERS.get(lowered)
         if special is not None:
             if special == _H_HOST:

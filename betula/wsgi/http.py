@@ -24,11 +24,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from ..cache import BoundedCache
 from ..http_common import (
     CLOSE,
     LAST_CHUNK,
     METHODS,
-    STATUS_LINES,
+    TARGET_CACHE_MAX,
     encode_headers,
     error_response,
     method_name,
@@ -103,23 +104,26 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
 
 # Request header name -> environ key ("" for names dropped), and short header values ->
 # str: both bounded caches of work every request would repeat.
-_ENV_KEYS: dict[bytes, str] = {}
+_ENV_KEYS: BoundedCache[bytes, str] = BoundedCache(1024)
 # The app's status ("200 OK"), once validated -> (status line, code, the response may have
 # a body: the statuses that can take _finish_whole's short path).
-_STATUSES: dict[str, tuple[bytes, int, bool]] = {}
-_LENGTH_LINES: dict[int, bytes] = {}  # body length -> "content-length: N\r\n\r\n"
-_TEXTS: dict[bytes, str] = {}
+_STATUSES: BoundedCache[str, tuple[bytes, int, bool]] = BoundedCache(256)
+# body length -> "content-length: N\r\n\r\n"
+_LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
+_TEXTS: BoundedCache[bytes, str] = BoundedCache(4096)
 _TEXT_CACHE_LEN = 256
-_TEXT_CACHE_MAX = 4096
 
 
 # Per app (endpoint): request target -> (PATH_INFO, the environ entries PATH_INFO,
 # QUERY_STRING, RAW_URI), with the app's prefixes already moved from PATH_INFO to SCRIPT_NAME.
-_TARGETS: dict[Endpoint, dict[bytes, tuple[str, dict[str, str]]]] = {}
+_TARGETS: dict[Endpoint, BoundedCache[bytes, tuple[str, dict[str, str]]]] = {}
 
 
-def _parse_target(targets: dict[bytes, tuple[str, dict[str, str]]], url: bytes,
+def _parse_target(targets: BoundedCache[bytes, tuple[str, dict[str, str]]], url: bytes,
                   strips: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    recalled = targets.recall(url)
+    if recalled is not None:
+        return recalled
     raw_path, query = split_target(url)
     # PEP 3333: PATH_INFO is the percent-decoded path carried as latin-1.
     path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
@@ -142,18 +146,22 @@ def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     keys = _ENV_KEYS
     texts = _TEXTS
     for name, value in headers:
-        key = keys.get(name)
+        key = keys.entries.get(name)
         if key is None:
-            key = _env_key(name)
-            if not key:
-                continue
+            key = keys.recall(name)
+            if key is None:
+                key = _env_key(name)
+        if not key:  # a name with "_": dropped (see _env_key), each time
+            continue
         # Header values repeat from request to request (Host, User-Agent, Accept...): short
         # ones are decoded once.
-        text = texts.get(value)
+        text = texts.entries.get(value)
         if text is None:
-            text = value.decode("latin-1")
-            if len(value) <= _TEXT_CACHE_LEN and len(texts) < _TEXT_CACHE_MAX:
-                texts[value] = text
+            text = texts.recall(value)
+            if text is None:
+                text = value.decode("latin-1")
+                if len(value) <= _TEXT_CACHE_LEN:
+                    texts.keep(value, text)
         if key in entries and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
             sep = "; " if key == "HTTP_COOKIE" else ", "
             entries[key] = entries[key] + sep + text
@@ -173,9 +181,7 @@ def _env_key(name: bytes) -> str:
         key = ""
     else:
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    if len(_ENV_KEYS) < 1024:
-        _ENV_KEYS[name] = key
-    return key
+    return _ENV_KEYS.keep(name, key)
 
 
 class WSGICycle:
@@ -217,7 +223,7 @@ class WSGICycle:
         self.loop = server.loop
         self.keep_alive = keep_alive
         self.http_version = http_version
-        self.method = method = METHODS.get(method) or method_name(method)
+        self.method = method = METHODS.entries.get(method) or method_name(method)
         self.raw_target = url
         if has_body:
             # Body bytes that arrive before the app runs wait in a plain list (the loop is
@@ -236,11 +242,11 @@ class WSGICycle:
             strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
             targets = _TARGETS.get(endpoint)
             if targets is None:
-                targets = _TARGETS[endpoint] = {}
+                targets = _TARGETS[endpoint] = BoundedCache(TARGET_CACHE_MAX)
             cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint),
                                         targets, strips)
         # The environ: the connection's part, the target's, the headers'.
-        target = cache[2].get(url) or _parse_target(cache[2], url, cache[3])
+        target = cache[2].entries.get(url) or _parse_target(cache[2], url, cache[3])
         self._path_info = target[0]
         environ = self.environ = cache[1] | target[1]
         environ["REQUEST_METHOD"] = method
@@ -361,7 +367,8 @@ class WSGICycle:
                 exc_info = None
         elif self._status_line is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str or status not in _STATUSES:  # else: seen, valid
+        if type(status) is not str or (status not in _STATUSES.entries
+                                        and _STATUSES.recall(status) is None):  # seen: valid
             if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                     or status[3] != " ":
                 raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
@@ -399,15 +406,14 @@ class WSGICycle:
         """Build the head; ``body_len`` known means the body's length is known (the whole
         body when ``whole_body``; a file's size, which Content-Length may cut, otherwise)."""
         status_text = self._status_line or "500 Internal Server Error"
-        entry = _STATUSES.get(status_text)
+        entry = _STATUSES.lookup(status_text)
         if entry is None:
             status = int(status_text[:3])
-            line = STATUS_LINES.get(status) if status_text[4:] == _phrase(status) else None
+            line = status_line(status) if status_text[4:] == _phrase(status) else None
             if line is None:
                 line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
-            entry = (line, status, status >= 200 and status not in _NO_BODY_STATUS)
-            if len(_STATUSES) < 256:
-                _STATUSES[status_text] = entry
+            entry = _STATUSES.keep(
+                status_text, (line, status, status >= 200 and status not in _NO_BODY_STATUS))
         line, status, may_have_body = entry
         block, length, flags, _trailer = encode_headers(self._headers or ())
         self._status = status
@@ -484,7 +490,7 @@ class WSGICycle:
         # Short path, for the usual response: a status seen before, with a body; no framing
         # or Date/Server header from the app; a keep-alive HTTP/1.1 request that is not HEAD.
         # Everything else (and the first response with each status) goes through _head.
-        entry = _STATUSES.get(self._status_line)  # type: ignore[arg-type]
+        entry = _STATUSES.entries.get(self._status_line)  # type: ignore[arg-type]
         if entry is not None and entry[2] and self.keep_alive and self.http_version == "1.1" \
                 and self.method != "HEAD" and not self._shutdown:
             block, length, flags, _trailer = encode_headers(self._headers)
@@ -494,11 +500,9 @@ class WSGICycle:
                 self._head_sent = True
                 self._written = size
                 if length is None:
-                    tail = _LENGTH_LINES.get(size)
+                    tail = _LENGTH_LINES.entries.get(size) or _LENGTH_LINES.recall(size)
                     if tail is None:
-                        tail = b"content-length: %d\r\n\r\n" % size
-                        if len(_LENGTH_LINES) < 4096:
-                            _LENGTH_LINES[size] = tail
+                        tail = _LENGTH_LINES.keep(size, b"content-length: %d\r\n\r\n" % size)
                     head = entry[0] + self.server.default_headers + block + tail
                 else:
                     head = entry[0] + self.server.default_headers + block + b"\r\n"
@@ -647,8 +651,7 @@ class WSGICycle:
 
 
 def _phrase(status: int) -> str:
-    line = STATUS_LINES.get(status)
-    return line.decode("latin-1")[13:-2] if line else ""
+    return status_line(status).decode("latin-1")[13:-2]
 
 
 def _threadsafe(loop: Any, coro: Any) -> Any:

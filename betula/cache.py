@@ -1,0 +1,68 @@
+"""One bounded cache for every per-request memo of the server (status lines, header pairs,
+request targets, analysed heads, replayed heads...), with one policy when it is full.
+
+A ``BoundedCache`` keeps a dict (a hit is ``cache.entries.get(key)``: one C call, nothing
+else) in two generations. New entries go into the current one; when it holds ``limit`` entries
+it becomes the previous generation and a new, empty one starts. A miss asks the previous
+generation (``recall``), which moves a hit back into the current one. So an entry used at
+least once per generation stays forever, an entry not used for a whole generation is
+dropped, and the cache never holds more than ``2 * limit`` entries: endless distinct keys
+(new paths, cookies, ids) cost bounded memory and never push out the keys in constant use,
+where emptying a full cache whole (the old policy) dropped the hot keys with the cold.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+__all__ = ["BoundedCache"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A dict of at most ``limit`` entries (``entries``, the current generation), and the
+    generation before it. ``entries`` is an exact dict that is never replaced (a new
+    generation empties it after copying it), so a hit is ``cache.entries.get(key)``: a
+    dict subclass would cost every hit its own call (CPython specialises calls of dict
+    methods on exact dicts only: about 200 instructions a lookup, callgrind)."""
+
+    __slots__ = ("entries", "limit", "previous", "rotations")
+
+    def __init__(self, limit: int) -> None:
+        self.entries: dict[K, V] = {}
+        self.limit = limit
+        self.previous: dict[K, V] = {}
+        self.rotations = 0  # how many generations have ended (for logs and tests)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def keep(self, key: K, value: V) -> V:
+        """Add ``key`` (after a miss) and return ``value``; a full generation ends first."""
+        entries = self.entries
+        if len(entries) >= self.limit:
+            self.previous = entries.copy()
+            entries.clear()
+            self.rotations += 1
+        entries[key] = value
+        return value
+
+    def recall(self, key: K) -> V | None:
+        """After a miss in the current generation: the previous generation's entry for
+        ``key``, moved back into the current one (None when it is not there either)."""
+        value = self.previous.pop(key, None)
+        if value is not None:
+            self.keep(key, value)
+        return value
+
+    def lookup(self, key: K) -> V | None:
+        """``entries.get`` then ``recall``, where one more call costs nothing."""
+        value = self.entries.get(key)
+        return self.recall(key) if value is None else value
+
+    def reset(self) -> None:
+        """Forget everything (both generations)."""
+        self.entries.clear()
+        self.previous = {}
