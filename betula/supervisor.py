@@ -242,6 +242,10 @@ class Supervisor:
             os.close(worker.ready_fd)
 
     def _retire(self, worker: Worker, sig: int) -> None:
+        # Said by the master itself, so the log shows when each worker was told to go (a
+        # rolling restart stops one old worker before it boots the next new one).
+        logger.info("Stopping worker %d (pid %d) with %s", worker.number, worker.pid,
+                    signal.Signals(sig).name)
         worker.retiring = True
         try:
             os.kill(worker.pid, sig)

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sysconfig
-import threading
 import uuid
 from pathlib import Path
 
@@ -43,24 +42,6 @@ def console_script() -> str:
     return need.program("betula", "pip install -e .")
 
 
-class ConsoleScriptServer(ServerProcess):
-    """Like ServerProcess, but started through the installed ``betula`` console script."""
-
-    def __init__(self, script: str, args: list[str]) -> None:
-        super().__init__(args)
-        self.script = script
-
-    def start(self, wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = ()
-              ) -> ConsoleScriptServer:
-        self.proc = subprocess.Popen(
-            [self.script, *self.args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, env=self.env, cwd=self.cwd, pass_fds=pass_fds)
-        threading.Thread(target=self._pump, daemon=True).start()
-        if wait:
-            self.wait_ready(timeout)
-        return self
-
-
 def listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -80,7 +61,7 @@ def test_python_m_betula_serves_module_attr(serve):
 
 def test_console_script_serves_module_attr():
     script = console_script()
-    server = ConsoleScriptServer(script, [APP, "--port", "0"])
+    server = ServerProcess([APP, "--port", "0"], command=[script])
     try:
         server.start()
         response = httpx.get(server.base_url + "/via-script", timeout=10)

@@ -4,9 +4,7 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 
 import httpx
 import pytest
@@ -51,29 +49,11 @@ os.execv(sys.executable, [sys.executable, "-m", "betula", *sys.argv[3:]])
 """
 
 
-class Launched(ServerProcess):
-    """betula started by ``argv`` (a launcher that execs it, or betula in a session of its
-    own): the log is captured and read as for any ServerProcess."""
-
-    def __init__(self, argv, **popen):
-        super().__init__([])
-        self.argv = argv
-        self.popen = popen
-
-    def start(self, wait=True, timeout=20.0, pass_fds=()):
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     text=True, env=self.env, cwd=self.cwd, **self.popen)
-        threading.Thread(target=self._pump, daemon=True).start()
-        if wait:
-            self.wait_ready(timeout)
-        return self
-
-    def listening(self):
-        """The ports of every "Listening on" line (one per socket; a master's workers each
-        log theirs)."""
-        return {int(m.group(1)) for line in self.lines
-                if (m := re.search(r"Listening on http://127\.0\.0\.1:(\d+)", line))}
+def listening(server):
+    """The ports of every "Listening on" line (one per socket; a master's workers each log
+    theirs)."""
+    return {int(m.group(1)) for line in server.lines
+            if (m := re.search(r"Listening on http://127\.0\.0\.1:(\d+)", line))}
 
 
 @pytest.fixture
@@ -90,10 +70,11 @@ def activate():
             listener.listen(16)
             listeners.append(listener)
         fds = tuple(sock.fileno() for sock in listeners)
-        server = Launched([sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), listen_pid,
-                           APP, "--lifespan", "off", *args], pass_fds=fds)
+        server = ServerProcess([APP, "--lifespan", "off", *args],
+                               command=[sys.executable, "-c", LAUNCHER,
+                                        ",".join(map(str, fds)), listen_pid])
         started.append((server, listeners))
-        server.start()
+        server.start(pass_fds=fds)
         return server, [sock.getsockname()[1] for sock in listeners]
 
     yield start
@@ -153,7 +134,7 @@ def test_failing_on_starting_stops_the_start(serve):
 def test_systemd_socket_activation_on_fd_3(activate):
     """A socket handed over as fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid> is served."""
     server, (port,) = activate(1)
-    assert server.listening() == {port}, server.log
+    assert listening(server) == {port}, server.log
     status, body = get(port)
     assert status == 200 and answer_pid(body) == server.proc.pid  # the process systemd started
     assert children_env(port) == []  # the app's own children do not inherit the variables
@@ -167,7 +148,7 @@ def test_systemd_socket_activation_under_a_master(activate):
     assert wait_until(lambda: len(set(serving_pids(server))) == 2, 20), server.log
     workers = children(master)
     assert len(workers) == 2 and master not in workers
-    assert server.listening() == {port}, server.log
+    assert listening(server) == {port}, server.log
     assert pids_answering(port, want=workers) == workers
     assert children_env(port) == []
     assert server.stop() == 0, server.log
@@ -176,7 +157,7 @@ def test_systemd_socket_activation_under_a_master(activate):
 def test_systemd_socket_activation_with_two_sockets(activate):
     """LISTEN_FDS=2: fds 3 and 4 are both served."""
     server, ports = activate(2)
-    assert server.listening() == set(ports), server.log
+    assert listening(server) == set(ports), server.log
     for port in ports:
         status, body = get(port)
         assert status == 200 and answer_pid(body) == server.proc.pid
@@ -191,7 +172,7 @@ def test_systemd_variables_for_another_pid_are_ignored(activate):
     server, (passed,) = activate(1, "--port", "0", listen_pid="parent")
     assert server.wait_for_log(r"ignoring LISTEN_FDS=1: LISTEN_PID \d+ is not this process",
                                1), server.log
-    assert server.port != passed and server.listening() == {server.port}, server.log
+    assert server.port != passed and listening(server) == {server.port}, server.log
     status, body = get(server.port)
     assert status == 200 and answer_pid(body) == server.proc.pid
     assert children_env(server.port) == []
@@ -201,8 +182,8 @@ def test_systemd_variables_for_another_pid_are_ignored(activate):
 def test_ctrl_c_to_the_process_group_stops_workers_once():
     """A terminal's Ctrl-C signals the master and every worker at once: the master's
     graceful stop runs, no worker counts as died, nothing is respawned."""
-    server = Launched([sys.executable, "-m", "betula", APP, "--workers", "2", "--port", "0",
-                       "--lifespan", "off"], start_new_session=True)
+    server = ServerProcess([APP, "--workers", "2", "--port", "0", "--lifespan", "off"],
+                           new_session=True)
     try:
         server.start()
         assert wait_until(lambda: len(set(serving_pids(server))) == 2, 20), server.log

@@ -1,38 +1,34 @@
 """Worker recycling (--limit-max-requests with jitter, --limit-max-rss) and the stuck-worker
 kill (--timeout-worker), through the real CLI with a master and real sockets.
-Apps: tests/apps/recycle_apps.py (every answer is the worker's pid)."""
+Apps: tests/apps/recycle_apps.py (every answer starts with the worker's pid)."""
 
 import re
 import socket
-
-import httpx
+import time
 
 from tests.support.procs import alive, children, wait_until
 from tests.support.wire import read_response
-from tests.support.workers import assert_replaced_in_turn, pids_answering
+from tests.support.workers import answer_pid, assert_replaced_in_turn, get, pids_answering
 
 APP = "tests.apps.recycle_apps:app"
 
 
-def get(server, path="/", timeout=10.0):
-    return httpx.get(server.base_url + path, timeout=timeout)
-
-
-def drive(server, until, max_requests=3000):
-    """Send requests (new connection each) until ``until(pids)`` holds; bounded.
-    Returns (pids that answered, in order, failures)."""
+def drive(server, until, timeout=30.0):
+    """Send requests (new connection each) until ``until(pids)`` holds; ``timeout`` is the
+    hang guard (a worker checks its limits once a second, so a count of requests would be
+    no bound on time). Returns (pids that answered, in order, failures)."""
     pids: list[int] = []
     failures = 0
-    with httpx.Client(timeout=10.0) as client:
-        for _ in range(max_requests):
-            try:
-                response = client.get(server.base_url + "/", headers={"connection": "close"})
-                assert response.status_code == 200
-                pids.append(int(response.text))
-            except httpx.HTTPError:
-                failures += 1
-            if until(pids):
-                break
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = get(server.port)
+            assert status == 200, (status, body)
+            pids.append(answer_pid(body))
+        except (OSError, ValueError, AssertionError):
+            failures += 1
+        if until(pids):
+            break
     return pids, failures
 
 
@@ -69,7 +65,7 @@ def test_max_requests_recycles_with_zero_failures(serve):
 def test_max_requests_without_master_stops_the_process(serve):
     server = serve(APP, "--limit-max-requests", "3", "--lifespan", "off")
     for _ in range(3):
-        assert get(server).status_code == 200
+        assert get(server.port)[0] == 200
     assert server.wait_exit(15) == 0
     assert "no master to replace this process" in server.log
 
@@ -78,18 +74,26 @@ def test_max_rss_recycles_a_growing_worker(serve):
     server = serve(APP, "--workers", "2", "--limit-max-rss", "100", "--lifespan", "off")
     before = two_workers(server)
     start = len(server.lines)
-    # 160 MiB kept alive in one worker: four requests on one keep-alive connection.
+    # On one keep-alive connection, so one worker: 512 MiB of address space never touched
+    # (resident memory stays as it was: no recycle for it), then 160 MiB written in one
+    # request, so the worker's resident memory is the same whenever its next check runs.
     with server.connect() as sock:
-        answered = set()
-        for _ in range(4):
-            sock.sendall(b"GET /grow HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = []
+        for path in ("/map", "/grow?mib=160"):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             status, _, _, body = read_response(sock)
             assert status == 200
-            answered.add(int(body))
-    (grown,) = answered
-    (other,) = before - answered
+            answered.append(body.decode())
+    grown = answer_pid(answered[0])
+    assert answer_pid(answered[1]) == grown
+    resident = int(answered[1].split()[1]) / 1024  # VmRSS (MiB) right after the growth
+    (other,) = before - {grown}
     line = server.wait_for_log(rf"Worker {grown} memory \d+ MiB over --limit-max-rss 100", 15)
     assert line is not None, server.log
+    # The figure it acted on is resident memory as the kernel counts it (VmRSS), not the
+    # address space (VmSize is more than 512 MiB above it here).
+    logged = int(re.search(r"memory (\d+) MiB", line).group(1))
+    assert abs(logged - resident) <= 20, (logged, resident, line)
     assert server.wait_for_log(rf"Recycling worker \d+ \(pid {grown}\)", 10), server.log
     # The grown worker's process exits, a replacement takes its place and serves.
     assert wait_until(lambda: not alive(grown), 15), server.log
@@ -97,7 +101,7 @@ def test_max_rss_recycles_a_growing_worker(serve):
     assert other in now, (now, server.log)
     (new,) = now - before
     assert pids_answering(server.port, want={new}) >= {new}
-    # "the replacement serving first": it said serving before the grown one began to drain.
+    # "the replacement serving first": it said serving before the grown one was stopped.
     assert assert_replaced_in_turn(server, start, {grown})[0] == new
 
 

@@ -31,6 +31,8 @@ APPS = "tests.apps.worker_apps:"
 ACCESS_RE = re.compile(r'\[(\d+)\] INFO \S+ - "GET ')
 BACKOFF_RE = re.compile(r"dying in a loop: waiting ([0-9.]+) s before the next")
 BACKED_OFF_RE = re.compile(r"backed off ([0-9.]+) s: starting the next worker")
+TTIN_RE = re.compile(r"Master received SIGTTIN: \d+ workers")
+TTOU_RE = re.compile(r"Master received SIGTTOU: \d+ workers")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -196,8 +198,10 @@ def test_hup_rolling_restart_under_load_fails_nothing_and_reimports(serve, tmp_p
         drained = time.monotonic()
         assert wait_until(lambda: len(load.started_after(drained)) >= 20, 10), srv.log
     # Zero failures alone cannot tell a rolling restart from "stop all, then start all" (the
-    # master keeps the socket, so clients only wait): the order of the workers' own log
-    # lines can. Each new worker said "serving" before an old one began to drain.
+    # master keeps the socket, so clients only wait), nor from a surge (all new workers
+    # booted, then all old ones stopped): the order of the log lines can. Each new worker
+    # said "serving" before the master stopped an old one, and the master booted the next
+    # new worker only after that stop.
     booted = assert_replaced_in_turn(srv, start, old)
     results = load.results
     failed = [r for r in results if not r.ok]
@@ -305,13 +309,25 @@ def test_workers_dying_in_a_loop_are_restarted_with_backoff(serve):
     assert srv.wait_for_log(r"died: exit status 1; starting a new one", 20) is not None, srv.log
     # The master says the delay it chose and, when it starts the next worker, how long it
     # actually waited: the backoff is read from its own account, not from the test's clock.
-    index, delays = backoff_at_least(srv, 1.0)
+    index, delays = backoff_at_least(srv, 2.0)
     assert delays[0] >= 0.5 and delays == sorted(delays), delays  # it grows with the deaths
     delay = delays[-1]
+    # "Signals still handled" during the backoff: the master is now waiting >= 2 s. Two
+    # signals, the second sent only once the master has said it handled the first, must both
+    # be handled before that wait ends. One would not tell: a master that blocked in
+    # time.sleep() for the backoff would take a signal queued meanwhile as soon as it woke,
+    # still before it started the next worker; the second cannot be sent before that.
+    srv.send_signal(signal.SIGTTIN)
+    ttin, match = wait_for_new_line(srv, TTIN_RE, index, delay + 20)
+    assert match is not None, srv.log
+    srv.send_signal(signal.SIGTTOU)  # back to 2 workers
+    ttou, match = wait_for_new_line(srv, TTOU_RE, ttin + 1, delay + 20)
+    assert match is not None, srv.log
     done, waited = wait_for_new_line(srv, BACKED_OFF_RE, index, delay + 20)
     assert waited is not None, f"no worker was started after the backoff:\n{srv.log}"
     assert float(waited.group(1)) >= delay, waited.group(0)
     during = srv.lines[index:done]
+    assert ttou < done, f"the signals were handled only after the backoff:\n{srv.log}"
     assert not [x for x in during if BOOTING_RE.search(x)], "\n".join(during)
     _, boot = wait_for_new_line(srv, BOOTING_RE, done + 1, 10)  # ...and then one is started
     assert boot is not None, srv.log

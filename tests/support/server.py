@@ -20,8 +20,14 @@ class ServerProcess:
     """A running ``python -m betula`` with its combined log captured line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
-                 cwd: str | Path | None = None) -> None:
+                 cwd: str | Path | None = None, command: list[str] | None = None,
+                 new_session: bool = False) -> None:
+        """``command``: what runs ``args`` instead of ``python -m betula`` (the console
+        script, or a launcher that execs betula as systemd does); ``new_session``: start it
+        in a session (and process group) of its own, as a terminal's job is."""
         self.args = args
+        self.command = command or [sys.executable, "-m", "betula"]
+        self.new_session = new_session
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -32,6 +38,8 @@ class ServerProcess:
         self.cwd = str(cwd or ROOT)
         self.lines: list[str] = []
         self._cond = threading.Condition()
+        self._pump_thread: threading.Thread | None = None
+        self._eof = False  # the pump has read the whole output (every writer closed it)
         self.proc: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self.host: str | None = None
@@ -42,11 +50,13 @@ class ServerProcess:
     def start(self, wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = ()
               ) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "betula", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=self.env, cwd=self.cwd, pass_fds=pass_fds,
+            start_new_session=self.new_session,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         if wait:
             self.wait_ready(timeout)
         return self
@@ -58,7 +68,17 @@ class ServerProcess:
                 self.lines.append(line.rstrip("\n"))
                 self._cond.notify_all()
         with self._cond:
+            self._eof = True
             self._cond.notify_all()
+
+    def _drain(self, timeout: float = 10.0) -> None:
+        """Once the process has exited: wait for the pump to read the output to its end
+        (EOF, when every process holding the pipe has closed it), so a check that a line is
+        absent sees every line. ``timeout`` is a hang guard for a leftover process (an
+        orphaned worker) that keeps the pipe open; whatever the server wrote before it
+        exited has been read by then."""
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         line = self.wait_for_log(r"serving", timeout)
@@ -89,13 +109,9 @@ class ServerProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                if self.proc is not None and self.proc.poll() is not None:
-                    # drain what the pump thread still has
-                    self._cond.wait(0.2)
-                    if len(self.lines) == seen:
-                        return None
-                    continue
-                self._cond.wait(min(remaining, 0.2))
+                if self._eof:  # the output has ended: no line can come any more
+                    return None
+                self._cond.wait(remaining)  # woken by every line and by the end of output
 
     @property
     def log(self) -> str:
@@ -116,6 +132,7 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self.returncode = self.proc.returncode
+        self._drain()
         return self.returncode
 
     def wait_exit(self, timeout: float = 15.0) -> int:
@@ -126,7 +143,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(5)
             raise AssertionError("server did not exit in time:\n" + self.log) from None
-        time.sleep(0.05)  # let the pump thread read the last lines
+        self._drain()
         return self.returncode
 
     # -- clients ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.support.wire import read_response
 
 SERVING_RE = re.compile(r"serving .*\bpid (\d+)\]")
 BOOTING_RE = re.compile(r"Booting worker \d+ \(pid (\d+)\)")
+STOPPING_RE = re.compile(r"Stopping worker \d+ \(pid (\d+)\)")
 
 
 def get(port: int, path: str = "/", timeout: float = 5.0, latency: float = 0.0,
@@ -88,17 +89,19 @@ def pids_answering(port: int, want: int | set[int], max_requests: int = 300) -> 
 
 def assert_replaced_in_turn(srv, start: int, old: set[int], timeout: float = 15.0
                             ) -> list[int]:
-    """From log line ``start`` on, every worker in ``old`` was replaced in turn: each new
-    worker logged "serving" before an old one began to drain, and the next new worker was
-    booted only after that. Returns the new workers' pids in boot order.
+    """From log line ``start`` on, every worker in ``old`` was replaced in turn: the k-th new
+    worker was booted, logged "serving", and only then was the k-th old worker stopped; the
+    next new worker was booted only after that stop (one at a time, never a surge of new
+    workers with the old ones stopped at the end). Returns the new workers' pids in boot
+    order.
 
-    Why the log order decides it: a worker writes its "serving" line before it tells the
-    master it is ready, the master sends SIGTERM to the old worker only after that, and the
-    old worker logs "Received SIGTERM" once it has the signal; the master boots the next
-    worker after that SIGTERM. All of them write to the one pipe the test reads, so these
-    causal orders are the orders of the lines. (Which new worker stands for which old one
-    is not logged; the k-th drain must follow the k-th new "serving" line.) ``timeout``: the
-    hang guard for the old workers' drain lines."""
+    Why the log order decides it: "Booting worker" and "Stopping worker" are the master's
+    own lines, written in the order it acts; a worker writes its "serving" line before it
+    tells the master it is ready, and the master stops the old worker only after that. All
+    of them write to the one pipe the test reads, so these causal orders are the orders of
+    the lines. (Which new worker stands for which old one is not logged: the k-th stop must
+    follow the k-th new "serving" line.) Each old worker must also have logged "Received
+    SIGTERM" (it began to drain); ``timeout`` is the hang guard for those lines."""
     marks = {pid: f"[{pid}] INFO Received SIGTERM" for pid in old}
 
     def drained() -> list[str] | None:  # once every old worker has begun to drain
@@ -106,29 +109,30 @@ def assert_replaced_in_turn(srv, start: int, old: set[int], timeout: float = 15.
         return lines if all(any(m in line for line in lines) for m in marks.values()) else None
 
     lines = wait_until(drained, timeout) or srv.lines[start:]
+    text = "\n".join(lines)
+    for pid, mark in marks.items():
+        assert any(mark in line for line in lines), (
+            f"old worker {pid} never began to drain:\n{srv.log[-4000:]}")
     boots = [(i, int(m.group(1))) for i, line in enumerate(lines)
              if (m := BOOTING_RE.search(line)) and int(m.group(1)) not in old]
+    stops = [(i, int(m.group(1))) for i, line in enumerate(lines)
+             if (m := STOPPING_RE.search(line)) and int(m.group(1)) in old]
     serving = {}
     for i, line in enumerate(lines):
         m = SERVING_RE.search(line)
         if m:
             serving.setdefault(int(m.group(1)), i)
-    drains = []
-    for pid, mark in marks.items():
-        index = next((i for i, line in enumerate(lines) if mark in line), None)
-        assert index is not None, f"old worker {pid} never began to drain:\n{srv.log[-4000:]}"
-        drains.append(index)
-    drains.sort()
-    text = "\n".join(lines)
+    assert sorted(pid for _, pid in stops) == sorted(old), (
+        f"not every old worker was stopped, once:\n{text}")
     assert len(boots) >= len(old), f"fewer new workers than old ones:\n{text}"
-    for k, drain in enumerate(drains):
+    for k, (stop, gone) in enumerate(stops):
         index, pid = boots[k]
         assert pid in serving, f"new worker {pid} never logged serving:\n{text}"
-        assert serving[pid] < drain, (
-            f"an old worker began to drain (line {drain}) before new worker {pid} served "
+        assert index < serving[pid] < stop, (
+            f"old worker {gone} was stopped (line {stop}) before new worker {pid} served "
             f"(line {serving[pid]}):\n{text}")
         if k + 1 < len(boots):
-            assert serving[pid] < boots[k + 1][0], (
-                f"worker {boots[k + 1][1]} was booted before worker {pid} served: not one at "
-                f"a time:\n{text}")
+            assert stop < boots[k + 1][0], (
+                f"worker {boots[k + 1][1]} was booted (line {boots[k + 1][0]}) before old "
+                f"worker {gone} was stopped (line {stop}): not one at a time:\n{text}")
     return [pid for _, pid in boots]
