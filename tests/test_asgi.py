@@ -19,7 +19,12 @@ import pytest
 from tests.support.client import get_json
 from tests.support.logs import assert_logged_with_traceback, new_id, wait_record
 from tests.support.server import ServerProcess
-from tests.support.syscalls import Sendfile, Strace, assert_sent_by_sendfile
+from tests.support.syscalls import (
+    assert_resumed,
+    assert_sent_by_sendfile,
+    traced_server,
+    write_stall_file,
+)
 from tests.support.wire import (
     dechunk,
     exchange,
@@ -405,46 +410,32 @@ def test_early_hint_and_response_keep_the_connection_usable(server):
 # -- pathsend / zerocopysend: the file goes out through sendfile(2) ------------------------------
 @pytest.fixture(scope="module")
 def traced():
-    """A server of its own with strace attached: (server, its sendfile and openat calls)."""
-    srv = ServerProcess([APP, *SERVER_ARGS]).start()
-    trace = Strace(srv.proc.pid, ["sendfile", "openat"])
-    try:
-        trace.start()
-        yield srv, trace
-    finally:
-        trace.close()
-        srv.stop()
+    """A server of its own under strace, its sendfile calls seen."""
+    with traced_server([APP, *SERVER_ARGS], lambda path: "/pathsend?path=" + quote(path)) as srv:
+        yield srv
 
 
-def sendfiles_on(traced, port: int, tmp_path) -> list[Sendfile]:
-    """Every sendfile call on the server's end of the connection from ``port``."""
-    srv, trace = traced
-
-    def serve_marker(path: str) -> None:
-        with srv.connect() as sock:
-            sock.sendall(request("/pathsend?path=" + quote(path)))
-            assert read_response(sock)[3] == b"m"
-
-    return trace.sendfiles_on(port, serve_marker, tmp_path)
+@pytest.fixture(scope="module")
+def stall_file(tmp_path_factory):
+    """(path, bytes) of a file larger than a connection can hold (syscalls.stall_size)."""
+    return write_stall_file(tmp_path_factory.mktemp("stall"))
 
 
-def test_pathsend_serves_the_file_through_sendfile(traced, big_file, tmp_path):
-    srv, _ = traced
+def test_pathsend_serves_the_file_through_sendfile(traced, big_file):
     path, data = big_file
-    with srv.connect() as sock:
+    with traced.connect() as sock:
         port = sock.getsockname()[1]
         sock.sendall(request("/pathsend?path=" + quote(str(path))))
         status, headers, _, body = read_response(sock, timeout=30)
     assert status == 200
     assert headers["content-length"] == str(len(data))
     assert body == data
-    assert_sent_by_sendfile(sendfiles_on(traced, port, tmp_path), path, [(0, len(data))])
+    assert_sent_by_sendfile(traced.sendfiles_on(port), path, [(0, len(data))])
 
 
-def test_pathsend_head_sends_headers_only(traced, big_file, tmp_path):
-    srv, _ = traced
+def test_pathsend_head_sends_headers_only(traced, big_file):
     path, data = big_file
-    with srv.connect() as sock:
+    with traced.connect() as sock:
         port = sock.getsockname()[1]
         sock.sendall(request("/pathsend?path=" + quote(str(path)), "HEAD"))
         status, headers, rest = read_head(sock)
@@ -454,7 +445,7 @@ def test_pathsend_head_sends_headers_only(traced, big_file, tmp_path):
         sock.sendall(request("/scope", headers=("Host: x", "Connection: close")))
         rest += recv_until_closed(sock)
     assert rest.startswith(b"HTTP/1.1 200"), rest[:200]
-    assert sendfiles_on(traced, port, tmp_path) == []
+    assert traced.sendfiles_on(port) == []
 
 
 @pytest.mark.parametrize("query,ranges", [
@@ -463,12 +454,11 @@ def test_pathsend_head_sends_headers_only(traced, big_file, tmp_path):
     ("mode=position&offset=777&count=100", lambda size: [(777, 100)]),
     ("mode=two", lambda size: [(0, size // 2), (size // 2, size - size // 2)]),
 ], ids=["whole", "offset-count", "current-position", "more-body"])
-def test_zerocopysend(traced, big_file, tmp_path, query, ranges):
-    srv, _ = traced
+def test_zerocopysend(traced, big_file, query, ranges):
     path, data = big_file
     ranges = ranges(len(data))
     want = b"".join(data[offset:offset + count] for offset, count in ranges)
-    with srv.connect() as sock:
+    with traced.connect() as sock:
         port = sock.getsockname()[1]
         for _ in range(2):  # twice on one connection: the framing must be exact
             sock.sendall(request(f"/zerocopy?{query}&path=" + quote(str(path))))
@@ -477,16 +467,31 @@ def test_zerocopysend(traced, big_file, tmp_path, query, ranges):
             assert len(body) == len(want) and body == want
             if "content-length" in headers:
                 assert headers["content-length"] == str(len(want))
-    assert_sent_by_sendfile(sendfiles_on(traced, port, tmp_path), path, ranges * 2)
+    assert_sent_by_sendfile(traced.sendfiles_on(port), path, ranges * 2)
 
 
-def test_no_sendfile_for_a_body_from_memory(traced, tmp_path):
-    srv, _ = traced
-    with srv.connect() as sock:
+def test_no_sendfile_for_a_body_from_memory(traced):
+    with traced.connect() as sock:
         port = sock.getsockname()[1]
         sock.sendall(request("/scope"))
         assert read_response(sock)[0] == 200
-    assert sendfiles_on(traced, port, tmp_path) == []
+    assert traced.sendfiles_on(port) == []
+
+
+@pytest.mark.parametrize("target", ["/pathsend?path=", "/zerocopy?mode=whole&path="],
+                         ids=["pathsend", "zerocopysend"])
+def test_sendfile_resumes_after_the_socket_buffer_fills(traced, stall_file, target):
+    """A client that reads nothing until a sendfile call found the socket's buffer full: the
+    server waits for it (one chunk through the transport), then goes on with sendfile from
+    where it stopped, and the body arrives exactly."""
+    path, data = stall_file
+    status, headers, body, calls = traced.stalled_download(target + quote(str(path)))
+    assert status == 200
+    assert len(body) == len(data) and body == data
+    if "content-length" in headers:
+        assert headers["content-length"] == str(len(data))
+    assert_resumed(calls, path)
+    assert_sent_by_sendfile(calls, path, [(0, len(data))])
 
 
 # -- trailers ------------------------------------------------------------------------------------

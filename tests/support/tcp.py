@@ -4,7 +4,8 @@
   server process has read it, so the next send arrives in a read of its own (instead of
   sleeping and hoping two sends are not coalesced).
 - ``tcp_ends(sock)``: both ends' queued bytes and zero-window state, so a test can tell
-  the bytes a server took into its own memory from those still queued in the kernel.
+  the bytes a server took into its own memory from those still queued in the kernel; and
+  each end's socket inode, to find the server's descriptor for it.
 - ``server_end(pid, sock)``: the server process's own socket for that connection, duplicated
   into the test with pidfd_getfd(2), to read its socket options (TCP_NODELAY).
 """
@@ -47,6 +48,7 @@ class TcpEnd:
     unacked: int        # written by its owner, not yet acknowledged by the peer (or not sent)
     unread: int         # received, not yet read by its owner
     zero_window: bool   # it has bytes to send and probes a peer whose window is closed
+    inode: int = 0      # its socket's inode: a process's descriptor links to "socket:[inode]"
 
 
 def _ends() -> dict[tuple[tuple[str, int], tuple[str, int]], TcpEnd]:
@@ -63,7 +65,7 @@ def _ends() -> dict[tuple[tuple[str, int], tuple[str, int]], TcpEnd]:
             tx, rx = (int(n, 16) for n in fields[4].split(":"))
             timer = int(fields[5].split(":")[0], 16)
             found[(_plain(_address(fields[1])), _plain(_address(fields[2])))] = TcpEnd(
-                tx, rx, timer == _TIMER_PROBE0)
+                tx, rx, timer == _TIMER_PROBE0, int(fields[9]))
     return found
 
 
