@@ -27,6 +27,7 @@ import python_multipart  # noqa: F401 - a test extra (form bodies): missing is a
 from tests.support.logs import assert_logged_with_traceback, new_id
 from tests.support.procs import wait_until
 from tests.support.server import ServerProcess
+from tests.support.slowread import LARGER_THAN_BUFFERS, slow_reader, stalled_mid_body
 from tests.support.tcp import tcp_ends
 from tests.support.wire import RawReader, read_response
 
@@ -36,15 +37,9 @@ APPS = {
 }
 
 
-def _send_buffer_max() -> int:
-    """The most a TCP socket's send buffer grows to (Linux: tcp_wmem's maximum)."""
-    with open("/proc/sys/net/ipv4/tcp_wmem") as fh:
-        return int(fh.read().split()[2])
-
-
-# Bigger than the server's socket send buffer may grow, so a reader that stalls stalls the
-# server mid-file; an odd length.
-FILE_SIZE = _send_buffer_max() + 3 * 1024 * 1024 + 123
+# Bigger than the kernel can hold for a stalled slow reader, so it stalls the server
+# mid-file on any host; an odd length.
+FILE_SIZE = LARGER_THAN_BUFFERS + 123
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -329,11 +324,11 @@ def test_file_response_arrives_intact(app):
 def test_file_response_to_slow_reader_then_keep_alive(app):
     """The client reads nothing until the server has to wait for it mid-file, then reads:
     every byte arrives in order, and HEAD and a next request work on the same connection."""
-    with socket.create_connection((app.server.host, app.server.port), timeout=10) as sock:
+    with slow_reader(app.server) as sock:
         sock.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
         # Read nothing until the client's window is closed (the server's end probes it)
         # with part of the file not in the kernel's buffers yet: the server must wait.
-        assert wait_until(lambda: _stalled_mid_body(sock, FILE_SIZE), 10), \
+        assert wait_until(lambda: stalled_mid_body(sock, FILE_SIZE), 10), \
             f"the server never stalled mid-file: {tcp_ends(sock)}"
         status, _, _, body = read_response(sock)
         assert status == 200
@@ -350,11 +345,6 @@ def test_file_response_to_slow_reader_then_keep_alive(app):
         assert status == 200
         length = int(dict(next_headers)["content-length"])
         assert json.loads(reader.exact(length))["user_id"] == 9
-
-
-def _stalled_mid_body(sock: socket.socket, size: int) -> bool:
-    client_end, server_end = tcp_ends(sock)
-    return server_end.zero_window and server_end.unacked + client_end.unread < size
 
 
 def test_file_range_request(app):

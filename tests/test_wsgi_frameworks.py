@@ -30,12 +30,17 @@ import httpx
 import pytest
 
 from tests.support.logs import assert_logged_with_traceback, new_id
+from tests.support.procs import wait_until
 from tests.support.server import ROOT, ServerProcess
+from tests.support.slowread import LARGER_THAN_BUFFERS, slow_reader, stalled_mid_body
+from tests.support.tcp import tcp_ends
 from tests.support.wire import RawReader, read_response
 
 pytestmark = pytest.mark.timeout(60)
 
-FILE_SIZE = 2 * 1024 * 1024 + 77  # bigger than the socket buffers, odd length
+# Bigger than the kernel can hold for a stalled slow reader (derived from /proc), so sending
+# the file to one must wait for it mid-file; an odd length.
+FILE_SIZE = LARGER_THAN_BUFFERS + 77
 ADMIN_CSS = Path(django.__file__).resolve().parent / "contrib/admin/static/admin/css/base.css"
 SUPERUSER = ("admin", "betula-pw-9183")
 
@@ -295,6 +300,24 @@ def test_flask_send_file_conditional_and_range(fl):
         status, headers = reader.head()
         assert status == 200
         assert reader.exact(int(dict(headers)["content-length"])) == b"flask says hi"
+
+
+def test_flask_send_file_to_slow_reader(fl):
+    """A reader that reads nothing until the server has to wait for it mid-file (the kernel's
+    buffers are full, so sendfile() cannot go on), then reads: every byte arrives in order,
+    and the connection serves the next request."""
+    with slow_reader(fl) as sock:
+        sock.sendall(raw_request(fl, "GET", "/download"))
+        assert wait_until(lambda: stalled_mid_body(sock, FILE_SIZE), 10), \
+            f"the server never stalled mid-file: {tcp_ends(sock)}"
+        status, _, _, body = read_response(sock)
+        assert status == 200
+        assert len(body) == FILE_SIZE
+        assert hashlib.sha256(body).digest() == hashlib.sha256(fl.data).digest()
+        sock.sendall(raw_request(fl, "GET", "/"))
+        status, _, _, body = read_response(sock)
+        assert status == 200
+        assert body == b"flask says hi"
 
 
 def test_flask_head_has_no_body(fl):

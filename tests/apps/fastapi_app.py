@@ -19,7 +19,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, Response
+# Form() and File() need python-multipart (a test extra) when the routes are declared.
+from fastapi import (
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import (
     FileResponse,
     JSONResponse,
@@ -28,18 +39,6 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from pydantic import BaseModel, Field
-
-try:  # Form() and File() need python-multipart when the route is declared
-    import python_multipart  # noqa: F401
-
-    HAS_MULTIPART = True
-except ImportError:  # pragma: no cover - depends on the environment
-    try:
-        import multipart  # noqa: F401
-
-        HAS_MULTIPART = True
-    except ImportError:
-        HAS_MULTIPART = False
 
 RELEASES: dict[str, asyncio.Event] = {}
 BACKGROUND: dict[str, str] = {}
@@ -100,26 +99,25 @@ async def echo_json(request: Request) -> dict[str, Any]:
     return {"received": data, "keys": sorted(data) if isinstance(data, dict) else None}
 
 
-if HAS_MULTIPART:
-    from fastapi import File, Form, UploadFile
+@app.post("/form")
+async def form(request: Request) -> dict[str, Any]:
+    async with request.form() as data:
+        return {"fields": {key: data.getlist(key) for key in data}}
 
-    @app.post("/form")
-    async def form(request: Request) -> dict[str, Any]:
-        async with request.form() as data:
-            return {"fields": {key: data.getlist(key) for key in data}}
 
-    @app.post("/login")
-    async def login(username: Annotated[str, Form()], password: Annotated[str, Form()]
-                    ) -> dict[str, Any]:
-        return {"username": username, "password_length": len(password)}
+@app.post("/login")
+async def login(username: Annotated[str, Form()], password: Annotated[str, Form()]
+                ) -> dict[str, Any]:
+    return {"username": username, "password_length": len(password)}
 
-    @app.post("/upload")
-    async def upload(file: Annotated[UploadFile, File()],
-                     note: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-        content = await file.read()
-        return {"filename": file.filename, "content_type": file.content_type,
-                "size": len(content), "sha256": hashlib.sha256(content).hexdigest(),
-                "note": note}
+
+@app.post("/upload")
+async def upload(file: Annotated[UploadFile, File()],
+                 note: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+    content = await file.read()
+    return {"filename": file.filename, "content_type": file.content_type,
+            "size": len(content), "sha256": hashlib.sha256(content).hexdigest(),
+            "note": note}
 
 
 @app.get("/stream")

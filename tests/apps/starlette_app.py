@@ -31,18 +31,6 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-try:  # form and multipart parsing need python-multipart
-    import python_multipart  # noqa: F401
-
-    HAS_MULTIPART = True
-except ImportError:  # pragma: no cover - depends on the environment
-    try:
-        import multipart  # noqa: F401
-
-        HAS_MULTIPART = True
-    except ImportError:
-        HAS_MULTIPART = False
-
 # token -> asyncio.Event set by /release; the background task of /background waits on it.
 RELEASES: dict[str, asyncio.Event] = {}
 # token -> what the background task did.
