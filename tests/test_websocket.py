@@ -3,32 +3,36 @@
 https://asgi.readthedocs.io/en/latest/specs/www.html#websocket and RFC 6455 §4 (the opening
 handshake). The real CLI serves tests/apps/ws_apps.py; clients are the ``websockets``
 library (``websockets.sync.client``) for ordinary use and raw sockets where the bytes on the
-wire matter. What only the app can see (the disconnect event, exceptions raised by
-``send()``) it prints as ``WSREC <id> <json>``; the server's log carries stdout.
+wire matter (``RawWS``, tests/support/wsclient.py). What only the app can see (the
+disconnect event, exceptions raised by ``send()``) it prints as ``WSREC <id> <json>``; the
+server's log carries stdout.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
 import signal
-import socket
 import ssl
-import struct
 from pathlib import Path
 
 import pytest
 import trustme
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.support.logs import assert_logged_with_traceback, new_id, wait_record
 from tests.support.server import ServerProcess
-from tests.support.wire import RawReader, read_head, read_response, recv_until_closed
-from tests.support.ws import BINARY, CLOSE, CONT, GUID, PING, PONG, TEXT, close_payload, frame
+from tests.support.wire import RawReader, read_head, read_response, read_until_closed
+from tests.support.ws import BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, frame
+from tests.support.wsclient import (
+    RawWS,
+    accept_for,
+    closed_by_server,
+    handshake,
+    new_key,
+    ws_connect,
+)
 
 APP = "tests.apps.ws_apps:app"
 WSGI_APP = "tests.apps.ws_apps:wsgi_app"
@@ -53,53 +57,12 @@ def mounted():
     srv.stop()
 
 
-def ws_url(srv: ServerProcess, target: str, scheme: str = "ws") -> str:
-    return f"{scheme}://{srv.host}:{srv.port}{target}"
-
-
-def ws_connect(srv: ServerProcess, target: str, **kwargs):
-    """A ``websockets`` sync client; generous timeouts are only hang guards."""
-    kwargs.setdefault("open_timeout", 10)
-    kwargs.setdefault("close_timeout", 10)
-    return connect(ws_url(srv, target, kwargs.pop("scheme", "ws")), **kwargs)
-
-
 def refused(srv: ServerProcess, target: str, **kwargs):
     """Connect expecting an HTTP answer instead of 101: the client's view of it."""
     with pytest.raises(InvalidStatus) as info:
         with ws_connect(srv, target, **kwargs):
             pass
     return info.value.response
-
-
-def closed_by_server(ws) -> ConnectionClosed:
-    """Receive until the server closes; returns the ConnectionClosed (rcvd: its frame)."""
-    for _ in range(100):
-        try:
-            ws.recv(timeout=10)
-        except ConnectionClosed as exc:
-            return exc
-    raise AssertionError("the server did not close the connection")
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
-def accept_for(key: str) -> str:
-    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode()
-
-
-def handshake(target: str, key: str, extra: list[tuple[str, str]] = (), method: str = "GET",
-              version: str | None = "13", host: str = "127.0.0.1") -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket",
-             "Connection: Upgrade"]
-    if key:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    lines += [f"{name}: {value}" for name, value in extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def next_head(reader: RawReader) -> tuple[int, list[tuple[str, str]]]:
@@ -109,68 +72,22 @@ def next_head(reader: RawReader) -> tuple[int, list[tuple[str, str]]]:
     return status, headers
 
 
-def read_frame(reader: RawReader) -> tuple[bool, int, bytes]:
-    """One server frame: (fin, opcode, payload); server frames are never masked."""
-    b0, b1 = reader.exact(2)
-    assert not b1 & 0x80, "a server frame is masked"
-    n = b1 & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", reader.exact(2))[0]
-    elif n == 127:
-        n = struct.unpack("!Q", reader.exact(8))[0]
-    return bool(b0 & 0x80), b0 & 0x0F, reader.exact(n)
-
-
-def read_message(reader: RawReader) -> tuple[int, bytes]:
-    """The next data frame (pings answered by nobody: the tests finish well within 20 s)."""
-    for _ in range(100):
-        fin, opcode, payload = read_frame(reader)
-        if opcode in (PING, PONG):
-            continue
-        assert fin, "the server fragmented a message"
-        return opcode, payload
-    raise AssertionError("no data frame")
-
-
-def close_raw(sock: socket.socket, reader: RawReader, code: int = 1000) -> tuple[int, bytes]:
-    """Send a close frame; return the server's close frame (code, reason) and see EOF."""
-    sock.sendall(frame(CLOSE, close_payload(code)))
-    for _ in range(100):
-        _fin, opcode, payload = read_frame(reader)
-        if opcode == CLOSE:
-            break
-    else:
-        raise AssertionError("no close frame")
-    assert recv_until_closed(sock, 10) == b""
-    return struct.unpack("!H", payload[:2])[0], payload[2:]
-
-
-def open_raw(srv: ServerProcess, target: str, extra: list[tuple[str, str]] = (),
-             tail: bytes = b"") -> tuple[socket.socket, RawReader, list[tuple[str, str]], str]:
-    """A raw WebSocket connection: (socket, reader, 101 headers, key)."""
-    key = new_key()
-    sock = srv.connect()
-    sock.sendall(handshake(target, key, extra, host=f"127.0.0.1:{srv.port}") + tail)
-    reader = RawReader(sock)
-    status, headers = next_head(reader)
-    assert status == 101, (status, headers, reader.buf)
-    return sock, reader, headers, key
-
-
 def http_exchange(srv: ServerProcess, request: bytes) -> tuple[int, dict[str, str],
                                                                list[tuple[str, str]], bytes]:
     """Send one request; read its response, then see the server close the connection."""
     with srv.connect() as sock:
         sock.sendall(request)
         status, headers, headers_list, body = read_response(sock)
-        assert recv_until_closed(sock, 10) == b"", "the connection stayed open"
+        rest, closed = read_until_closed(sock, 10)
+        assert closed, "the connection stayed open"
+        assert rest == b"", f"bytes after the response: {rest[:100]!r}"
     return status, headers, headers_list, body
 
 
 # -- the opening handshake -------------------------------------------------------------------------
 def test_handshake_is_101_with_accept_date_and_server(server):
-    sock, reader, headers, key = open_raw(server, "/echo")
-    with sock:
+    with RawWS.connect(server, "/echo") as conn:
+        headers, key = conn.header_list, conn.key
         names = [name for name, _ in headers]
         values = dict(headers)
         assert values["upgrade"].lower() == "websocket"
@@ -182,9 +99,9 @@ def test_handshake_is_101_with_accept_date_and_server(server):
             assert names.count(name) == 1, headers
         assert "content-length" not in values and "transfer-encoding" not in values
         assert "sec-websocket-protocol" not in values  # none offered, none chosen
-        sock.sendall(frame(TEXT, b"ping?"))
-        assert read_message(reader) == (TEXT, b"ping?")
-        assert close_raw(sock, reader) == (1000, b"")
+        conn.send(TEXT, b"ping?")
+        assert conn.recv_message() == (TEXT, b"ping?")
+        assert conn.close_handshake() == (1000, b"")
 
 
 def test_websockets_client_completes_the_handshake(server):
@@ -203,13 +120,13 @@ def test_connection_header_with_several_tokens(server):
         b"Connection: Upgrade", b"Connection: keep-alive, Upgrade")
     with server.connect() as sock:
         sock.sendall(request)
-        reader = RawReader(sock)
-        status, headers = next_head(reader)
+        status, headers, rest = read_head(sock)
         assert status == 101, headers
         assert dict(headers)["sec-websocket-accept"] == accept_for(key)
-        sock.sendall(frame(TEXT, b"firefox"))
-        assert read_message(reader) == (TEXT, b"firefox")
-        close_raw(sock, reader)
+        conn = RawWS(sock, rest, headers)
+        conn.send(TEXT, b"firefox")
+        assert conn.recv_message() == (TEXT, b"firefox")
+        conn.close_handshake()
 
 
 def test_ws_websockets_setting_upgrades_like_auto(serve):
@@ -319,13 +236,13 @@ def test_scope_is_complete_over_a_raw_handshake(server):
     extra = [("X-Dup", "first"), ("X-Mixed-CASE", "Value Kept"),
              ("Sec-WebSocket-Protocol", "chat, superchat"), ("X-Dup", "second"),
              ("Sec-WebSocket-Protocol", "v2")]
-    sock, reader, _, key = open_raw(server, target, extra)
-    with sock:
-        client = sock.getsockname()
-        opcode, payload = read_message(reader)
+    with RawWS.connect(server, target, headers=extra) as conn:
+        key = conn.key
+        client = conn.sock.getsockname()
+        opcode, payload = conn.recv_message()
         assert opcode == TEXT
         scope = json.loads(payload)
-        close_raw(sock, reader)
+        conn.close_handshake()
     required = {"type", "asgi", "http_version", "scheme", "path", "raw_path", "query_string",
                 "root_path", "headers", "client", "server", "subprotocols", "state",
                 "extensions"}
@@ -367,10 +284,9 @@ def test_scope_through_the_websockets_client(server):
 
 
 def test_scope_without_subprotocols_is_an_empty_list(server):
-    sock, reader, _, _ = open_raw(server, f"/scope?id={new_id()}")
-    with sock:
-        scope = json.loads(read_message(reader)[1])
-        close_raw(sock, reader)
+    with RawWS.connect(server, f"/scope?id={new_id()}") as conn:
+        scope = json.loads(conn.recv_message()[1])
+        conn.close_handshake()
     assert scope["subprotocols"] == []
 
 
@@ -428,14 +344,14 @@ def test_accept_with_subprotocol_and_headers(server):
 
 
 def test_accept_headers_on_the_wire(server):
-    sock, reader, headers, _ = open_raw(server, "/accept-with?sub=v2",
-                                        [("Sec-WebSocket-Protocol", "v1, v2")])
-    with sock:
+    with RawWS.connect(server, "/accept-with?sub=v2",
+                       headers=[("Sec-WebSocket-Protocol", "v1, v2")]) as conn:
+        headers = conn.header_list
         assert ("sec-websocket-protocol", "v2") in headers
         assert ("x-ws-extra", "yes") in headers
         assert [v for n, v in headers if n == "set-cookie"] == ["a=1", "b=2"]
-        assert read_message(reader) == (TEXT, b"accepted")
-        close_raw(sock, reader)
+        assert conn.recv_message() == (TEXT, b"accepted")
+        conn.close_handshake()
 
 
 def test_text_and_bytes_both_ways(server):
@@ -470,14 +386,14 @@ def test_fragmented_messages_arrive_whole(server):
 def test_raw_fragments_with_a_ping_between_them(server):
     """A text message split inside a UTF-8 sequence, a ping between its frames (§5.4)."""
     rid = new_id()
-    sock, reader, _, _ = open_raw(server, f"/echo?id={rid}")
-    with sock:
+    with RawWS.connect(server, f"/echo?id={rid}") as conn:
         data = "ab\u20acd".encode()  # the euro sign is 3 bytes: split it
-        sock.sendall(frame(TEXT, data[:3], fin=False) + frame(PING, b"p1")
+        conn.sock.sendall(frame(TEXT, data[:3], fin=False) + frame(PING, b"p1")
                      + frame(CONT, data[3:4], fin=False) + frame(CONT, data[4:]))
-        assert read_frame(reader) == (True, PONG, b"p1")
-        assert read_message(reader) == (TEXT, data)
-        assert close_raw(sock, reader, 4000)[0] == 4000
+        f = conn.recv_frame()
+        assert (f.fin, f.opcode, f.payload) == (True, PONG, b"p1")
+        assert conn.recv_message() == (TEXT, data)
+        assert conn.close_handshake(4000)[0] == 4000
     record = wait_record(server, rid, MARKER)
     assert record["messages"] == 1
     assert record["disconnect"]["code"] == 4000
@@ -497,10 +413,10 @@ def test_disconnect_carries_the_clients_code_and_reason(server):
 
 def test_disconnect_when_the_client_drops_is_1006(server):
     rid = new_id()
-    sock, reader, _, _ = open_raw(server, f"/echo?id={rid}")
-    sock.sendall(frame(TEXT, b"x"))
-    assert read_message(reader) == (TEXT, b"x")
-    sock.close()
+    conn = RawWS.connect(server, f"/echo?id={rid}")
+    conn.send(TEXT, b"x")
+    assert conn.recv_message() == (TEXT, b"x")
+    conn.close()
     assert wait_record(server, rid, MARKER)["disconnect"]["code"] == 1006
 
 
@@ -515,14 +431,15 @@ def test_app_close_code_and_reason_reach_the_client(server):
 
 
 def test_app_close_over_raw_socket_is_a_close_frame(server):
-    sock, reader, _, _ = open_raw(server, "/echo")
-    with sock:
-        sock.sendall(frame(TEXT, b"close:1000:done"))
-        fin, opcode, payload = read_frame(reader)
-        assert (fin, opcode) == (True, CLOSE)
-        assert payload == close_payload(1000, b"done")
-        sock.sendall(frame(CLOSE, payload[:2]))
-        assert recv_until_closed(sock, 10) == b""  # the server closes the TCP connection
+    with RawWS.connect(server, "/echo") as conn:
+        conn.send(TEXT, b"close:1000:done")
+        f = conn.recv_frame()
+        assert (f.fin, f.opcode) == (True, CLOSE)
+        assert f.payload == close_payload(1000, b"done")
+        conn.send(CLOSE, f.payload[:2])
+        rest, closed = conn.read_until_eof()
+        assert closed, "the server kept TCP open after the closing handshake"
+        assert rest == b""
 
 
 # -- the app refuses ---------------------------------------------------------------------------
@@ -718,22 +635,22 @@ def test_http_request_then_upgrade_in_one_write(server):
         status, headers = next_head(reader)
         assert status == 101, headers
         assert dict(headers)["sec-websocket-accept"] == accept_for(key)
-        sock.sendall(frame(TEXT, b"after pipelining"))
-        assert read_message(reader) == (TEXT, b"after pipelining")
-        close_raw(sock, reader)
+        conn = RawWS(sock, reader.buf, headers)
+        conn.send(TEXT, b"after pipelining")
+        assert conn.recv_message() == (TEXT, b"after pipelining")
+        conn.close_handshake()
 
 
 def test_first_frames_in_the_same_write_as_the_handshake(server):
     rid = new_id()
     tail = frame(TEXT, b"early") + frame(BINARY, b"\x00early") + frame(TEXT, b"ear", fin=False)
-    sock, reader, headers, key = open_raw(server, f"/echo?id={rid}", tail=tail)
-    with sock:
-        assert dict(headers)["sec-websocket-accept"] == accept_for(key)
-        assert read_message(reader) == (TEXT, b"early")
-        assert read_message(reader) == (BINARY, b"\x00early")
-        sock.sendall(frame(CONT, b"lier"))
-        assert read_message(reader) == (TEXT, b"earlier")
-        close_raw(sock, reader)
+    with RawWS.connect(server, f"/echo?id={rid}", tail=tail) as conn:
+        assert conn.headers["sec-websocket-accept"] == accept_for(conn.key)
+        assert conn.recv_message() == (TEXT, b"early")
+        assert conn.recv_message() == (BINARY, b"\x00early")
+        conn.send(CONT, b"lier")
+        assert conn.recv_message() == (TEXT, b"earlier")
+        conn.close_handshake()
     assert wait_record(server, rid, MARKER)["messages"] == 3
 
 

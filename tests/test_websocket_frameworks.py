@@ -23,13 +23,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import InvalidMessage, InvalidStatus
+from websockets.sync.client import ClientConnection
 
 from tests.support import need
 from tests.support.logs import new_id
 from tests.support.server import ServerProcess
 from tests.support.wire import RawReader
+from tests.support.wsclient import closed_by_server, handshake, new_key, ws_connect
 
 APPS = {
     "starlette": "tests.apps.wsfw_starlette:app",
@@ -47,12 +48,9 @@ class Served:
         self.server = server
         assert server.port is not None
         self.http = server.base_url
-        self.ws = f"ws://127.0.0.1:{server.port}"
 
     def connect(self, path: str, **kwargs) -> ClientConnection:
-        kwargs.setdefault("open_timeout", RECV_TIMEOUT)
-        kwargs.setdefault("close_timeout", RECV_TIMEOUT)
-        return connect(self.ws + path, **kwargs)
+        return ws_connect(self.server, path, **kwargs)
 
     def report(self, *words: str) -> str:
         """Wait for the app's ``WSFW word word ...`` line; the rest of the line."""
@@ -94,13 +92,6 @@ def recv(ws: ClientConnection):
 
 def recv_json(ws: ClientConnection):
     return json.loads(recv(ws))
-
-
-def closed_by_server(ws: ClientConnection) -> ConnectionClosed:
-    """The next recv ends the connection; the ConnectionClosed that says how."""
-    with pytest.raises(ConnectionClosed) as info:
-        recv(ws)
-    return info.value
 
 
 # -- Starlette: WebSocketEndpoint echoes ----------------------------------------------------------
@@ -229,11 +220,8 @@ def test_close_in_on_connect_is_a_403(starlette):
 def raw_handshake(served: Served, target: str) -> tuple[int, list[tuple[str, str]], bytes]:
     """A WebSocket handshake over a plain socket; the answer's status, headers and body
     (read until the server closes: a refused handshake ends the connection)."""
-    with socket.create_connection(("127.0.0.1", served.server.port), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    with served.server.connect() as sock:
+        sock.sendall(handshake(target, new_key(), host=f"127.0.0.1:{served.server.port}"))
         reader = RawReader(sock)
         status, headers = reader.head()
         return status, headers, reader.rest()

@@ -1,16 +1,16 @@
 """WebSocket on the wire: RFC 6455 framing rules and RFC 7692 permessage-deflate.
 
 The real CLI serves ``tests.apps.wsproto_apps:app``; the tests speak raw frames over plain
-sockets (``RawWS`` below sends masked client frames with any opcode, FIN and RSV bits, built
-by tests/support/ws.py, and reads the server's frames) or use the ``websockets`` client. What
-only the app sees (the ``websocket.disconnect`` code, how many messages ``send()`` let
-through) comes back through the server's log (the app prints ``wsproto <id> ...``). Servers
-are shared by the module, one per flag set; timeouts are hang guards only.
+sockets (``RawWS`` from tests/support/wsclient.py sends masked client frames with any opcode,
+FIN and RSV bits, built by tests/support/ws.py, and reads the server's frames) or use the
+``websockets`` client. What only the app sees (the ``websocket.disconnect`` code, how many
+messages ``send()`` let through) comes back through the server's log (the app prints
+``wsproto <id> ...``). Servers are shared by the module, one per flag set; timeouts are hang
+guards only.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
@@ -21,25 +21,20 @@ import select
 import socket
 import struct
 import threading
-import zlib
-from dataclasses import dataclass
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
-from websockets.sync.client import connect
 
 from tests.support.logs import new_id
-from tests.support.procs import vm_kib
+from tests.support.memory import MIB, PeakRSS
 from tests.support.server import betula
-from tests.support.wire import read_head, read_response, read_until_closed
+from tests.support.wire import read_response
 from tests.support.ws import (
     BINARY,
     CLOSE,
     CONT,
-    DEFLATE_TAIL,
-    GUID,
     PING,
     PONG,
     RSV1,
@@ -50,9 +45,9 @@ from tests.support.ws import (
     deflate,
     frame,
 )
+from tests.support.wsclient import RawWS, extension_params, ws_connect
 
 APP = "tests.apps.wsproto_apps:app"
-MIB = 1024 * 1024
 SMALL_MAX_SIZE = 65536
 # The windows the server offers on its own (betula/protocols/websocket.py: 4 KiB each).
 SERVER_WINDOW_BITS = 12
@@ -85,9 +80,22 @@ def small():
 
 @pytest.fixture(scope="module")
 def keepalive():
-    """Pings every 0.3 s, 0.5 s for the pong; a close timeout far beyond any hang guard, so
-    a test that sees a connection dropped knows the close timeout did not do it."""
+    """Pings every 0.3 s, 0.5 s for the pong: for tests whose verdict is "closed" (a short
+    deadline only makes them quick). A close timeout far beyond any hang guard, so a test
+    that sees a connection dropped knows the close timeout did not do it."""
     server = _start("--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.5",
+                    "--ws-close-timeout", "60")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keepalive_patient():
+    """Pings every 0.2 s, 10 s for the pong: for tests whose verdict is "stays open". A
+    pong that comes late on a loaded machine (the test's thread, or the websockets client's,
+    not scheduled for a while) must not fail them; a pong that never counts still does,
+    as the server sends no new ping while one is unanswered."""
+    server = _start("--ws-ping-interval", "0.2", "--ws-ping-timeout", "10",
                     "--ws-close-timeout", "60")
     yield server
     server.stop()
@@ -108,208 +116,6 @@ def nodeflate():
     server.stop()
 
 
-# -- raw frames ---------------------------------------------------------------------------
-
-@dataclass
-class Frame:
-    fin: bool
-    rsv: int
-    opcode: int
-    payload: bytes
-
-    def close_code(self) -> int | None:
-        assert self.opcode == CLOSE, self
-        return struct.unpack("!H", self.payload[:2])[0] if len(self.payload) >= 2 else None
-
-    def close_reason(self) -> str:
-        return self.payload[2:].decode("utf-8")
-
-
-def extension_params(header: str) -> list[str]:
-    return [part.strip() for part in header.split(";")]
-
-
-def strict_inflate(inflater: zlib._Decompress, data: bytes) -> bytes:
-    """Inflate ``data`` 64 bytes of output at a time. zlib checks a match's distance against
-    its window only where the match reaches back past the current call's output, so this is
-    what makes ``decompressobj(wbits=-N)`` refuse ("invalid distance too far back") data
-    that reaches more than 2**N + 64 bytes back."""
-    out = []
-    while True:
-        piece = inflater.decompress(data, 64)
-        out.append(piece)
-        data = inflater.unconsumed_tail
-        if not data and len(piece) < 64:
-            return b"".join(out)
-
-
-class RawWS:
-    """A WebSocket client over a plain socket: the handshake, then frames both ways."""
-
-    def __init__(self, server, path: str, *, extensions: str | None = None,
-                 rcvbuf: int | None = None, sndbuf: int | None = None, extra: bytes = b"",
-                 timeout: float = 10.0) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        sock.settimeout(timeout)
-        sock.connect((server.host, server.port))
-        self.sock = sock
-        self.inflater: zlib._Decompress | None = None
-        self.deflater: zlib._Compress | None = None
-        self.own_inflater: zlib._Decompress | None = None
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {server.host}:{server.port}",
-                 "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-                 "Sec-WebSocket-Version: 13"]
-        if extensions is not None:
-            lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + extra)
-        self.status, headers, rest = read_head(sock, timeout=timeout)
-        self.buf = bytearray(rest)
-        self.headers = dict(headers)
-        assert self.status == 101, (self.status, headers)
-        expected = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-        assert self.headers.get("sec-websocket-accept") == expected
-        # The negotiated permessage-deflate parameters (None: not in use).
-        self.deflate: dict[str, str | None] | None = None
-        if "sec-websocket-extensions" in self.headers:
-            params = extension_params(self.headers["sec-websocket-extensions"])
-            assert params[0] == "permessage-deflate", params
-            self.deflate = {}
-            for param in params[1:]:
-                name, sep, value = param.partition("=")
-                self.deflate[name] = value if sep else None
-
-    def window_bits(self, side: str) -> int:
-        """The LZ77 window ``side`` ("server" or "client") compresses with, as agreed."""
-        assert self.deflate is not None
-        return int(self.deflate.get(f"{side}_max_window_bits") or 15)
-
-    def __enter__(self) -> RawWS:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    # -- reading -----------------------------------------------------------------------
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 20)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buf += data
-
-    def _exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
-
-    def recv_frame(self, timeout: float = 10.0) -> Frame:
-        self.sock.settimeout(timeout)
-        b0, b1 = self._exact(2)
-        assert not b1 & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self._exact(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self._exact(8))[0]
-        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, self._exact(n))
-
-    def inflate(self, payload: bytes) -> bytes:
-        """A compressed message from the server, inflated with exactly the window it agreed
-        to: one that reaches further back fails here ("invalid distance too far back")."""
-        params = self.deflate
-        assert params is not None, "RSV1 on a connection without permessage-deflate"
-        if self.inflater is None or "server_no_context_takeover" in params:
-            self.inflater = zlib.decompressobj(wbits=-self.window_bits("server"))
-        return strict_inflate(self.inflater, payload + DEFLATE_TAIL)
-
-    def recv_message(self, timeout: float = 10.0, answer_pings: bool = True
-                     ) -> tuple[int, bytes]:
-        """The next data message (opcode, payload), decompressed when RSV1 says so; pings
-        are answered, pongs skipped, a close frame is an error."""
-        opcode = None
-        compressed = False
-        parts: list[bytes] = []
-        while True:
-            f = self.recv_frame(timeout)
-            if f.opcode == PING:
-                if answer_pings:
-                    self.send(PONG, f.payload)
-                continue
-            if f.opcode == PONG:
-                continue
-            assert f.opcode != CLOSE, f"unexpected close {f.close_code()} {f.payload[2:]!r}"
-            if opcode is None:
-                assert f.opcode in (TEXT, BINARY), f
-                opcode, compressed = f.opcode, bool(f.rsv & RSV1)
-            else:
-                assert f.opcode == CONT, f
-            parts.append(f.payload)
-            if f.fin:
-                break
-        data = b"".join(parts)
-        return opcode, self.inflate(data) if compressed else data
-
-    def recv_text(self, timeout: float = 10.0) -> str:
-        opcode, data = self.recv_message(timeout)
-        assert opcode == TEXT
-        return data.decode("utf-8")
-
-    def expect_close(self, timeout: float = 10.0) -> tuple[Frame, int]:
-        """Read up to the server's close frame (pings are counted, not answered; any data
-        frame is an error); returns the close frame and how many pings came before it."""
-        pings = 0
-        while True:
-            f = self.recv_frame(timeout)
-            if f.opcode == PING:
-                pings += 1
-                continue
-            if f.opcode == PONG:
-                continue
-            assert f.opcode == CLOSE, f"expected a close frame, got {f}"
-            assert f.fin and f.rsv == 0
-            return f, pings
-
-    def read_until_eof(self, timeout: float = 10.0) -> tuple[bytes, bool]:
-        """Everything until the server closes TCP; (data, closed). closed is False when the
-        hang guard ran out first."""
-        data = bytes(self.buf)
-        self.buf.clear()
-        rest, closed = read_until_closed(self.sock, timeout)
-        return data + rest, closed
-
-    # -- writing -----------------------------------------------------------------------
-    def send(self, opcode: int, payload: bytes = b"", **kw) -> None:
-        self.sock.sendall(frame(opcode, payload, **kw))
-
-    def send_text(self, text: str) -> None:
-        self.send(TEXT, text.encode("utf-8"))
-
-    def send_compressed(self, opcode: int, data: bytes) -> int:
-        """Send ``data`` compressed as agreed: within the client window, the context kept
-        across messages unless client_no_context_takeover; returns the compressed size.
-        zlib cannot compress with 8 bits (it takes 9), so every message is checked to
-        inflate with the agreed window before it goes out."""
-        assert self.deflate is not None
-        bits = self.window_bits("client")
-        if self.deflater is None or "client_no_context_takeover" in self.deflate:
-            self.deflater = zlib.compressobj(6, zlib.DEFLATED, -max(bits, 9))
-            self.own_inflater = zlib.decompressobj(wbits=-bits)
-        out = self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
-        assert out.endswith(DEFLATE_TAIL)
-        assert strict_inflate(self.own_inflater, out) == data, "reaches past the window"
-        self.send(opcode, out[:-4], rsv=RSV1)
-        return len(out) - 4
-
-
 def disconnect_line(server, ident: str, timeout: float = 10.0) -> str:
     line = server.wait_for_log(rf"wsproto {ident} disconnect ", timeout)
     assert line is not None, f"the app never saw websocket.disconnect:\n{server.log}"
@@ -324,16 +130,6 @@ def assert_failed_with(server, conn: RawWS, ident: str, code: int) -> None:
     assert closed, "the server did not close the TCP connection after failing it"
     assert rest == b"", f"bytes after the close frame: {rest[:100]!r}"
     assert f"code={code} " in disconnect_line(server, ident)
-
-
-def reset_peak(pid: int) -> None:
-    """Start VmHWM (peak RSS) afresh at the current RSS (Linux: clear_refs, value 5)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as fh:
-        fh.write("5")
-
-
-def ws_url(server, path: str) -> str:
-    return f"ws://{server.host}:{server.port}{path}"
 
 
 # -- protocol errors: close 1002 / 1007 / 1009 ------------------------------------------
@@ -371,7 +167,7 @@ PROTOCOL_ERRORS = {
 @pytest.mark.parametrize("frames", list(PROTOCOL_ERRORS.values()), ids=list(PROTOCOL_ERRORS))
 def test_protocol_error_closes_1002(ws, frames):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.sock.sendall(b"".join(frames))
         assert_failed_with(ws, conn, ident, 1002)
 
@@ -379,7 +175,7 @@ def test_protocol_error_closes_1002(ws, frames):
 def test_protocol_error_after_good_messages(ws):
     """Messages before the bad frame are delivered; the bad frame then fails the connection."""
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}&log=1") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}&log=1") as conn:
         conn.sock.sendall(frame(TEXT, b"first") + frame(BINARY, b"second") +
                           frame(0x3, b"bad"))
         assert_failed_with(ws, conn, ident, 1002)
@@ -405,7 +201,7 @@ INVALID_UTF8 = {
 @pytest.mark.parametrize("frames", list(INVALID_UTF8.values()), ids=list(INVALID_UTF8))
 def test_invalid_utf8_closes_1007(ws, frames):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.sock.sendall(b"".join(frames))
         assert_failed_with(ws, conn, ident, 1007)
 
@@ -414,7 +210,7 @@ def test_valid_utf8_split_inside_characters(ws):
     """Multi-byte characters cut at every byte offset across fragments are valid text."""
     text = "aé€😀z" * 3
     raw = text.encode("utf-8")
-    with RawWS(ws, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}") as conn:
         conn.send(TEXT, raw[:1], fin=False)
         for i in range(1, len(raw) - 1):
             conn.send(CONT, raw[i:i + 1], fin=False)
@@ -424,7 +220,7 @@ def test_valid_utf8_split_inside_characters(ws):
 
 def test_message_at_max_size_is_accepted(small):
     payload = os.urandom(SMALL_MAX_SIZE)
-    with RawWS(small, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(small, f"/echo?id={new_id()}") as conn:
         conn.send(BINARY, payload)
         assert conn.recv_message() == (BINARY, payload)
         conn.send(BINARY, payload[:30000], fin=False)
@@ -444,7 +240,7 @@ TOO_BIG = {
 @pytest.mark.parametrize("frames", list(TOO_BIG.values()), ids=list(TOO_BIG))
 def test_message_over_max_size_closes_1009(small, frames):
     ident = new_id()
-    with RawWS(small, f"/echo?id={ident}") as conn:
+    with RawWS.connect(small, f"/echo?id={ident}") as conn:
         try:
             conn.sock.sendall(b"".join(frames))
         except (BrokenPipeError, ConnectionResetError):
@@ -455,7 +251,7 @@ def test_message_over_max_size_closes_1009(small, frames):
 def test_compressed_message_over_max_size_closes_1009(small):
     """A small compressed frame that inflates past --ws-max-size (a zip bomb) is refused."""
     ident = new_id()
-    with RawWS(small, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(small, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         assert conn.headers["sec-websocket-extensions"].startswith("permessage-deflate")
         bomb = deflate(b"a" * (4 * SMALL_MAX_SIZE))
         assert len(bomb) < 2000
@@ -465,7 +261,7 @@ def test_compressed_message_over_max_size_closes_1009(small):
 
 def test_compressed_fragmented_message_over_max_size_closes_1009(small):
     ident = new_id()
-    with RawWS(small, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(small, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         bomb = deflate(b"b" * (2 * SMALL_MAX_SIZE))
         half = len(bomb) // 2
         conn.send(BINARY, bomb[:half], rsv=RSV1, fin=False)
@@ -475,8 +271,7 @@ def test_compressed_fragmented_message_over_max_size_closes_1009(small):
 
 def test_compressed_message_with_websockets_client_over_max_size(small):
     ident = new_id()
-    with connect(ws_url(small, f"/echo?id={ident}"), ping_interval=None,
-                 open_timeout=10) as client:
+    with ws_connect(small, f"/echo?id={ident}", ping_interval=None) as client:
         client.send("a" * (3 * SMALL_MAX_SIZE))
         with pytest.raises(ConnectionClosed) as info:
             client.recv(timeout=10)
@@ -487,7 +282,7 @@ def test_compressed_message_with_websockets_client_over_max_size(small):
 def test_rsv1_on_continuation_with_deflate_closes_1002(ws):
     """RFC 7692 §6.1: RSV1 marks only the first frame of a compressed message."""
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         data = deflate(b"hello hello hello")
         conn.send(TEXT, data[:3], rsv=RSV1, fin=False)
         conn.send(CONT, data[3:], rsv=RSV1)
@@ -496,14 +291,14 @@ def test_rsv1_on_continuation_with_deflate_closes_1002(ws):
 
 def test_rsv1_on_control_frame_with_deflate_closes_1002(ws):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         conn.send(PING, b"x", rsv=RSV1)
         assert_failed_with(ws, conn, ident, 1002)
 
 
 def test_rsv2_with_deflate_closes_1002(ws):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         conn.send(TEXT, deflate(b"hi"), rsv=RSV1 | RSV2)
         assert_failed_with(ws, conn, ident, 1002)
 
@@ -513,7 +308,7 @@ def test_rsv2_with_deflate_closes_1002(ws):
 @pytest.mark.parametrize("code,reason", [(1000, "bye"), (1001, ""), (4001, "custom é")])
 def test_client_close_is_echoed_then_tcp_closed(ws, code, reason):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.send_text("before close")
         assert conn.recv_text() == "before close"
         conn.send(CLOSE, close_payload(code, reason.encode("utf-8")))
@@ -528,7 +323,7 @@ def test_client_close_is_echoed_then_tcp_closed(ws, code, reason):
 
 def test_empty_close_frame_gives_1005(ws):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.send(CLOSE)
         close, _ = conn.expect_close()
         # The echo carries no status code either (RFC 6455 §5.5.1: the body is optional).
@@ -540,7 +335,7 @@ def test_empty_close_frame_gives_1005(ws):
 
 def test_data_after_client_close_is_ignored(ws):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.sock.sendall(frame(CLOSE, close_payload(1000)) + frame(TEXT, b"too late"))
         close, _ = conn.expect_close()
         assert close.close_code() == 1000
@@ -554,7 +349,7 @@ def test_close_inside_fragmented_message_code_is_consistent(ws):
     takes a close there (echo 1000, or fail with 1002), the app must see the code the
     connection actually closed with."""
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.sock.sendall(frame(TEXT, b"part", fin=False) +
                           frame(CLOSE, close_payload(1000, b"bye")))
         close, _ = conn.expect_close()
@@ -569,7 +364,7 @@ def test_server_close_waits_for_client_close(ws):
     """The app's websocket.close sends a close frame; the server then waits (close timeout
     5 s here) for the client's close before it closes TCP, and sends nothing more."""
     ident = new_id()
-    with RawWS(ws, f"/close?id={ident}&code=4000&reason=done") as conn:
+    with RawWS.connect(ws, f"/close?id={ident}&code=4000&reason=done") as conn:
         close, _ = conn.expect_close()
         assert close.close_code() == 4000
         assert close.close_reason() == "done"
@@ -591,7 +386,7 @@ def test_server_close_waits_for_client_close(ws):
 def test_server_close_then_client_data_then_close(ws):
     """Data frames the client sent before it saw the server's close are not an error."""
     ident = new_id()
-    with RawWS(ws, f"/close?id={ident}&code=1000") as conn:
+    with RawWS.connect(ws, f"/close?id={ident}&code=1000") as conn:
         close, _ = conn.expect_close()
         assert close.close_code() == 1000
         conn.sock.sendall(frame(TEXT, b"in flight") + frame(CLOSE, close_payload(1000)))
@@ -602,7 +397,7 @@ def test_server_close_then_client_data_then_close(ws):
 def test_client_that_never_answers_close_is_dropped(small):
     """--ws-close-timeout 0.5: no close frame back, so the server drops the connection."""
     ident = new_id()
-    with RawWS(small, f"/close?id={ident}&code=1000&reason=timeout") as conn:
+    with RawWS.connect(small, f"/close?id={ident}&code=1000&reason=timeout") as conn:
         close, _ = conn.expect_close()
         assert close.close_code() == 1000
         rest, closed = conn.read_until_eof(timeout=15)
@@ -616,7 +411,7 @@ def test_client_that_never_answers_close_is_dropped(small):
 @pytest.mark.parametrize("payload", [b"hello", b"", b"\x00\xff" * 62 + b"!"],
                          ids=["hello", "empty", "125-bytes"])
 def test_ping_gets_pong_with_same_payload(ws, payload):
-    with RawWS(ws, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}") as conn:
         conn.send(PING, payload)
         f = conn.recv_frame()
         assert (f.opcode, f.fin, f.rsv, f.payload) == (PONG, True, 0, payload)
@@ -624,7 +419,7 @@ def test_ping_gets_pong_with_same_payload(ws, payload):
 
 def test_ping_between_fragments(ws):
     """RFC 6455 §5.4: control frames may come between the fragments of a message."""
-    with RawWS(ws, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}") as conn:
         conn.send(TEXT, b"frag", fin=False)
         conn.send(PING, b"mid")
         conn.send(CONT, b"ment", fin=False)
@@ -637,7 +432,7 @@ def test_ping_between_fragments(ws):
 
 def test_unsolicited_pong_is_ignored(ws):
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.send(PONG, b"nobody asked")
         conn.send(PONG)
         conn.send_text("still open")
@@ -653,9 +448,13 @@ def test_unsolicited_pong_is_ignored(ws):
 
 def test_keepalive_closes_client_that_never_pongs(keepalive):
     ident = new_id()
-    with RawWS(keepalive, f"/echo?id={ident}") as conn:
+    with RawWS.connect(keepalive, f"/echo?id={ident}") as conn:
         close, pings = conn.expect_close(timeout=15)
-        assert pings >= 1, "no ping before the keepalive close"
+        # One ping only, though the interval (0.3 s) passed again before the deadline
+        # (0.5 s): the server sends no new ping while one is unanswered (both are timers of
+        # the server's own loop, so their order is fixed). This is what lets the "stays"
+        # tests take each new ping as proof that their last pong counted.
+        assert pings == 1, f"{pings} pings before the keepalive close"
         assert close.close_code() == 1011
         rest, closed = conn.read_until_eof()
         assert closed, "TCP still open after the keepalive close"
@@ -664,17 +463,20 @@ def test_keepalive_closes_client_that_never_pongs(keepalive):
     assert keepalive.wait_for_log(r"keepalive", 5) is not None
 
 
-def test_keepalive_client_answering_pings_stays(keepalive):
-    """A raw client that answers each ping with its payload survives many intervals."""
+def test_keepalive_client_answering_pings_stays(keepalive_patient):
+    """A raw client that answers each ping with its payload gets ping after ping (each one
+    new: the server sends the next only once the last one's pong is in) and stays open. A
+    server that did not count the pongs would send no second ping and close with 1011 after
+    its 10 s ping timeout, which the 15 s hang guard lets this test see."""
     ident = new_id()
-    with RawWS(keepalive, f"/echo?id={ident}") as conn:
+    with RawWS.connect(keepalive_patient, f"/echo?id={ident}") as conn:
         payloads = set()
         for _ in range(6):
-            f = conn.recv_frame(timeout=10)
+            f = conn.recv_frame(timeout=15)
             assert f.opcode == PING, f"expected a ping, got {f}"
             payloads.add(f.payload)
             conn.send(PONG, f.payload)
-        assert len(payloads) > 1, "the server repeated one ping: our pongs did not count"
+        assert len(payloads) == 6, "the server repeated a ping: our pong did not count"
         conn.send_text("alive")
         assert conn.recv_text() == "alive"
 
@@ -698,24 +500,25 @@ class _PingsSeen(logging.Handler):
             self.cond.notify_all()
 
 
-def test_keepalive_websockets_client_stays(keepalive):
+def test_keepalive_websockets_client_stays(keepalive_patient):
     """The websockets client answers pings on its own: ping after ping comes (the server
-    sends the next one only once the last one's pong is in, and closes when it is not within
-    0.5 s), and the connection still echoes after four."""
+    sends the next one only once the last one's pong is in; without it, it closes after its
+    10 s ping timeout, within the 15 s hang guard), and the connection still echoes after
+    four."""
     ident = new_id()
     seen = _PingsSeen()
     client_log = logging.getLogger(f"tests.ws-keepalive.{ident}")
     client_log.setLevel(logging.DEBUG)
     client_log.propagate = False
     client_log.addHandler(seen)
-    with connect(ws_url(keepalive, f"/echo?id={ident}"), ping_interval=None,
-                 open_timeout=10, logger=client_log) as client:
+    with ws_connect(keepalive_patient, f"/echo?id={ident}", ping_interval=None,
+                    logger=client_log) as client:
         with seen.cond:
-            seen.cond.wait_for(lambda: len(seen.payloads) >= 4 or seen.closing, 10)
+            seen.cond.wait_for(lambda: len(seen.payloads) >= 4 or seen.closing, 15)
             assert len(seen.payloads) >= 4 and not seen.closing, (seen.payloads, seen.closing)
         client.send("tick")
         assert client.recv(timeout=10) == "tick"
-    line = disconnect_line(keepalive, ident)
+    line = disconnect_line(keepalive_patient, ident)
     assert "code=1000 " in line
 
 
@@ -727,7 +530,7 @@ def test_failed_connection_to_non_reading_client_is_dropped(keepalive, lingering
     must return."""
     server = keepalive if how == "ping-timeout" else lingering
     ident = new_id()
-    with RawWS(server, f"/send?id={ident}&count=100&size={MIB}", rcvbuf=65536) as conn:
+    with RawWS.connect(server, f"/send?id={ident}&count=100&size={MIB}", rcvbuf=65536) as conn:
         assert server.wait_for_log(rf"wsproto {ident} sent=1\b", 10)
         if how == "protocol-error":
             conn.send(0x3, b"bad")
@@ -739,7 +542,7 @@ def test_failed_connection_to_non_reading_client_is_dropped(keepalive, lingering
 
 def test_abrupt_tcp_close_gives_1006(ws):
     ident = new_id()
-    conn = RawWS(ws, f"/echo?id={ident}")
+    conn = RawWS.connect(ws, f"/echo?id={ident}")
     conn.send_text("hi")
     assert conn.recv_text() == "hi"
     conn.close()
@@ -749,7 +552,7 @@ def test_abrupt_tcp_close_gives_1006(ws):
 def test_half_close_without_close_frame_gives_1006(ws):
     """TCP EOF from the client without a close frame: the server closes, the app gets 1006."""
     ident = new_id()
-    with RawWS(ws, f"/echo?id={ident}") as conn:
+    with RawWS.connect(ws, f"/echo?id={ident}") as conn:
         conn.sock.shutdown(socket.SHUT_WR)
         rest, closed = conn.read_until_eof()
         assert closed
@@ -759,7 +562,7 @@ def test_half_close_without_close_frame_gives_1006(ws):
 # Peak RSS growth the server may show while a client does not read: its write buffer
 # (256 KiB high water), a message or two in flight and the allocator's slack. Measured here
 # at about 1 MiB; a server that buffers what the client does not read grows by 30 MiB or more.
-PEAK_GROWTH_KIB = 8 * 1024
+PEAK_GROWTH = 8 * MIB
 
 
 def _flood(sock: socket.socket, unit: bytes, limit: int) -> tuple[int, bool]:
@@ -790,11 +593,9 @@ def test_ping_flood_from_non_reading_client_is_bounded(serve):
     has its pong, and the server's peak RSS over the whole flood stayed within a few MiB
     (32 MiB of pings: about 31 MiB of pongs if the server buffered them all)."""
     server = serve(APP, "--timeout-graceful-shutdown", "2")
-    pid = server.proc.pid
     ping = frame(PING, b"p" * 125)
-    with RawWS(server, f"/echo?id={new_id()}", rcvbuf=65536) as conn:
-        reset_peak(pid)
-        baseline = vm_kib(pid)
+    with RawWS.connect(server, f"/echo?id={new_id()}", rcvbuf=65536) as conn:
+        peak = PeakRSS(server.proc.pid).reset()
         sent, dropped = _flood(conn.sock, ping, 32 * MIB)
         if not dropped:  # read every pong, up to the one for a last, different ping
             pongs: list[int] = [0]
@@ -820,8 +621,8 @@ def test_ping_flood_from_non_reading_client_is_bounded(serve):
             reader.join(30)
             assert not reader.is_alive() and not failure, failure
             assert pongs[0] == math.ceil(sent / len(ping)), (pongs[0], sent / len(ping))
-        grown = vm_kib(pid, "VmHWM") - baseline
-        assert grown < PEAK_GROWTH_KIB, f"server RSS peaked {grown} KiB up buffering pongs"
+        grown = peak.growth()
+        assert grown < PEAK_GROWTH, f"server RSS peaked {grown // 1024} KiB up buffering pongs"
 
 
 # -- flow control -------------------------------------------------------------------------
@@ -843,15 +644,13 @@ def test_send_blocks_when_client_does_not_read(serve):
     the client as the buffers between them hold, the server's peak RSS stays within a few
     MiB, and every message arrives whole."""
     server = serve(APP, "--timeout-graceful-shutdown", "2")
-    pid = server.proc.pid
     ident = new_id()
     total, size = 100, MIB
-    with RawWS(server, f"/send?id={ident}&count={total}&size={size}", rcvbuf=65536) as conn, \
-            server.connect() as http:
+    target = f"/send?id={ident}&count={total}&size={size}"
+    with RawWS.connect(server, target, rcvbuf=65536) as conn, server.connect() as http:
         ahead = _messages_in_buffers(conn.sock, size)
         assert ahead < total // 4, ahead
-        reset_peak(pid)
-        baseline = vm_kib(pid)
+        peak = PeakRSS(server.proc.pid).reset()
         # A server whose send() does not wait lets the app send all 100 before it can even
         # read a report; a waiting one cannot get past the buffers before the client reads.
         assert server.wait_for_log(rf"wsproto {ident} sent=1 ", 10), server.log[-2000:]
@@ -865,7 +664,7 @@ def test_send_blocks_when_client_does_not_read(serve):
             http.sendall(f"GET /progress?id={ident}&read={i} HTTP/1.1\r\nHost: x\r\n\r\n"
                          .encode())
             assert read_response(http)[0] == 200
-        grown = vm_kib(pid, "VmHWM") - baseline
+        grown = peak.growth()
         conn.send(CLOSE, close_payload(1000))
         close, _ = conn.expect_close()
         assert close.close_code() == 1000
@@ -875,7 +674,8 @@ def test_send_blocks_when_client_does_not_read(serve):
     assert [sent for sent, _ in progress] == list(range(1, total + 1))
     over = [(sent, read) for sent, read in progress if sent - read > ahead]
     assert not over, f"send() returned more than {ahead} messages ahead of the client: {over}"
-    assert grown < PEAK_GROWTH_KIB, f"server RSS peaked {grown} KiB up, the client not reading"
+    assert grown < PEAK_GROWTH, \
+        f"server RSS peaked {grown // 1024} KiB up, the client not reading"
 
 
 def _numbered(i: int, size: int) -> bytes:
@@ -890,7 +690,7 @@ def test_server_stops_reading_while_app_does_not_receive(small):
     size, cap = 32 * 1024, 4096  # cap: 128 MiB, far more than the socket buffers hold
     with open("/proc/sys/net/ipv4/tcp_rmem") as fh:
         server_rcvbuf = int(fh.read().split()[2])  # the kernel's autotuning limit
-    with RawWS(small, f"/hold?id={ident}", sndbuf=65536) as conn:
+    with RawWS.connect(small, f"/hold?id={ident}", sndbuf=65536) as conn:
         # What may be taken before the server stops: the client's send buffer, the server's
         # receive buffer, one read (256 KiB) and the queue of 4 (plus one in the reading).
         room = (conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + server_rcvbuf
@@ -949,8 +749,7 @@ def _periodic(rng: random.Random, period: int, size: int) -> bytes:
 def test_deflate_negotiated_with_websockets_client(ws):
     ident = new_id()
     text = "hello deflate " * 2000
-    with connect(ws_url(ws, f"/echo?id={ident}&describe=1"), ping_interval=None,
-                 open_timeout=10) as client:
+    with ws_connect(ws, f"/echo?id={ident}&describe=1", ping_interval=None) as client:
         # The client offers client_max_window_bits (no value): both windows are the
         # server's 4 KiB, and the client inflates with exactly that.
         params = extension_params(client.response.headers["Sec-WebSocket-Extensions"])
@@ -968,7 +767,7 @@ def test_deflate_negotiated_with_websockets_client(ws):
 def test_deflate_raw_frames_both_ways(ws):
     """A raw client compresses by hand; the app sees the plain text; the server's answers
     are compressed (RSV1) and keep their context across messages."""
-    with RawWS(ws, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
         assert conn.deflate is not None
         shared = random.Random(5).randbytes(1000).hex()  # 2000 characters, half compressible
         sizes = []
@@ -988,13 +787,12 @@ def test_deflate_raw_frames_both_ways(ws):
 
 
 def test_no_deflate_setting(nodeflate):
-    with connect(ws_url(nodeflate, f"/echo?id={new_id()}"), ping_interval=None,
-                 open_timeout=10) as client:
+    with ws_connect(nodeflate, f"/echo?id={new_id()}", ping_interval=None) as client:
         assert "Sec-WebSocket-Extensions" not in client.response.headers
         text = "not compressed " * 500
         client.send(text)
         assert client.recv(timeout=10) == text
-    with RawWS(nodeflate, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(nodeflate, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
         assert "sec-websocket-extensions" not in conn.headers
         conn.send_text("raw")
         f = conn.recv_frame()
@@ -1003,7 +801,7 @@ def test_no_deflate_setting(nodeflate):
 
 def test_rsv1_without_negotiated_deflate_closes_1002(nodeflate):
     ident = new_id()
-    with RawWS(nodeflate, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+    with RawWS.connect(nodeflate, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
         conn.send(TEXT, deflate(b"hello"), rsv=RSV1)
         assert_failed_with(nodeflate, conn, ident, 1002)
 
@@ -1038,7 +836,7 @@ def test_deflate_window_bits_negotiated_and_honoured(ws, offer, reply):
     data that repeats one and a half times the server's window back: the server's answers
     are inflated here with exactly its agreed window, which fails on a larger one."""
     extensions = "permessage-deflate" + (f"; {offer}" if offer else "")
-    with RawWS(ws, f"/echo?id={new_id()}", extensions=extensions) as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}", extensions=extensions) as conn:
         params = extension_params(conn.headers["sec-websocket-extensions"])
         assert params[0] == "permessage-deflate"
         assert sorted(params[1:]) == sorted(reply), params
@@ -1063,7 +861,7 @@ def test_deflate_server_window_of_8_bits_is_declined(ws):
     """zlib cannot compress with a 256-byte window, so an offer that requires one is declined
     (RFC 7692 §7.1.2.1 lets the server decline) and the connection is not compressed; with a
     second offer in the header, that one is taken instead."""
-    with RawWS(ws, f"/echo?id={new_id()}",
+    with RawWS.connect(ws, f"/echo?id={new_id()}",
                extensions="permessage-deflate; server_max_window_bits=8") as conn:
         assert "sec-websocket-extensions" not in conn.headers, conn.headers
         conn.send_text("plain " * 100)
@@ -1071,7 +869,7 @@ def test_deflate_server_window_of_8_bits_is_declined(ws):
         assert (f.opcode, f.rsv, f.payload) == (TEXT, 0, b"plain " * 100)
     offers = "permessage-deflate; server_max_window_bits=8, permessage-deflate; " \
              "server_max_window_bits=9"
-    with RawWS(ws, f"/echo?id={new_id()}", extensions=offers) as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}", extensions=offers) as conn:
         assert extension_params(conn.headers["sec-websocket-extensions"]) == [
             "permessage-deflate", "server_max_window_bits=9"]
         data = _periodic(random.Random(9), 768, 4 * 768)
@@ -1087,8 +885,8 @@ def test_deflate_parameters_honoured(ws):
     factory = ClientPerMessageDeflateFactory(
         client_no_context_takeover=True, server_no_context_takeover=True,
         server_max_window_bits=10)
-    with connect(ws_url(ws, f"/echo?id={ident}"), ping_interval=None, open_timeout=10,
-                 compression=None, extensions=[factory], max_size=None) as client:
+    with ws_connect(ws, f"/echo?id={ident}", ping_interval=None,
+                    compression=None, extensions=[factory], max_size=None) as client:
         params = extension_params(client.response.headers["Sec-WebSocket-Extensions"])
         assert params[0] == "permessage-deflate"
         assert sorted(params[1:]) == [
@@ -1109,7 +907,7 @@ def test_deflate_raw_offer_parameters(ws):
     without context takeover each server message inflates on its own, with a 1 KiB window."""
     offer = ("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
              "server_max_window_bits=10")
-    with RawWS(ws, f"/echo?id={new_id()}", extensions=offer) as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}", extensions=offer) as conn:
         params = extension_params(conn.headers["sec-websocket-extensions"])
         assert params[0] == "permessage-deflate"
         assert sorted(params[1:]) == ["client_no_context_takeover", "server_max_window_bits=10",
@@ -1134,8 +932,8 @@ def test_deflate_large_messages_round_trip(ws):
     words = ["alpha", "beta", "gamma", "delta", "é", "€", "😀", "\n"]
     text = "".join(rng.choice(words) for _ in range(1_000_000))
     data = os.urandom(MIB) + b"\x00" * (2 * MIB)
-    with connect(ws_url(ws, f"/echo?id={new_id()}"), ping_interval=None, open_timeout=10,
-                 max_size=None) as client:
+    with ws_connect(ws, f"/echo?id={new_id()}", ping_interval=None,
+                    max_size=None) as client:
         assert client.response.headers.get("Sec-WebSocket-Extensions")
         client.send(text)
         assert client.recv(timeout=30) == text
@@ -1149,8 +947,8 @@ def test_large_messages_round_trip_uncompressed(ws):
     data = os.urandom(MIB)
     text = os.urandom(2 * MIB).hex()[: 4 * MIB] + "é€😀" * (MIB // 9 + 1)
     assert len(text.encode()) >= 5 * MIB
-    with connect(ws_url(ws, f"/echo?id={new_id()}"), ping_interval=None, open_timeout=10,
-                 compression=None, max_size=None) as client:
+    with ws_connect(ws, f"/echo?id={new_id()}", ping_interval=None,
+                    compression=None, max_size=None) as client:
         assert "Sec-WebSocket-Extensions" not in client.response.headers
         client.send(data)
         assert client.recv(timeout=30) == data
@@ -1160,7 +958,7 @@ def test_large_messages_round_trip_uncompressed(ws):
 
 def test_large_binary_raw_64bit_length(ws):
     data = os.urandom(MIB)
-    with RawWS(ws, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}") as conn:
         conn.send(BINARY, data)
         f = conn.recv_frame(timeout=30)
         assert (f.opcode, f.fin, f.rsv) == (BINARY, True, 0)
@@ -1174,7 +972,7 @@ def test_many_fragments_reassembled(ws):
     cuts = sorted(rng.sample(range(1, len(raw)), 999))
     pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     binary = os.urandom(300 * 1024)
-    with RawWS(ws, f"/echo?id={new_id()}&describe=1") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}&describe=1") as conn:
         stream = [frame(TEXT, pieces[0], fin=False)]
         stream += [frame(CONT, p, fin=False) for p in pieces[1:-1]]
         stream.append(frame(CONT, pieces[-1]))
@@ -1197,7 +995,7 @@ def test_many_fragments_reassembled(ws):
 def test_frames_sent_with_the_handshake(ws):
     """Frames the client sends right behind the handshake request (same write) are kept."""
     extra = frame(TEXT, b"early one") + frame(BINARY, b"early two") + frame(PING, b"p")
-    with RawWS(ws, f"/echo?id={new_id()}", extra=extra) as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}", tail=extra) as conn:
         f = conn.recv_frame()
         assert (f.opcode, f.payload) in ((PONG, b"p"), (TEXT, b"early one"))
         seen = [f]
@@ -1210,17 +1008,17 @@ def test_frames_sent_with_the_handshake(ws):
 
 def test_server_frames_are_unmasked_and_minimal(ws):
     """Server frames: no mask, RSV clear without extensions, shortest length encoding."""
-    with RawWS(ws, f"/echo?id={new_id()}") as conn:
+    with RawWS.connect(ws, f"/echo?id={new_id()}") as conn:
         for n in (0, 125, 126, 65535, 65536):
             conn.send(BINARY, b"q" * n)
             conn.sock.settimeout(10)
-            b0, b1 = conn._exact(2)
+            b0, b1 = conn.exact(2)
             assert b0 == 0x80 | BINARY and not b1 & 0x80
             length = b1 & 0x7F
             if n < 126:
                 assert length == n
             elif n < 65536:
-                assert length == 126 and struct.unpack("!H", conn._exact(2))[0] == n
+                assert length == 126 and struct.unpack("!H", conn.exact(2))[0] == n
             else:
-                assert length == 127 and struct.unpack("!Q", conn._exact(8))[0] == n
-            assert conn._exact(n) == b"q" * n
+                assert length == 127 and struct.unpack("!Q", conn.exact(8))[0] == n
+            assert conn.exact(n) == b"q" * n
