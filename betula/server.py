@@ -166,9 +166,9 @@ class ServerState:
         holds its head back so head and first body leave in one write); once per loop turn
         for the whole batch."""
         held, self.held_heads = self.held_heads, []
-        for cycle in held:
-            if cycle._head is not None:  # most sent theirs with the body: no call for them
-                cycle.flush_head()
+        for conn in held:
+            if conn.held_head is not None:  # most sent theirs with the body: no call for them
+                conn.flush_head()
 
     def refresh_date(self) -> None:
         config = self.config

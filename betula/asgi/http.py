@@ -1,14 +1,14 @@
 """ASGI 3 ``http`` interface (spec 2.4): one ``HTTPCycle`` per request.
 
 The cycle builds the scope from a per-connection template, runs the app in a task, turns
-``receive``/``send`` into protocol calls, and enforces the message order the spec asks.
+``receive``/``send`` into calls on its stream (``protocols/stream.py``: the protocol owns
+every byte of framing), and enforces the message order the spec asks.
 
 Hot-path notes (measured with bench/micro.py and bench/run.py):
 - attributes that rarely change are class-level defaults, so ``__init__`` sets only what
   differs per request;
-- the response head waits for the first body message so head and body leave in one write;
-  if the app suspends in between, the server flushes all waiting heads once per loop turn
-  (one callback for the whole batch, not one per request);
+- the stream holds the response head for the first body message, so head and body leave
+  in one write;
 - a task per request: on this machine an eager, task-less first step measured slower (and
   would break ``asyncio.current_task()`` for anyio-based frameworks).
 """
@@ -24,21 +24,15 @@ from urllib.parse import unquote_to_bytes
 
 from ..cache import BoundedCache
 from ..http_common import (
-    CLOSE,
-    LAST_CHUNK,
     METHODS,
-    STATUS_LINES,
     TARGET_CACHE_MAX,
-    encode_headers,
-    error_response,
     method_name,
     remember_target,
     split_target,
-    status_line,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..protocols.http1 import HTTP1Connection
+    from ..protocols.stream import Stream
     from ..server import Endpoint, ServerState
 
 __all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
@@ -53,10 +47,6 @@ ASGI_EXTENSIONS: dict[str, dict[str, Any]] = {
 }
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-_NO_BODY_STATUS = frozenset({204, 304})
-# Head and body up to this size are joined into one buffer; larger bodies go out with
-# writelines (one writev, no copy).
-_JOIN_LIMIT = 16 * 1024
 # Request body buffered for the app before reading from the socket pauses.
 BODY_HIGH_WATER = 256 * 1024
 
@@ -98,7 +88,7 @@ def target_parts(url: bytes, endpoint: Endpoint) -> tuple[str, bytes, bytes]:
     return parts
 
 
-def connection_scope(conn: HTTP1Connection, endpoint: Endpoint) -> dict[str, Any]:
+def connection_scope(conn: Stream, endpoint: Endpoint) -> dict[str, Any]:
     """The part of the scope shared by every request to one app on one connection."""
     return {
         "type": "http",
@@ -116,6 +106,10 @@ class HTTPCycle:
     """One request/response exchange between an HTTP/1 connection and an ASGI app."""
 
     # Per-request state that starts the same for every request (class-level defaults).
+    # What the connection reads of its request: http_version, is_head, te_trailers,
+    # keep_alive (written by the connection alone).
+    http_version = "1.1"
+    is_head = False
     started = False
     response_started = False
     response_complete = False
@@ -125,10 +119,6 @@ class HTTPCycle:
     _buffered = 0
     _final_delivered = False
     _waiter: asyncio.Future[None] | None = None
-    _head: bytes | None = None
-    _chunked = False
-    _expected_length: int | None = None
-    _sent_length = 0
     _trailers_wanted = False
     _sent_continue = False
     _discarding = False
@@ -136,13 +126,12 @@ class HTTPCycle:
     _start_time = 0.0
     _shutdown = False
     _body_done = False
-    _no_body = False  # HEAD, 204, 304: the head goes out, body bytes never do
 
     def __init__(
         self,
         server: ServerState,
         endpoint: Endpoint,
-        conn: HTTP1Connection,
+        conn: Stream,
         method: bytes,
         url: bytes,
         headers: tuple[tuple[bytes, bytes], ...],
@@ -173,6 +162,7 @@ class HTTPCycle:
         scope["extensions"] = ASGI_EXTENSIONS.copy()
         if http_version != "1.1":
             scope["http_version"] = http_version
+            self.http_version = http_version
         state = endpoint.lifespan_state
         if state is not None:
             scope["state"] = state.copy()
@@ -181,7 +171,8 @@ class HTTPCycle:
         self.expect_continue = expect_continue
         self.te_trailers = te_trailers
         self.body_complete = not has_body
-        self._is_head = name == "HEAD"
+        if name == "HEAD":
+            self.is_head = True
         if server.access_log:
             self._start_time = perf_counter()
 
@@ -220,9 +211,7 @@ class HTTPCycle:
 
     def _end_stream_for_shutdown(self) -> None:
         if self.response_started and not self.response_complete:
-            if self._chunked:
-                self.conn.write(LAST_CHUNK)  # end the stream cleanly for the client
-            self.conn.close()
+            self.conn.end_for_shutdown()
         self.disconnected = True
         self._wake()
 
@@ -276,13 +265,12 @@ class HTTPCycle:
     def _abandon(self) -> None:
         """The client is gone (or the server is stopping) and the app has finished."""
         self.response_complete = True
-        self.conn.close()
+        self.conn.cut_short()
 
     def _cut_short(self) -> None:
         """The response started but cannot be completed: end the connection."""
-        self.flush_head()
         self.response_complete = True
-        self.conn.close()
+        self.conn.cut_short()
         self.conn.cycle_done(self)
 
     def _app_failed(self, exc: BaseException) -> None:
@@ -306,9 +294,8 @@ class HTTPCycle:
         self.response_complete = True
         self._status = 500
         if not self.disconnected:
-            self.conn.write(error_response(500, "Internal Server Error", self.server))
             self.server.access(self, 500, 0)
-        self.conn.close()
+        self.conn.fail_response(500)
         self._wake()
 
     # -- receive -------------------------------------------------------------------------
@@ -334,7 +321,7 @@ class HTTPCycle:
                 return {"type": "http.disconnect"}
             if self.expect_continue and not self._sent_continue and not self.response_started:
                 self._sent_continue = True
-                self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.conn.send_informational(100, ())
             waiter = self.server.loop.create_future()
             self._waiter = waiter
             await waiter
@@ -343,36 +330,19 @@ class HTTPCycle:
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.body":
-            head = self._head
-            if head is not None and not self._no_body and not self._trailers_wanted \
-                    and not message.get("more_body", False):
-                # The whole body in one message, right after start (most responses): head
-                # and body leave in one write and the response completes here.
-                body = message.get("body", b"")
-                length = len(body)
-                expected = self._expected_length
-                if expected is None or expected == length:
-                    self._head = None
-                    conn = self.conn
-                    head += self._framing(length)
-                    if length <= _JOIN_LIMIT:
-                        conn.write(head + body)
-                    else:
-                        conn.writelines((head, body))
-                    self._sent_length = length
-                    self._body_done = True
-                    self._complete()
-                    if conn._write_paused:
-                        await conn.drain()
-                    if self.disconnected:
-                        raise ClientDisconnected("client disconnected")
-                    return
             if not self.response_started:
                 raise RuntimeError("http.response.body sent before http.response.start")
             if self._body_done:
                 raise RuntimeError("http.response.body sent after the response completed")
-            self._write_body(message.get("body", b""), message.get("more_body", False))
             conn = self.conn
+            if message.get("more_body", False):
+                conn.send_data(message.get("body", b""), False)
+            else:
+                conn.send_data(message.get("body", b""), True)
+                self._body_done = True
+                self._trailers_wanted = conn.trailers_pending
+                if not self._trailers_wanted:
+                    self._complete()  # else with the last http.response.trailers
             if conn.write_paused:
                 await conn.drain()
             if self.disconnected:
@@ -390,113 +360,24 @@ class HTTPCycle:
         status = message["status"]
         if status.__class__ is not int or not 100 <= status <= 999:
             raise RuntimeError(f"invalid status {status!r}")
-        block, length, flags, trailer = encode_headers(message.get("headers", ()))
         if status < 200:
             if status == 101:
                 raise RuntimeError("status 101 needs a protocol upgrade (use websocket)")
             # Informational response (103 Early Hints and friends): goes out now; the final
             # http.response.start follows.
-            if self.scope["http_version"] != "1.0":
-                self.conn.write(status_line(status) + block + b"\r\n")
+            self.conn.send_informational(status, message.get("headers", ()))
             return
+        trailers = bool(message.get("trailers", False))
+        self.conn.start_response(status, message.get("headers", ()), trailers)
         self.response_started = True
         self._status = status
-        if self._is_head or status in _NO_BODY_STATUS:
-            self._no_body = True
-        if flags & CLOSE:
-            self.keep_alive = False
-        self._expected_length = length
-        server = self.server
-        defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
-        head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
-        if message.get("trailers", False):
-            self._trailers_wanted = True
-            if self.te_trailers and trailer:
-                head += b"trailer: %b\r\n" % trailer
-        self._head = head
-        held = server.held_heads  # flushed once per loop turn if the app suspends
-        if not held:
-            server.loop.call_soon(server.flush_heads)
-        held.append(self)
-
-    def _framing(self, body_len: int | None) -> bytes:
-        """The framing headers and the blank line, decided with the first body bytes."""
-        status = self._status
-        if status in _NO_BODY_STATUS:
-            self._expected_length = 0
-            return b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n"
-        tail = b""
-        if self._expected_length is None:
-            if body_len is not None and not (self._trailers_wanted and self.te_trailers):
-                self._expected_length = body_len
-                tail = b"content-length: %d\r\n" % body_len
-            elif self.scope["http_version"] == "1.0":
-                self.keep_alive = False  # HTTP/1.0 has no chunking: the close ends the body
-            else:
-                self._chunked = True
-                tail = b"transfer-encoding: chunked\r\n"
-        elif self._trailers_wanted and self.te_trailers:
-            self._trailers_wanted = False  # Content-Length framing has no room for trailers
-        if not self.keep_alive:
-            return tail + b"connection: close\r\n\r\n"
-        if self.scope["http_version"] == "1.0":
-            return tail + b"connection: keep-alive\r\n\r\n"
-        return tail + b"\r\n"
-
-    def flush_head(self) -> None:
-        """The app suspended between start and body: send the head without knowing the body."""
-        head = self._head
-        if head is None or self.disconnected:
-            return
-        self._head = None
-        self.conn.write(head + self._framing(None))
-
-    def _write_body(self, body: bytes, more: bool) -> None:
-        head = self._head
-        length = len(body)
-        conn = self.conn
-        if head is not None:
-            self._head = None
-            head += self._framing(None if more else length)
-            if self._no_body or not length:
-                conn.write(head)
-            elif self._chunked:
-                conn.write(b"%b%x\r\n%b\r\n" % (head, length, body))
-            elif length <= _JOIN_LIMIT:
-                conn.write(head + body)
-            else:
-                conn.writelines((head, body))
-        elif length and not self._no_body:
-            if self._chunked:
-                conn.write(b"%x\r\n%b\r\n" % (length, body))
-            else:
-                conn.write(body)
-        self._sent_length += length
-        expected = self._expected_length
-        if expected is not None and self._sent_length > expected and not self._no_body:
-            self.keep_alive = False
-            raise RuntimeError("response body longer than its Content-Length")
-        if not more:
-            self._finish_body()
-
-    def _finish_body(self) -> None:
-        expected = self._expected_length
-        if expected is not None and self._sent_length < expected and not self._no_body:
-            logger.error("response body shorter than its Content-Length (%d < %d)",
-                         self._sent_length, expected)
-            self.keep_alive = False
-        self._body_done = True
-        if self._trailers_wanted:
-            return  # the response completes with the last http.response.trailers
-        if self._chunked and not self._no_body:
-            self.conn.write(LAST_CHUNK)
-        self._complete()
+        self._trailers_wanted = trailers
 
     def _complete(self) -> None:
         self.response_complete = True
         server = self.server
         if server.access_log:
-            server.access(self, self._status, self._sent_length)
+            server.access(self, self._status, self.conn.response_bytes)
         if self._waiter is not None:
             self._wake()
         self.conn.cycle_done(self)
@@ -507,24 +388,18 @@ class HTTPCycle:
                 raise RuntimeError("http.response.trailers without trailers=True in start")
             if not self._body_done or self.response_complete:
                 raise RuntimeError("http.response.trailers sent before the body completed")
-            block = encode_headers(message.get("headers", ()))[0]
-            pending = self._trailer_block + block
-            if message.get("more_trailers", False):
-                self._trailer_block = pending  # HTTP/1.1 sends the trailer section at once
-                return
-            if self._chunked:
-                # Without "TE: trailers" from the client the fields are dropped (RFC 9110 §6.5).
-                self.conn.write(b"0\r\n" + (pending if self.te_trailers else b"") + b"\r\n")
-            self._trailers_wanted = False
-            self._complete()
+            more = message.get("more_trailers", False)
+            self.conn.send_trailers(message.get("headers", ()), not more)
+            if not more:
+                self._trailers_wanted = False
+                self._complete()
             return
         if kind == "http.response.early_hint":
             if self.response_started:
                 raise RuntimeError("http.response.early_hint sent after http.response.start")
             links = message.get("links", ())
-            if links and self.scope["http_version"] != "1.0" and not self.disconnected:
-                block = b"".join(b"link: %b\r\n" % _bytes(link) for link in links)
-                self.conn.write(status_line(103) + block + b"\r\n")
+            if links and not self.disconnected:
+                self.conn.send_informational(103, [(b"link", _bytes(link)) for link in links])
             return
         if kind == "http.response.pathsend":
             if not self.response_started or self._body_done:
@@ -547,30 +422,18 @@ class HTTPCycle:
             return
         raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http connection")
 
-    _trailer_block = b""
-
     async def _send_file(self, fd: int, offset: int, count: int, more: bool) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self.conn.write(head + self._framing(None if more else count))
-        if self._no_body:
-            if not more:
-                self._finish_body()
-            return
-        if self._chunked and count:
-            self.conn.write(b"%x\r\n" % count)
-        sent = await self.conn.sendfile(fd, offset, count)
-        self._sent_length += sent
+        conn = self.conn
+        sent = await conn.send_file(fd, offset, count, not more)
         if sent < count:
-            self.keep_alive = False
             if self.disconnected:
                 raise ClientDisconnected("client disconnected during sendfile")
             raise RuntimeError("file shorter than the count to send")
-        if self._chunked and count:
-            self.conn.write(b"\r\n")
         if not more:
-            self._finish_body()
+            self._body_done = True
+            self._trailers_wanted = conn.trailers_pending
+            if not self._trailers_wanted:
+                self._complete()
 
 
 def caused_by_disconnect(exc: BaseException | None) -> bool:

@@ -30,6 +30,7 @@ from ..cache import BoundedCache
 from ..http_common import ProtocolError, error_response
 from ..logs import TRACE
 from .flow import WriteFlow
+from .h1_response import HTTP1Response
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..server import ServerState
@@ -89,10 +90,20 @@ def _lower_name(name: bytes) -> bytes:
     return _HEADER_NAMES.recall(name) or _HEADER_NAMES.keep(name, name.lower())
 
 
-class HTTP1Connection(WriteFlow, asyncio.Protocol):
-    """One client connection speaking HTTP/1.0 and HTTP/1.1."""
+class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
+    """One client connection speaking HTTP/1.0 and HTTP/1.1; the stream of its current
+    exchange (the response side is HTTP1Response)."""
 
     __slots__ = (
+        # the current response (h1_response.py)
+        "held_head",
+        "response_status",
+        "response_bytes",
+        "trailers_pending",
+        "_r_chunked",
+        "_r_length",
+        "_r_no_body",
+        "_r_trailer_block",
         "_begins",
         "_body_bytes",
         "_closed",
@@ -163,6 +174,9 @@ class HTTP1Connection(WriteFlow, asyncio.Protocol):
         self._upgrade = False
         self._upgrade_data = b""  # bytes read past an upgrade request (a WebSocket's first)
         self.iface_cache: Any = None  # per-connection data of the interface adapter
+        self.held_head: bytes | None = None
+        self.trailers_pending = False
+        self.response_status = self.response_bytes = 0
         self._in_head = False  # between the first byte of a request and its blank line
         self._head_bytes = 0  # bytes received while one head stayed incomplete
         self._pending_error: tuple[int, str] | None = None  # answered after earlier requests

@@ -1,0 +1,238 @@
+"""The HTTP/1.1 side of the stream seam: a response's bytes (see ``protocols/stream.py``).
+
+``HTTP1Response`` is mixed into ``HTTP1Connection``: one response at a time is written on an
+HTTP/1 connection (pipelined requests wait their turn), so the connection is the stream of
+its current exchange and its response state lives in the connection's slots, reset for each
+response. Every HTTP/1 framing decision is here: the status line, the server's Date/Server
+block, Content-Length or chunked or close, the last chunk, trailers (sent only to a client
+that said ``TE: trailers``), 1xx responses, HEAD/204/304 without a body, and heads held back
+so that head and first body leave in one write (the server flushes the held ones once per
+loop turn, for the whole batch, when an app suspends in between).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..http_common import (
+    CLOSE,
+    LAST_CHUNK,
+    STATUS_LINES,
+    encode_headers,
+    error_response,
+    status_line,
+)
+
+__all__ = ["HTTP1Response"]
+
+logger = logging.getLogger("betula.error")
+
+NO_BODY_STATUS = frozenset({204, 304})
+# Head and body up to this size are joined into one buffer; larger bodies go out with
+# writelines (one writev, no copy).
+JOIN_LIMIT = 16 * 1024
+
+
+class HTTP1Response:
+    """Response framing for ``HTTP1Connection`` (its slots hold the state below)."""
+
+    __slots__ = ()
+
+    # Provided by HTTP1Connection, with write(), writelines(), close() and sendfile().
+    cycle: Any
+    server: Any
+    _closed: bool
+    # The current response (reset by start_response).
+    held_head: bytes | None  # the head, waiting for the first body bytes to go with them
+    response_status: int
+    response_bytes: int  # body bytes sent so far (for the access log)
+    _r_length: int | None  # the app's Content-Length, or the length framing settled on
+    _r_chunked: bool
+    _r_no_body: bool  # HEAD, 204, 304: the head goes out, body bytes never do
+    trailers_pending: bool  # trailers announced, to be sent (framing may rule them out)
+    _r_trailer_block: bytes
+
+    # -- the stream interface --------------------------------------------------------------
+    def send_informational(self, status: int, headers: Any) -> None:
+        """A 1xx response (100 Continue, 103 Early Hints...): out at once; HTTP/1.0 has
+        none."""
+        block = encode_headers(headers)[0] if headers else b""
+        if self.cycle.http_version != "1.0" and not self._closed:
+            self.write(status_line(status) + block + b"\r\n")
+
+    def start_response(self, status: int, headers: Any, trailers: bool = False) -> None:
+        """The final response's status and headers (validated here: RuntimeError for a bad
+        name, value or Content-Length). The head is held for the first body bytes."""
+        block, length, flags, trailer = encode_headers(headers)
+        cycle = self.cycle
+        self.response_status = status
+        self.response_bytes = 0
+        self._r_no_body = cycle.is_head or status in NO_BODY_STATUS
+        if flags & CLOSE:
+            cycle.keep_alive = False
+        self._r_length = length
+        self._r_chunked = False
+        server = self.server
+        defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
+        head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
+        self.trailers_pending = trailers
+        if trailers:
+            self._r_trailer_block = b""
+            if cycle.te_trailers and trailer:
+                head += b"trailer: %b\r\n" % trailer
+        self.held_head = head
+        held = server.held_heads  # flushed once per loop turn if the app suspends
+        if not held:
+            server.loop.call_soon(server.flush_heads)
+        held.append(self)
+
+    def send_data(self, body: bytes, end: bool) -> None:
+        """Body bytes; ``end``: the last of them (trailers, when announced, still follow).
+        RuntimeError when the body outgrows its Content-Length."""
+        head = self.held_head
+        if head is not None and end and not self._r_no_body and not self.trailers_pending:
+            # The whole body in one message, right after the head (most responses): head
+            # and body leave in one write.
+            length = len(body)
+            expected = self._r_length
+            if expected is None or expected == length:
+                self.held_head = None
+                head += self._framing(length)
+                if length <= JOIN_LIMIT:
+                    self.write(head + body)
+                else:
+                    self.writelines((head, body))
+                self.response_bytes = length
+                return
+        self._write_body(body, end)
+
+    def send_trailers(self, headers: Any, end: bool = True) -> None:
+        """The trailer fields (gathered until ``end``: HTTP/1.1 sends the section at once);
+        dropped without ``TE: trailers`` from the client (RFC 9110 §6.5)."""
+        block = self._r_trailer_block + encode_headers(headers)[0]
+        if not end:
+            self._r_trailer_block = block
+            return
+        if self._r_chunked:
+            self.write(b"0\r\n" + (block if self.cycle.te_trailers else b"") + b"\r\n")
+        self.trailers_pending = False
+
+    async def send_file(self, fd: int, offset: int, count: int, end: bool) -> int:
+        """``count`` bytes of file ``fd`` from ``offset`` (sendfile where the transport
+        allows); returns the bytes sent: fewer when the file is short or the client left
+        (the connection then ends after this response)."""
+        head = self.held_head
+        if head is not None:
+            self.held_head = None
+            self.write(head + self._framing(None if not end else count))
+        if self._r_no_body:
+            if end:
+                self._finish_body()
+            return count
+        chunked = self._r_chunked and count
+        if chunked:
+            self.write(b"%x\r\n" % count)
+        sent = await self.sendfile(fd, offset, count)
+        self.response_bytes += sent
+        if sent < count:
+            self.cycle.keep_alive = False
+            return sent
+        if chunked:
+            self.write(b"\r\n")
+        if end:
+            self._finish_body()
+        return sent
+
+    def flush_head(self) -> None:
+        """The app suspended between start and body: send the head without knowing the body."""
+        head = self.held_head
+        if head is None or self._closed:
+            return
+        self.held_head = None
+        self.write(head + self._framing(None))
+
+    def fail_response(self, status: int = 500, reason: str = "Internal Server Error") -> None:
+        """Nothing of a response went out and none will: answer ``status`` and close."""
+        self.response_status = status
+        self.response_bytes = 0
+        if not self._closed:
+            self.write(error_response(status, reason, self.server))
+        self.close()
+
+    def cut_short(self) -> None:
+        """The response started and cannot be completed: what is held goes out, then the
+        connection ends (the client sees a short body)."""
+        self.flush_head()
+        self.close()
+
+    def end_for_shutdown(self) -> None:
+        """A graceful stop ends a started, unfinished (streaming) response: cleanly, with
+        the last chunk, where the framing allows; then the connection closes."""
+        if self.held_head is None and self._r_chunked:
+            self.write(LAST_CHUNK)
+        self.close()
+
+    # -- framing ---------------------------------------------------------------------------
+    def _framing(self, body_len: int | None) -> bytes:
+        """The framing headers and the blank line, decided with the first body bytes."""
+        cycle = self.cycle
+        if self.response_status in NO_BODY_STATUS:
+            self._r_length = 0
+            return b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n"
+        tail = b""
+        trailers = self.trailers_pending and cycle.te_trailers
+        if self._r_length is None:
+            if body_len is not None and not trailers:
+                self._r_length = body_len
+                tail = b"content-length: %d\r\n" % body_len
+            elif cycle.http_version == "1.0":
+                cycle.keep_alive = False  # HTTP/1.0 has no chunking: the close ends the body
+            else:
+                self._r_chunked = True
+                tail = b"transfer-encoding: chunked\r\n"
+        elif trailers:
+            self.trailers_pending = False  # Content-Length framing has no room for trailers
+        if not cycle.keep_alive:
+            return tail + b"connection: close\r\n\r\n"
+        if cycle.http_version == "1.0":
+            return tail + b"connection: keep-alive\r\n\r\n"
+        return tail + b"\r\n"
+
+    def _write_body(self, body: bytes, end: bool) -> None:
+        head = self.held_head
+        length = len(body)
+        if head is not None:
+            self.held_head = None
+            head += self._framing(length if end else None)
+            if self._r_no_body or not length:
+                self.write(head)
+            elif self._r_chunked:
+                self.write(b"%b%x\r\n%b\r\n" % (head, length, body))
+            elif length <= JOIN_LIMIT:
+                self.write(head + body)
+            else:
+                self.writelines((head, body))
+        elif length and not self._r_no_body:
+            if self._r_chunked:
+                self.write(b"%x\r\n%b\r\n" % (length, body))
+            else:
+                self.write(body)
+        self.response_bytes += length
+        expected = self._r_length
+        if expected is not None and self.response_bytes > expected and not self._r_no_body:
+            self.cycle.keep_alive = False
+            raise RuntimeError("response body longer than its Content-Length")
+        if end:
+            self._finish_body()
+
+    def _finish_body(self) -> None:
+        expected = self._r_length
+        if expected is not None and self.response_bytes < expected and not self._r_no_body:
+            logger.error("response body shorter than its Content-Length (%d < %d)",
+                         self.response_bytes, expected)
+            self.cycle.keep_alive = False
+        if self.trailers_pending:
+            return  # the last chunk goes with the trailers
+        if self._r_chunked and not self._r_no_body:
+            self.write(LAST_CHUNK)
