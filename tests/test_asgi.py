@@ -371,6 +371,16 @@ def test_early_hint_extension_sends_103_before_the_response(server):
     assert body == b"<html>final</html>"
 
 
+def test_early_hint_link_with_a_line_break_is_refused(server):
+    # Links are header values like any other: a CR/LF in one is the app's error (a 500),
+    # never a header field of its own on the wire.
+    data = exchange(server, b"GET /early-hint-split HTTP/1.1\r\nHost: x\r\n"
+                    b"Connection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 "), data[:300]
+    assert b"x-injected" not in data.lower() and b" 103 " not in data
+    assert_logged_with_traceback(server, "invalid response header value")
+
+
 def test_informational_start_then_final_start(server):
     data = exchange(server, b"GET /informational HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     status_line, headers, rest = split_head(data)

@@ -315,6 +315,12 @@ async def r_early_hint(scope, receive, send, q) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def r_early_hint_split(scope, receive, send, q) -> None:
+    # A link value with a line break: it would start a header of its own (response splitting)
+    await send({"type": "http.response.early_hint",
+                "links": [b"</a.css>; rel=preload\r\nX-Injected: 1"]})
+
+
 async def r_informational(scope, receive, send, q) -> None:
     await send({"type": "http.response.start", "status": 103,
                 "headers": [[b"link", b"</style.css>; rel=preload; as=style"],
@@ -405,6 +411,7 @@ ROUTES = {
     "/misuse": r_misuse,
     "/error": r_error,
     "/early-hint": r_early_hint,
+    "/early-hint-split": r_early_hint_split,
     "/informational": r_informational,
     "/pathsend": r_pathsend,
     "/zerocopy": r_zerocopy,
