@@ -51,6 +51,7 @@ from tests.support.syscalls import (
 )
 from tests.support.tcp import tcp_ends
 from tests.support.wire import (
+    RawReader,
     dechunk,
     exchange,
     read_response,
@@ -230,6 +231,22 @@ def test_underscore_fields_are_dropped_every_time(server):
         values = json.loads(body)["values"]
         assert "" not in values, n
         assert "evil" not in values.values() and "v" not in values.values(), n
+
+
+def test_status_reason_phrases_are_the_apps_and_checked(serve):
+    srv = serve("tests.apps.wsgi_apps:raw_status", "--interface", "wsgi")
+    for status, line in (("200 OK", b"HTTP/1.1 200 OK"), ("299 Fine Thanks",
+                         b"HTTP/1.1 299 Fine Thanks"), ("404 Gone Fishing",
+                         b"HTTP/1.1 404 Gone Fishing")):
+        with srv.connect() as sock:
+            sock.sendall(request("/?" + quote(status)))
+            assert RawReader(sock).line() == line
+    # A line break in the phrase would start a header of its own: the app's error (500).
+    data = exchange(srv, request("/?" + quote("200 OK\r\nX-Injected: 1"),
+                                 headers=("Host: t", "Connection: close")))
+    assert data.startswith(b"HTTP/1.1 500 "), data[:300]
+    assert b"x-injected" not in data.lower()
+    assert_logged_with_traceback(srv, "invalid WSGI status")
 
 
 def test_environ_post_http_1_0(server):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..cache import BoundedCache
 from ..http_common import (
     CLOSE,
     LAST_CHUNK,
@@ -29,6 +30,8 @@ __all__ = ["HTTP1Response"]
 logger = logging.getLogger("betula.error")
 
 NO_BODY_STATUS = frozenset({204, 304})
+# body length -> "content-length: N\r\n\r\n" (the end of most heads)
+_LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
 # Head and body up to this size are joined into one buffer; larger bodies go out with
 # writelines (one writev, no copy).
 JOIN_LIMIT = 16 * 1024
@@ -42,6 +45,7 @@ class HTTP1Response:
     # Provided by HTTP1Connection, with write(), writelines(), close() and sendfile().
     cycle: Any
     server: Any
+    transport: Any
     _closed: bool
     # The current response (reset by start_response).
     held_head: bytes | None  # the head, waiting for the first body bytes to go with them
@@ -61,21 +65,78 @@ class HTTP1Response:
         if self.cycle.http_version != "1.0" and not self._closed:
             self.write(status_line(status) + block + b"\r\n")
 
-    def start_response(self, status: int, headers: Any, trailers: bool = False) -> None:
+    def respond(self, status: int, headers: Any, body: bytes, reason: str | None = None
+                ) -> None:
+        """A whole response in one call, head and body in one write. A body that disagrees
+        with the app's Content-Length is logged and the connection ends after it; one
+        longer than that Content-Length is cut to it (what the header promised)."""
+        block, length, flags, _trailer = encode_headers(headers)
+        cycle = self.cycle
+        self.response_status = status
+        size = len(body)
+        if not flags and reason is None and cycle.keep_alive and not cycle.is_head \
+                and cycle.http_version == "1.1" and status >= 200 \
+                and status not in NO_BODY_STATUS and (length is None or length == size):
+            # The usual response, on a short path: nothing after it reads the framing
+            # state (the response is complete), so none of it is stored.
+            head = (STATUS_LINES.entries.get(status) or status_line(status)) + \
+                self.server.default_headers + block + \
+                (b"\r\n" if length is not None else
+                 _LENGTH_LINES.entries.get(size) or _length_line(size))
+            if not self._closed:  # write(), inline: once a request
+                if size <= JOIN_LIMIT:
+                    self.transport.write(head + body)
+                else:
+                    self.transport.writelines((head, body))
+            self.response_bytes = size
+            return
+        self.held_head = None
+        self.trailers_pending = False
+        self._r_chunked = False
+        no_body = self._r_no_body = cycle.is_head or status in NO_BODY_STATUS or status < 200
+        if flags & CLOSE:
+            cycle.keep_alive = False
+        if length is not None and length != size and not no_body:
+            logger.error("response body length %d does not match its Content-Length %d",
+                         size, length)
+            cycle.keep_alive = False
+            if size > length:
+                body = body[:length]
+                size = length
+        self._r_length = length
+        server = self.server
+        head = (_line(status, reason) +
+                (server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers)
+                + block + self._framing(size))
+        if no_body:
+            size = 0
+            self.write(head)
+        elif size <= JOIN_LIMIT:
+            self.write(head + body)
+        else:
+            self.writelines((head, body))
+        self.response_bytes = size
+
+    def start_response(self, status: int, headers: Any, trailers: bool = False,
+                       reason: str | None = None) -> None:
         """The final response's status and headers (validated here: RuntimeError for a bad
-        name, value or Content-Length). The head is held for the first body bytes."""
+        name, value or Content-Length); ``reason``: a phrase of the app's own, where the
+        protocol has one. The head is held for the first body bytes."""
         block, length, flags, trailer = encode_headers(headers)
         cycle = self.cycle
         self.response_status = status
         self.response_bytes = 0
-        self._r_no_body = cycle.is_head or status in NO_BODY_STATUS
+        self._r_no_body = cycle.is_head or status in NO_BODY_STATUS or status < 200
         if flags & CLOSE:
             cycle.keep_alive = False
         self._r_length = length
         self._r_chunked = False
         server = self.server
         defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
-        head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
+        if reason is None:
+            head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
+        else:
+            head = _line(status, reason) + defaults + block
         self.trailers_pending = trailers
         if trailers:
             self._r_trailer_block = b""
@@ -236,3 +297,16 @@ class HTTP1Response:
             return  # the last chunk goes with the trailers
         if self._r_chunked and not self._r_no_body:
             self.write(LAST_CHUNK)
+
+
+def _line(status: int, reason: str | None) -> bytes:
+    """The status line, with the app's own reason phrase when it gave one (checked by the
+    adapter: no CR, LF or NUL)."""
+    if reason is None:
+        return STATUS_LINES.entries.get(status) or status_line(status)
+    return b"HTTP/1.1 %d %b\r\n" % (status, reason.encode("latin-1"))
+
+
+def _length_line(size: int) -> bytes:
+    return _LENGTH_LINES.recall(size) or _LENGTH_LINES.keep(
+        size, b"content-length: %d\r\n\r\n" % size)

@@ -1,22 +1,24 @@
-"""WSGI (PEP 3333) over the HTTP/1 connection: one ``WSGICycle`` per request.
+"""WSGI (PEP 3333) on a stream (``protocols/stream.py``): one ``WSGICycle`` per request.
 
 The event loop parses and writes; the app runs in the worker's thread pool so one slow
-request does not hold the others. Between the two:
+request does not hold the others. The app thread checks what the app gives (status,
+headers, chunk types, the body against its Content-Length) so a mistake is the app's
+exception; the stream, on the loop, frames the response. Between the two:
 
 - the request body goes through a ``BodyBuffer`` (the loop feeds, the app thread reads;
   reading from the socket pauses while the app is not reading);
-- response bytes go to the loop with ``call_soon_threadsafe``; while the client is not
+- response parts go to the loop with ``call_soon_threadsafe``; while the client is not
   reading, the app thread waits (``_writable``) before handing over more, so a slow client
   slows the app down instead of filling memory;
-- a response whose whole body is known when its first chunk is (a list or tuple, or a
-  Content-Length that the first chunk fills) crosses to the loop once, head and body in one
-  write.
+- a response whose whole body is known at once (a list or tuple) crosses to the loop once
+  and leaves in one write (``respond``: the stream's one call for a whole response).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from io import BytesIO
@@ -26,12 +28,9 @@ from urllib.parse import unquote_to_bytes
 
 from ..cache import BoundedCache
 from ..http_common import (
-    CLOSE,
-    LAST_CHUNK,
     METHODS,
     TARGET_CACHE_MAX,
     encode_headers,
-    error_response,
     method_name,
     remember_target,
     split_target,
@@ -105,11 +104,10 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
 # Request header name -> environ key ("" for names dropped), and short header values ->
 # str: both bounded caches of work every request would repeat.
 _ENV_KEYS: BoundedCache[bytes, str] = BoundedCache(1024)
-# The app's status ("200 OK"), once validated -> (status line, code, the response may have
-# a body: the statuses that can take _finish_whole's short path).
-_STATUSES: BoundedCache[str, tuple[bytes, int, bool]] = BoundedCache(256)
-# body length -> "content-length: N\r\n\r\n"
-_LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
+# The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
+# standard one, the response may have a body).
+_STATUSES: BoundedCache[str, tuple[int, str | None, bool]] = BoundedCache(256)
+_BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TEXTS: BoundedCache[bytes, str] = BoundedCache(4096)
 _TEXT_CACHE_LEN = 256
 
@@ -200,16 +198,16 @@ class WSGICycle:
     _early_size = 0
     _shutdown = False
     _discarding = False
-    _status = 0
-    _sent = 0
     _start_time = 0.0
+    # What the connection reads of its request (see protocols/stream.py).
+    is_head = False
+    te_trailers = False
     # App-thread response state. _writable (an Event) exists once a response streams.
     _writable: threading.Event | None = None
     _status_line: str | None = None
     _headers: list[tuple[str, str]] | None = None
     _head_sent = False  # app-thread view: the head was handed to the loop
-    _chunked = False
-    _length: int | None = None
+    _length: int | None = None  # the app's Content-Length (app thread)
     _no_body = False
     _written = 0
 
@@ -224,6 +222,8 @@ class WSGICycle:
         self.keep_alive = keep_alive
         self.http_version = http_version
         self.method = method = METHODS.entries.get(method) or method_name(method)
+        if method == "HEAD":
+            self.is_head = True
         self.raw_target = url
         if has_body:
             # Body bytes that arrive before the app runs wait in a plain list (the loop is
@@ -304,7 +304,7 @@ class WSGICycle:
 
     def _send_continue(self) -> None:
         if not self.response_started and not self.disconnected:
-            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.conn.send_informational(100, ())
 
     # -- running the app ------------------------------------------------------------------
     def start(self) -> None:
@@ -369,9 +369,7 @@ class WSGICycle:
             raise AssertionError("start_response called a second time without exc_info")
         if type(status) is not str or (status not in _STATUSES.entries
                                         and _STATUSES.recall(status) is None):  # seen: valid
-            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
-                    or status[3] != " ":
-                raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
+            _STATUSES.keep(status, _parse_status(status))
         if not isinstance(headers, list):
             raise TypeError("response headers must be a list of (name, value) tuples")
         self._status_line = status
@@ -402,51 +400,18 @@ class WSGICycle:
             self._finish_stream()
 
     # -- response, app thread side -----------------------------------------------------
-    def _head(self, body_len: int | None, whole_body: bool = True) -> bytes:
-        """Build the head; ``body_len`` known means the body's length is known (the whole
-        body when ``whole_body``; a file's size, which Content-Length may cut, otherwise)."""
-        status_text = self._status_line or "500 Internal Server Error"
-        entry = _STATUSES.lookup(status_text)
-        if entry is None:
-            status = int(status_text[:3])
-            line = status_line(status) if status_text[4:] == _phrase(status) else None
-            if line is None:
-                line = b"HTTP/1.1 " + status_text.encode("latin-1") + b"\r\n"
-            entry = _STATUSES.keep(
-                status_text, (line, status, status >= 200 and status not in _NO_BODY_STATUS))
-        line, status, may_have_body = entry
-        block, length, flags, _trailer = encode_headers(self._headers or ())
-        self._status = status
-        if flags & CLOSE:
-            self.keep_alive = False
-        self._no_body = self.method == "HEAD" or not may_have_body
-        tail = b""
-        if length is not None and body_len is not None and length != body_len \
-                and whole_body and not self._no_body:
-            # The whole body is known and disagrees with the app's Content-Length: send what
-            # the header promises at most, and close so the client cannot misread the rest.
-            logger.error("response body length %d does not match its Content-Length %d",
-                         body_len, length)
-            self.keep_alive = False
-        if status in _NO_BODY_STATUS:
-            length = 0
-        elif length is None:
-            if body_len is not None:
-                length = body_len
-                tail = b"content-length: %d\r\n" % body_len
-            elif self.http_version == "1.0":
-                self.keep_alive = False
-            else:
-                self._chunked = True
-                tail = b"transfer-encoding: chunked\r\n"
-        self._length = length
-        if self._shutdown:
-            self.keep_alive = False
-        if not self.keep_alive:
-            tail += b"connection: close\r\n"
-        elif self.http_version == "1.0":
-            tail += b"connection: keep-alive\r\n"
-        return line + self.server.default_blocks[(flags >> 1) & 3] + block + tail + b"\r\n"
+    # The app thread checks what the app gave (status, headers, chunk types, the body
+    # against its Content-Length) so a mistake is the app's exception, and hands the rest
+    # to the loop, where the connection's stream frames it (protocols/h1_response.py).
+    def _check_head(self) -> tuple[int, str | None]:
+        """Validate the app's status and headers (RuntimeError: a bad header); note what
+        the app thread needs of them: the Content-Length, whether a body may follow."""
+        code, reason, may_have_body = _STATUSES.lookup(self._status_line) or \
+            _parse_status(self._status_line)  # type: ignore[arg-type]
+        length = encode_headers(self._headers or ())[1]
+        self._no_body = self.is_head or not may_have_body
+        self._length = 0 if code in _NO_BODY_STATUS else length
+        return code, reason
 
     def _write(self, data: bytes) -> None:
         """The write() callable and each chunk of the iterable: sent in order, now."""
@@ -458,24 +423,19 @@ class WSGICycle:
             raise OSError("client disconnected")
         if not data:
             return
-        parts = []
+        head = None
         if not self._head_sent:
             self._head_sent = True
-            parts.append(self._head(None))
+            head = self._check_head()
         if not self._no_body:
-            length = len(data)
-            self._written += length
+            self._written += len(data)
             if self._length is not None and self._written > self._length:
                 raise RuntimeError("response body longer than its Content-Length")
-            if self._chunked:
-                parts.append(b"%x\r\n%b\r\n" % (length, data))
-            else:
-                parts.append(bytes(data))
-        if parts:
-            self._send(b"".join(parts), 0 if self._no_body else len(data))
+        self._send(head, bytes(data))
 
-    def _send(self, data: bytes, body_len: int) -> None:
-        """Hand bytes to the loop, first waiting while the client is not reading."""
+    def _send(self, head: tuple[int, str | None] | None, data: bytes) -> None:
+        """Hand a chunk to the loop (with the head, for the first), first waiting while the
+        client is not reading."""
         writable = self._writable
         if writable is None:
             writable = self._writable = threading.Event()
@@ -484,49 +444,18 @@ class WSGICycle:
         if self.disconnected:
             raise OSError("client disconnected")
         writable.clear()
-        self.loop.call_soon_threadsafe(self._loop_write, data, body_len)
+        self.loop.call_soon_threadsafe(self._loop_write, head, data)
 
     def _finish_whole(self, body: bytes) -> None:
-        # Short path, for the usual response: a status seen before, with a body; no framing
-        # or Date/Server header from the app; a keep-alive HTTP/1.1 request that is not HEAD.
-        # Everything else (and the first response with each status) goes through _head.
-        entry = _STATUSES.entries.get(self._status_line)  # type: ignore[arg-type]
-        if entry is not None and entry[2] and self.keep_alive and self.http_version == "1.1" \
-                and self.method != "HEAD" and not self._shutdown:
-            block, length, flags, _trailer = encode_headers(self._headers)
-            size = len(body)
-            if not flags and (length is None or length == size):
-                self._status = entry[1]
-                self._head_sent = True
-                self._written = size
-                if length is None:
-                    tail = _LENGTH_LINES.entries.get(size) or _LENGTH_LINES.recall(size)
-                    if tail is None:
-                        tail = _LENGTH_LINES.keep(size, b"content-length: %d\r\n\r\n" % size)
-                    head = entry[0] + self.server.default_headers + block + tail
-                else:
-                    head = entry[0] + self.server.default_headers + block + b"\r\n"
-                self.loop.call_soon_threadsafe(self._loop_respond, head + body
-                                               if size < 65536 else None, head, body)
-                return
-        head = self._head(len(body))
+        # The whole response crosses to the loop at once: the stream checks its headers
+        # there (a bad one is reported as the app's error) and frames it.
+        code, reason, _may_have_body = _STATUSES.entries.get(self._status_line) or \
+            _STATUSES.lookup(self._status_line) or _parse_status(self._status_line)
         self._head_sent = True
-        if self._no_body:
-            body = b""
-        elif self._length is not None and len(body) > self._length:
-            body = body[:self._length]
-        self._written = len(body)
-        self.loop.call_soon_threadsafe(self._loop_respond, head + body if len(body) < 65536
-                                       else None, head, body)
+        self.loop.call_soon_threadsafe(self._loop_respond, code, reason, body)
 
     def _finish_stream(self) -> None:
-        tail = LAST_CHUNK if self._chunked and not self._no_body else b""
-        short = self._length is not None and self._written < self._length and not self._no_body
-        if short:
-            logger.error("response body shorter than its Content-Length (%d < %d)",
-                         self._written, self._length)
-            self.keep_alive = False
-        self.loop.call_soon_threadsafe(self._loop_finish, tail)
+        self.loop.call_soon_threadsafe(self._loop_finish)
 
     def _serve_file(self, wrapper: FileWrapper) -> None:
         fd = wrapper.fileno()
@@ -538,23 +467,19 @@ class WSGICycle:
         size = os.fstat(fd).st_size - offset
         if self._status_line is None:
             raise RuntimeError("the WSGI app returned without calling start_response")
-        head = self._head(size, whole_body=False)
+        code, reason = self._check_head()
         declared = self._length
         count = size if declared is None else min(size, declared)
-        if declared is not None and size < declared and not self._no_body:
-            logger.error("response body shorter than its Content-Length (%d < %d)",
-                         size, declared)
-            self.keep_alive = False  # the client cannot tell where the body ends: close
         self._head_sent = True
-        future = _threadsafe(self.loop, self._loop_sendfile(head, fd, offset, count))
+        future = _threadsafe(self.loop, self._loop_sendfile(code, reason, fd, offset, count))
         future.result()
 
     def _early_hints(self, headers: list[tuple[str, str]]) -> None:
         """``wsgi.early_hints``: a 103 with these headers, before the response."""
-        if self._head_sent or self.http_version == "1.0":
+        if self._head_sent:
             return
-        block = encode_headers(headers)[0]
-        self.loop.call_soon_threadsafe(self._loop_write_raw, status_line(103) + block + b"\r\n")
+        encode_headers(headers)  # a bad header is the app's error, here
+        self.loop.call_soon_threadsafe(self._loop_informational, 103, headers)
 
     def _failed(self, exc: BaseException) -> None:
         if self.disconnected and isinstance(exc, OSError):
@@ -563,54 +488,54 @@ class WSGICycle:
         self.loop.call_soon_threadsafe(self._loop_error, self._head_sent)
 
     # -- response, event loop side ---------------------------------------------------------
-    def _loop_write_raw(self, data: bytes) -> None:
+    def _loop_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
         if not self.disconnected and not self.response_started:
-            self.conn.write(data)
+            self.conn.send_informational(status, headers)
 
-    def _loop_write(self, data: bytes, body_len: int) -> None:
+    def _loop_write(self, head: tuple[int, str | None] | None, data: bytes) -> None:
         self.response_started = True
         assert self._writable is not None
         if self.disconnected:
             self._writable.set()
             return
-        self.conn.write(data)
-        self._sent += body_len
-        if self.conn.write_paused:
-            self.conn.add_drain_callback(self._writable.set)
+        conn = self.conn
+        if head is not None:
+            conn.start_response(head[0], self._headers, False, head[1])
+        conn.send_data(data, False)
+        if conn.write_paused:
+            conn.add_drain_callback(self._writable.set)
         else:
             self._writable.set()
 
-    def _loop_respond(self, joined: bytes | None, head: bytes, body: bytes) -> None:
-        self.response_started = True
+    def _loop_respond(self, code: int, reason: str | None, body: bytes) -> None:
         conn = self.conn
         if not self.disconnected:
-            if joined is not None:
-                if not conn._closed:  # conn.write(joined), inline: once a request
-                    conn.transport.write(joined)
-            else:
-                conn.writelines((head, body))
-        self._sent = len(body)
+            try:
+                conn.respond(code, self._headers, body, reason)
+            except RuntimeError as exc:  # a header the app gave is not valid
+                logger.error("Exception in WSGI application", exc_info=exc)
+                self._loop_error(False)
+                return
+        self.response_started = True
         if not self.response_complete:  # _complete(), inline: once a request
             self.response_complete = True
             if self.server.access_log:
-                self.server.access(self, self._status, self._sent)
+                self.server.access(self, code, conn.response_bytes)
             conn.cycle_done(self)
 
-    def _loop_finish(self, tail: bytes) -> None:
-        if tail and not self.disconnected:
-            self.conn.write(tail)
+    def _loop_finish(self) -> None:
+        if not self.disconnected:
+            self.conn.send_data(b"", True)
         self._complete()
 
-    async def _loop_sendfile(self, head: bytes, fd: int, offset: int, count: int) -> None:
+    async def _loop_sendfile(self, code: int, reason: str | None, fd: int, offset: int,
+                             count: int) -> None:
         self.response_started = True
         if self.disconnected:
             return
-        self.conn.write(head)
-        if not self._no_body and count:
-            sent = await self.conn.sendfile(fd, offset, count)
-            self._sent = sent
-            if sent < count:
-                self.keep_alive = False
+        conn = self.conn
+        conn.start_response(code, self._headers, False, reason)
+        await conn.send_file(fd, offset, count, True)
         self._complete()
 
     def _loop_error(self, head_sent: bool) -> None:
@@ -618,23 +543,22 @@ class WSGICycle:
             return
         if head_sent or self.response_started:
             self.response_complete = True
-            self.conn.close()
+            self.conn.cut_short()
             self.conn.cycle_done(self)
             return
         self.response_started = True
         self.response_complete = True
-        self._status = 500
         if not self.disconnected:
-            self.conn.write(error_response(500, "Internal Server Error", self.server))
             self.server.access(self, 500, 0)
-        self.conn.close()
+        self.conn.fail_response(500)
 
     def _complete(self) -> None:
         if self.response_complete:
             return
         self.response_complete = True
         if self.server.access_log:
-            self.server.access(self, self._status, self._sent)
+            conn = self.conn
+            self.server.access(self, conn.response_status, conn.response_bytes)
         self.conn.cycle_done(self)
 
     @property
@@ -650,8 +574,17 @@ class WSGICycle:
         }
 
 
-def _phrase(status: int) -> str:
-    return status_line(status).decode("latin-1")[13:-2]
+def _parse_status(status: Any) -> tuple[int, str | None, bool]:
+    """A WSGI status ("200 OK") checked: (code, its reason phrase when not the standard
+    one, a body may follow). ValueError for anything else (in the app's thread)."""
+    if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
+            or status[3] != " " or _BAD_REASON.search(status):
+        raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
+    code = int(status[:3])
+    reason = status[4:]
+    if reason == status_line(code).decode("latin-1")[13:-2]:
+        reason = None  # the standard line, cached
+    return code, reason, code >= 200 and code not in _NO_BODY_STATUS
 
 
 def _threadsafe(loop: Any, coro: Any) -> Any:

@@ -436,6 +436,14 @@ def list_app(environ, start_response):
     return [b"own:", b"body"]
 
 
+def raw_status(environ, start_response):
+    """Answers with the status the query gives, unchecked (no validator in front)."""
+    from urllib.parse import unquote
+
+    start_response(unquote(environ["QUERY_STRING"]), [("Content-Type", "text/plain")])
+    return [b"body"]
+
+
 def scheduling(environ, start_response):
     """The scheduling policy of the thread running this request (Linux)."""
     import os
