@@ -348,7 +348,15 @@ class HTTPCycle:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
         elif kind == "http.response.start":
-            self._start_response(message)
+            status = message["status"]
+            if status.__class__ is not int or not 200 <= status <= 999 \
+                    or self.response_started or self.disconnected or message.get("trailers"):
+                self._start_response(message)  # the checks, 1xx, trailers
+                return
+            # The usual start, inline (no call for it).
+            self.conn.start_response(status, message.get("headers", ()))
+            self.response_started = True
+            self._status = status
         else:
             await self._send_other(kind, message)
 

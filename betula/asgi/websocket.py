@@ -293,7 +293,7 @@ class WebSocketCycle:
                 ws.send(data)
             except ConnectionClosed:
                 raise ClientDisconnected("the WebSocket connection is closed") from None
-            if ws._write_paused:
+            if ws.write_paused:
                 await ws.drain()
                 if ws._closed:
                     raise ClientDisconnected("the WebSocket connection is closed")

@@ -1,9 +1,10 @@
 """Write-side flow control shared by the connection protocols.
 
-A protocol sets ``_write_paused`` from the transport's ``pause_writing`` /
+A protocol sets ``write_paused`` (a plain attribute: read once per ``send()``, a
+property would cost a call) from the transport's ``pause_writing`` /
 ``resume_writing`` and calls ``_wake_drain()`` when writing may go on (or the peer left);
 senders wait in ``drain()`` or register a callback. The class using it provides ``loop``,
-``_closed``, ``_write_paused``, ``_drain_waiters`` and ``_drain_callbacks``.
+``_closed``, ``write_paused``, ``_drain_waiters`` and ``_drain_callbacks``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,13 @@ class WriteFlow:
 
     loop: asyncio.AbstractEventLoop
     _closed: bool
-    _write_paused: bool
+    write_paused: bool
     _drain_waiters: list[asyncio.Future[None]]
     _drain_callbacks: list[Callable[[], None]]
 
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
-
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its low-water mark (or the peer left)."""
-        if not self._write_paused or self._closed:
+        if not self.write_paused or self._closed:
             return
         waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
@@ -37,7 +34,7 @@ class WriteFlow:
 
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the transport drains (or at once if it is not paused)."""
-        if not self._write_paused or self._closed:
+        if not self.write_paused or self._closed:
             callback()
         else:
             self._drain_callbacks.append(callback)

@@ -159,7 +159,15 @@ class HTTP1Response:
             expected = self._r_length
             if expected is None or expected == length:
                 self.held_head = None
-                head += self._framing(length)
+                cycle = self.cycle
+                if cycle.keep_alive and cycle.http_version == "1.1":  # _framing, inline
+                    if expected is None:
+                        self._r_length = length
+                        head += _LENGTH_LINES.entries.get(length) or _length_line(length)
+                    else:
+                        head += b"\r\n"
+                else:
+                    head += self._framing(length)
                 if length <= JOIN_LIMIT:
                     self.write(head + body)
                 else:

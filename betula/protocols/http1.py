@@ -137,7 +137,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_upgrade_data",
         "_limit_concurrency",
         "_url",
-        "_write_paused",
+        "write_paused",
         "client",
         "config",
         "cycle",
@@ -166,7 +166,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._parsing: Any = None  # the request whose body is being parsed
         self._closed = False
         self._read_paused = False
-        self._write_paused = False
+        self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[], None]] = []
         self._state = _IDLE
@@ -371,10 +371,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         self._wake_drain()
 
     # -- httptools callbacks -------------------------------------------------------------
@@ -540,7 +540,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             transport.set_write_buffer_limits(high=0, low=0)
         try:
             while sent < count and not self._closed:
-                if self._write_paused:
+                if self.write_paused:
                     await self.drain()
                     continue
                 if use_sendfile and transport.get_write_buffer_size() == 0:

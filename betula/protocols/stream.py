@@ -67,9 +67,7 @@ class Stream(Protocol):
         """A graceful stop ends a streaming response as cleanly as the framing allows."""
 
     # -- flow control ----------------------------------------------------------------------
-    @property
-    def write_paused(self) -> bool:
-        """The client is not reading: the adapter waits in ``drain()`` before more."""
+    write_paused: bool  # the client is not reading: wait in drain() before sending more
 
     async def drain(self) -> None:
         """Wait until the client reads again (or left)."""

@@ -124,7 +124,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         self._fragments: list[Any] | None = None  # a fragmented message being reassembled
         self._fragment_text = False
         self._decoder: Any = None
-        self._write_paused = False
+        self.write_paused = False
         self._read_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[], None]] = []
@@ -295,10 +295,10 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
     # budgeted: past CONTROL_BUDGET bytes reading is held until the client reads again, so
     # a client flooding pings and never reading the pongs cannot grow our buffer.
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         self._unread_output = 0
         if self._read_held:
             self._read_held = False
@@ -316,7 +316,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
                 break
             if data:
                 transport.write(data)  # type: ignore[union-attr]
-                if self._write_paused:
+                if self.write_paused:
                     self._unread_output += len(data)
                     if self._unread_output > CONTROL_BUDGET and not self._read_held:
                         self._read_held = True
