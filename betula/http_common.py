@@ -227,8 +227,11 @@ TARGET_CACHE_LEN = 256
 
 def remember_target(cache: BoundedCache[bytes, Any], url: bytes, parts: Any) -> Any:
     """Keep ``parts`` for ``url`` and return it. Long targets are not kept."""
-    if len(url) <= TARGET_CACHE_LEN:
-        cache.keep(url, parts)
+    if len(url) <= TARGET_CACHE_LEN:  # cache.keep(url, parts), inline: once a new target
+        entries = cache.entries
+        if len(entries) >= cache.limit:
+            cache.rotate()
+        entries[url] = parts
     return parts
 
 

@@ -64,9 +64,8 @@ _TARGETS: BoundedCache[bytes, tuple[str, bytes, bytes]] = BoundedCache(TARGET_CA
 
 
 def _parse_target(url: bytes) -> tuple[str, bytes, bytes]:
-    recalled = _TARGETS.recall(url)
-    if recalled is not None:
-        return recalled
+    if url in _TARGETS.previous:
+        return _TARGETS.recall(url)  # type: ignore[return-value]
     raw_path, query = split_target(url)
     # find(), not "in": on 3.11 `bytes in bytes` first tries the needle as an int and
     # raises and clears a TypeError (~2k instructions a request, callgrind).

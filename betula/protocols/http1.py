@@ -253,7 +253,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             end = data.find(b"\r\n\r\n")
             if 0 < end <= REPLAY_HEAD_BYTES:
                 key = data[:end]
-                entry = self._replays.entries.get(key) or self._replays.recall(key)
+                replays = self._replays
+                entry = replays.entries.get(key)
+                if entry is None and key in replays.previous:  # (no call on a plain miss)
+                    entry = replays.recall(key)
                 if entry is None:
                     record = end  # a head not kept yet: kept if it qualifies
                 elif len(data) != end + 4 + entry[2][_HEAD_LENGTH]:
@@ -324,7 +327,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
             replays = self._replays
             rotations = replays.rotations
-            replays.keep(data[:end], entry)
+            entries = replays.entries  # replays.keep(head, entry), inline: once a new head
+            if len(entries) >= replays.limit:
+                replays.rotate()
+            entries[data[:end]] = entry
             if self._trace:
                 if replays.rotations != rotations:
                     logger.log(TRACE, "%d heads kept for replay aged: the ones not replayed "
@@ -425,11 +431,13 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         heads = self._heads
         head = heads.entries.get(key)
         if head is None:
-            head = heads.recall(key)
+            head = heads.recall(key) if key in heads.previous else None
             if head is None:
                 head = _analyse_head(raw, self._limits, self._body_limit)
-                if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:
-                    heads.keep(key, head)
+                if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:  # heads.keep(key, head), inline
+                    if len(heads.entries) >= heads.limit:
+                        heads.rotate()
+                    heads.entries[key] = head
         parser = self.parser
         # llhttp's own keep-alive verdict (it reads Proxy-Connection too, and whole tokens):
         # once it says no, it refuses any later byte, so the connection must end too.

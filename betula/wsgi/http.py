@@ -119,9 +119,8 @@ _TARGETS: dict[Endpoint, BoundedCache[bytes, tuple[str, dict[str, str]]]] = {}
 
 def _parse_target(targets: BoundedCache[bytes, tuple[str, dict[str, str]]], url: bytes,
                   strips: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    recalled = targets.recall(url)
-    if recalled is not None:
-        return recalled
+    if url in targets.previous:
+        return targets.recall(url)  # type: ignore[return-value]
     raw_path, query = split_target(url)
     # PEP 3333: PATH_INFO is the percent-decoded path carried as latin-1.
     path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
@@ -143,6 +142,7 @@ def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     entries: dict[str, str] = {}
     keys = _ENV_KEYS
     texts = _TEXTS
+    text_entries = texts.entries
     for name, value in headers:
         key = keys.entries.get(name)
         if key is None:
@@ -153,13 +153,15 @@ def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
             continue
         # Header values repeat from request to request (Host, User-Agent, Accept...): short
         # ones are decoded once.
-        text = texts.entries.get(value)
+        text = text_entries.get(value)
         if text is None:
-            text = texts.recall(value)
+            text = texts.recall(value) if value in texts.previous else None
             if text is None:
                 text = value.decode("latin-1")
-                if len(value) <= _TEXT_CACHE_LEN:
-                    texts.keep(value, text)
+                if len(value) <= _TEXT_CACHE_LEN:  # texts.keep(value, text), inline
+                    if len(text_entries) >= texts.limit:
+                        texts.rotate()
+                    text_entries[value] = text
         if key in entries and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
             sep = "; " if key == "HTTP_COOKIE" else ", "
             entries[key] = entries[key] + sep + text
