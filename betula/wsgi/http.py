@@ -452,7 +452,7 @@ class WSGICycle:
         # The whole response crosses to the loop at once: the stream checks its headers
         # there (a bad one is reported as the app's error) and frames it.
         code, reason, _may_have_body = _STATUSES.entries.get(self._status_line) or \
-            _STATUSES.lookup(self._status_line) or _parse_status(self._status_line)
+            _STATUSES.recall(self._status_line) or _parse_status(self._status_line)
         self._head_sent = True
         self.loop.call_soon_threadsafe(self._loop_respond, code, reason, body)
 
