@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.app_asgi import app  # noqa: E402
 from bench.app_wsgi import app as wsgi_app  # noqa: E402
 from betula.config import Config  # noqa: E402
-from betula.protocols.http1 import HTTP1Connection  # noqa: E402
-from betula.server import ServerState, new_event_loop  # noqa: E402
+from betula.server import Worker, new_event_loop  # noqa: E402
 
 
 class CountingTransport:
@@ -78,6 +77,8 @@ BROWSER_HEADERS = (
 class InlineExecutor:
     """Runs each WSGI task at once, in the calling thread."""
 
+    size = 1
+
     def submit(self, task) -> None:  # type: ignore[no-untyped-def]
         task()
 
@@ -90,14 +91,14 @@ async def drive(total: int, request: bytes, conns: int, wsgi: bool = False) -> f
     if wsgi:
         config = Config.load({"app": "bench.app_wsgi:app", "access_log": False,
                               "interface": "wsgi"})
-        state = ServerState(config, wsgi_app, loop, interface="wsgi")
-        state.wsgi_executor = InlineExecutor()  # type: ignore[assignment]
+        worker = Worker(config, wsgi_app, loop, interface="wsgi")
+        worker.state.pool = InlineExecutor()  # type: ignore[assignment]
     else:
         config = Config.load({"app": "bench.app_asgi:app", "access_log": False})
-        state = ServerState(config, app, loop)
+        worker = Worker(config, app, loop)
     connections = []
     for _ in range(conns):
-        conn = HTTP1Connection(state)
+        conn = worker.connection()
         conn.connection_made(CountingTransport())
         connections.append(conn)
     done = 0

@@ -101,6 +101,7 @@ class Server:
     needs_venv: bool = True
     executable: str | None = None
     cpus: str | None = None  # taskset CPU list overriding --server-cpu (multi-worker runs)
+    tree: Path | None = None  # the checkout Betula runs from (--base: another one)
 
 
 def _extra_betula_args() -> list[str]:
@@ -284,6 +285,17 @@ SERVERS: dict[str, Server] = {
 }
 
 
+def add_base_servers(tree: Path) -> list[str]:
+    """``--base TREE``: betula-base and betula-wsgi-base, the same commands run from another
+    checkout (e.g. a ``git worktree`` of the commit before a change), so before, after and
+    the peers share one run. Returns the names added."""
+    SERVERS["betula-base"] = Server("betula-base", "asgi", _betula_argv, family="base",
+                                    needs_venv=False, tree=tree)
+    SERVERS["betula-wsgi-base"] = Server("betula-wsgi-base", "wsgi", _betula_wsgi_argv,
+                                         family="base", needs_venv=False, tree=tree)
+    return ["betula-base", "betula-wsgi-base"]
+
+
 # --------------------------------------------------------------------------
 # Scenarios
 # --------------------------------------------------------------------------
@@ -322,6 +334,15 @@ SCENARIOS: dict[str, dict] = {
             "tool": "wsload",
             "check": ("WS", WS_MESSAGE, WS_MESSAGE),
             "interfaces": ("asgi",),
+        },
+        {
+            # Browser-like GETs whose heads never repeat (bench/unique.lua: new query,
+            # cookie and request id per request, 9 fields): no cache of heads helps here.
+            "name": "unique",
+            "path": "/",
+            "lua": "unique.lua",
+            "check": ("GET", None, HELLO_BODY),
+            "interfaces": ("asgi", "wsgi"),
         },
         {
             "name": "post4k",
@@ -401,10 +422,10 @@ def dist_version(python: str, dist: str) -> str | None:
     return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
-def betula_version() -> str:
+def betula_version(tree: Path = REPO_ROOT) -> str:
     parts = []
     try:
-        git = ["git", "-C", str(REPO_ROOT)]
+        git = ["git", "-C", str(tree)]
         sha = _capture([*git, "rev-parse", "--short", "HEAD"]).stdout.strip()
         dirty = _capture([*git, "status", "--porcelain", "--", "betula"]).stdout.strip()
         if sha:
@@ -448,14 +469,15 @@ class Running:
             prefix=f"bench-{server.name}-", suffix=".log", delete=False
         )
         env = dict(os.environ)
+        tree = server.tree or REPO_ROOT
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+            [str(tree)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.cmd = ["taskset", "-c", str(cpu), *argv]
         self.proc = subprocess.Popen(
             self.cmd,
-            cwd=REPO_ROOT,
+            cwd=tree,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self.logfile,
@@ -932,6 +954,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument(
         "--results-dir", type=Path, default=RESULTS_DIR, help="where latest.json / latest.md go"
     )
+    p.add_argument("--base", type=Path, default=None,
+                   help="another checkout (a git worktree of an older commit): adds servers "
+                   "betula-base and betula-wsgi-base run from it, for before/after in one run")
     p.add_argument("--name", default=None,
                    help="results file name (default 'latest'; 'websocket' when only wsecho "
                    "runs); the README's tables come from latest.md and websocket.md")
@@ -944,6 +969,11 @@ def parse_args(argv: list[str] | None = None):
     if args.servers is None:
         args.servers = WSGI_SERVERS if args.wsgi else ASGI_SERVERS
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.base is not None:
+        args.base = args.base.resolve()
+        if not (args.base / "betula" / "__init__.py").exists():
+            p.error(f"--base {args.base}: no betula package there")
+        add_base_servers(args.base)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.server_list if s not in SERVERS]
     if unknown:
@@ -979,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         if s.family == "betula":
             versions[s.name] = betula_version()
+        elif s.tree is not None:
+            versions[s.name] = betula_version(s.tree)
         elif s.distribution:
             versions[s.name] = dist_version(str(args.venv / "bin" / "python"), s.distribution)
 

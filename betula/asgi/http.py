@@ -33,7 +33,8 @@ from ..http_common import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.stream import Stream
-    from ..server import Endpoint, ServerState
+    from ..routing import Endpoint
+    from ..state import WorkerState
 
 __all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
 
@@ -101,6 +102,17 @@ def connection_scope(conn: Stream, endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+class ScopeTemplate:
+    """What the adapter keeps on a stream (``iface_cache``): the scope's part shared by
+    every request to one app on one connection."""
+
+    __slots__ = ("endpoint", "scope")
+
+    def __init__(self, endpoint: Endpoint, scope: dict[str, Any]) -> None:
+        self.endpoint = endpoint
+        self.scope = scope
+
+
 class HTTPCycle:
     """One request/response exchange between an HTTP/1 connection and an ASGI app."""
 
@@ -128,7 +140,7 @@ class HTTPCycle:
 
     def __init__(
         self,
-        server: ServerState,
+        state: WorkerState,
         endpoint: Endpoint,
         conn: Stream,
         method: bytes,
@@ -141,12 +153,12 @@ class HTTPCycle:
         te_trailers: bool,
     ) -> None:
         self.conn = conn
-        self.server = server
+        self.state = state
         self.endpoint = endpoint
-        cache = conn.iface_cache
-        if cache is None or cache[0] is not endpoint:
-            cache = conn.iface_cache = (endpoint, connection_scope(conn, endpoint))
-        scope = cache[1].copy()
+        template = conn.iface_cache
+        if template is None or template.endpoint is not endpoint:
+            template = conn.iface_cache = ScopeTemplate(endpoint, connection_scope(conn, endpoint))
+        scope = template.scope.copy()
         parts = _TARGETS.entries.get(url)  # target_parts' cache hit, inline (no call per request)
         if parts is None or endpoint.path_prefix:
             parts = target_parts(url, endpoint)
@@ -162,9 +174,9 @@ class HTTPCycle:
         if http_version != "1.1":
             scope["http_version"] = http_version
             self.http_version = http_version
-        state = endpoint.lifespan_state
-        if state is not None:
-            scope["state"] = state.copy()
+        lifespan = endpoint.lifespan_state
+        if lifespan is not None:
+            scope["state"] = lifespan.copy()
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
@@ -172,7 +184,7 @@ class HTTPCycle:
         self.body_complete = not has_body
         if name == "HEAD":
             self.is_head = True
-        if server.access_log:
+        if state.access_log is not None:
             self._start_time = perf_counter()
 
     # -- events from the connection ------------------------------------------------------
@@ -229,23 +241,23 @@ class HTTPCycle:
     # -- running the app -----------------------------------------------------------------
     def start(self) -> None:
         self.started = True
-        server = self.server
+        state = self.state
         # Tracked in a set from here to the end of run_asgi, not by a done-callback (which
         # would cost a loop callback per request).
-        server.active.add(self)
-        server.requests += 1
-        self.task = server.new_task(self.run_asgi(self.endpoint.app))
+        state.active.add(self)
+        state.requests += 1
+        self.task = state.new_task(self.run_asgi(self.endpoint.app))
 
     async def run_asgi(self, app: Any) -> None:
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
-            self.server.active.discard(self)
+            self.state.active.discard(self)
             self._app_failed(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        self.server.active.discard(self)
+        self.state.active.discard(self)
         if self.response_complete:
             if result is not None:
                 logger.error("ASGI callable returned a non-None value: %r", result)
@@ -292,8 +304,9 @@ class HTTPCycle:
         self.response_started = True
         self.response_complete = True
         self._status = 500
-        if not self.disconnected:
-            self.server.access(self, 500, 0)
+        access = self.state.access_log
+        if access is not None and not self.disconnected:
+            access.log(self.scope, 500, 0, self._start_time)
         self.conn.fail_response(500)
         self._wake()
 
@@ -321,7 +334,7 @@ class HTTPCycle:
             if self.expect_continue and not self._sent_continue and not self.response_started:
                 self._sent_continue = True
                 self.conn.send_informational(100, ())
-            waiter = self.server.loop.create_future()
+            waiter = self.state.loop.create_future()
             self._waiter = waiter
             await waiter
 
@@ -382,9 +395,9 @@ class HTTPCycle:
 
     def _complete(self) -> None:
         self.response_complete = True
-        server = self.server
-        if server.access_log:
-            server.access(self, self._status, self.conn.response_bytes)
+        access = self.state.access_log
+        if access is not None:
+            access.log(self.scope, self._status, self.conn.response_bytes, self._start_time)
         if self._waiter is not None:
             self._wake()
         self.conn.cycle_done(self)

@@ -17,13 +17,11 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..http_common import (
+from ..http_common import client_label, request_target
+from ..protocols.h1.framing import (
     STATUS_LINES,
-    client_label,
     closing_text_response,
     encode_headers,
-    error_response,
-    request_target,
     status_line,
 )
 from ..protocols.websocket import (
@@ -37,8 +35,9 @@ from ..protocols.websocket import (
 from .http import ClientDisconnected, caused_by_disconnect, target_parts
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..protocols.http1 import HTTP1Connection
-    from ..server import Endpoint, ServerState
+    from ..protocols.h1 import HTTP1Connection
+    from ..routing import Endpoint
+    from ..state import WorkerState
 
 __all__ = ["WebSocketCycle", "WS_EXTENSIONS"]
 
@@ -69,10 +68,10 @@ class WebSocketCycle:
     keep_alive = False  # if the app does not accept, the connection ends with its answer
     task: asyncio.Task[None] | None = None
 
-    def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
+    def __init__(self, state: WorkerState, endpoint: Endpoint, conn: HTTP1Connection,
                  method: bytes, url: bytes, headers: tuple[tuple[bytes, bytes], ...],
                  http_version: str, *_rest: Any) -> None:
-        self.server = server
+        self.state = state
         self.endpoint = endpoint
         self.conn = conn
         path, raw_path, query = target_parts(url, endpoint)
@@ -99,13 +98,13 @@ class WebSocketCycle:
         self.scope = scope
         self._state = _CONNECTING
         self._subprotocol: str | None = None
-        self.protocol = handshake_protocol(server.config, lambda: self._subprotocol)
+        self.protocol = handshake_protocol(state.config, lambda: self._subprotocol)
         target = url.decode("latin-1") if url[:1] == b"/" else "/"
         self._request, self._refusal = open_handshake(
             self.protocol, method.decode("ascii", "replace"), target, http_version, headers)
         self.ws: WebSocketConnection | None = None
         self._queue: deque[dict[str, Any]] = deque()
-        self._max_queue = server.config.ws_max_queue
+        self._max_queue = state.config.ws_max_queue
         self._waiter: asyncio.Future[None] | None = None
         self._connect_delivered = False
         self._close_code = 1006
@@ -147,10 +146,10 @@ class WebSocketCycle:
             self._access(refusal.status_code)
             self.conn.close()
             return
-        server = self.server
-        server.active.add(self)
-        server.requests += 1
-        self.task = server.new_task(self.run_asgi(self.endpoint.app))
+        state = self.state
+        state.active.add(self)
+        state.requests += 1
+        self.task = state.new_task(self.run_asgi(self.endpoint.app))
 
     def _render_refusal(self, response: Any) -> bytes:
         """websockets' refusal (status, reason text, its hints such as ``Allow`` or
@@ -162,18 +161,18 @@ class WebSocketCycle:
             if name.lower() not in ("date", "server", "connection", "content-length",
                                     "content-type"))
         return closing_text_response(response.status_code, response.body or b"",
-                                     self.server, hints)
+                                     self.conn.shared.default_headers, hints)
 
     async def run_asgi(self, app: Any) -> None:
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
-            self.server.active.discard(self)
+            self.state.active.discard(self)
             self._app_failed(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        self.server.active.discard(self)
+        self.state.active.discard(self)
         state = self._state
         if state == _CONNECTING:
             if not self.disconnected:
@@ -221,7 +220,7 @@ class WebSocketCycle:
         if not self.disconnected:
             reason = "WebSocket connection refused" if status == 403 else \
                 "Internal Server Error"
-            self.conn.write(error_response(status, reason, self.server))
+            self.conn.write(self.conn.shared.error_response(status, reason))
             self._access(status)
         self.conn.close()
 
@@ -272,7 +271,7 @@ class WebSocketCycle:
             if self._state == _CLOSED or self.disconnected:
                 return {"type": "websocket.disconnect", "code": self._close_code,
                         "reason": self._close_reason}
-            waiter = self.server.loop.create_future()
+            waiter = self.state.loop.create_future()
             self._waiter = waiter
             await waiter
 
@@ -339,11 +338,11 @@ class WebSocketCycle:
         head = protocol.data_to_send()[0]
         # The server's Date and Server lines, from the once-a-second cache.
         first_line_end = head.index(b"\r\n") + 2
-        head = head[:first_line_end] + self.server.default_headers + head[first_line_end:]
+        head = head[:first_line_end] + self.conn.shared.default_headers + head[first_line_end:]
         self.response_started = self.response_complete = True
         self._state = _OPEN
         self._access(101)
-        ws = self.ws = WebSocketConnection(self.server, protocol, self)
+        ws = self.ws = WebSocketConnection(self.state, protocol, self)
         conn = self.conn
         conn.write(head)
         conn.upgrade_to(ws)
@@ -383,7 +382,7 @@ class WebSocketCycle:
         self._deny_length = length
         self._deny_status = status
         self._deny_headers = (STATUS_LINES.entries.get(status) or status_line(status)) + \
-            self.server.default_headers_for(flags) + block
+            self.conn.shared.defaults_for(flags) + block
         self._state = _RESPONDING
         self.response_started = True
 
@@ -415,6 +414,6 @@ class WebSocketCycle:
         self.conn.close()
 
     def _access(self, status: int) -> None:
-        if self.server.access_log:
+        if self.state.access_log is not None:
             access_logger.info('%s - "WebSocket %s" %d', client_label(self.scope),
                                request_target(self.scope), status)

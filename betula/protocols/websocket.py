@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
     from websockets.utils import apply_mask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..server import ServerState
+    from ..state import WorkerState
 
 __all__ = ["WebSocketConnection", "ConnectionClosed", "handshake_protocol", "open_handshake"]
 
@@ -112,10 +112,10 @@ def open_handshake(protocol: ServerProtocol, method: str, path: str, http_versio
 class WebSocketConnection(WriteFlow, asyncio.Protocol):
     """One WebSocket connection in the OPEN state and after."""
 
-    def __init__(self, server: ServerState, protocol: ServerProtocol, handler: Any) -> None:
-        self.server = server
-        self.loop = server.loop
-        self.config = server.config
+    def __init__(self, state: WorkerState, protocol: ServerProtocol, handler: Any) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.config = state.config
         self.proto = protocol
         self.handler = handler
         self.transport: asyncio.Transport | None = None
@@ -146,7 +146,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         self.transport = transport
         transport.set_protocol(self)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self.server.connections.add(self)
+        self.state.connections.add(self)
         self._schedule_ping()
         if data:
             self.data_received(data)
@@ -282,7 +282,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.server.connections.discard(self)
+        self.state.connections.discard(self)
         for handle in (self._ping_handle, self._pong_handle, self._close_handle):
             if handle is not None:
                 handle.cancel()

@@ -27,20 +27,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from ..cache import BoundedCache
+from ..headers import response_length
 from ..http_common import (
     METHODS,
     TARGET_CACHE_MAX,
-    encode_headers,
     method_name,
+    phrase,
     remember_target,
     split_target,
-    status_line,
 )
 from .io import EMPTY_INPUT, BodyBuffer, ErrorStream, InputStream
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..protocols.http1 import HTTP1Connection
-    from ..server import Endpoint, ServerState
+    from ..protocols.stream import Stream
+    from ..routing import Endpoint
+    from ..state import WorkerState
 
 __all__ = ["WSGICycle", "FileWrapper", "connection_environ", "is_wsgi_app"]
 
@@ -76,7 +77,7 @@ class FileWrapper:
             yield data
 
 
-def connection_environ(conn: HTTP1Connection, server: ServerState,
+def connection_environ(conn: Stream, state: WorkerState,
                        endpoint: Endpoint) -> dict[str, Any]:
     """The part of the environ shared by every request to one app on one connection."""
     sockname = conn.sockname
@@ -93,7 +94,7 @@ def connection_environ(conn: HTTP1Connection, server: ServerState,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": conn.scheme,
         "wsgi.errors": _ERRORS,
-        "wsgi.multithread": server.wsgi_threads > 1,
+        "wsgi.multithread": state.pool is None or state.pool.size > 1,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
@@ -115,6 +116,30 @@ _TEXT_CACHE_LEN = 256
 # Per app (endpoint): request target -> (PATH_INFO, the environ entries PATH_INFO,
 # QUERY_STRING, RAW_URI), with the app's prefixes already moved from PATH_INFO to SCRIPT_NAME.
 _TARGETS: dict[Endpoint, BoundedCache[bytes, tuple[str, dict[str, str]]]] = {}
+
+
+class EnvironTemplate:
+    """What the adapter keeps on a stream (``iface_cache``): the environ's part shared by
+    every request to one app on one connection, the app's target cache and the prefixes
+    moved from PATH_INFO to SCRIPT_NAME."""
+
+    __slots__ = ("endpoint", "environ", "targets", "strips")
+
+    def __init__(self, endpoint: Endpoint, environ: dict[str, Any],
+                 targets: BoundedCache[bytes, tuple[str, dict[str, str]]],
+                 strips: tuple[str, ...]) -> None:
+        self.endpoint = endpoint
+        self.environ = environ
+        self.targets = targets
+        self.strips = strips
+
+
+# id() of a request's header tuple -> (the tuple, its environ entries). The protocol shares
+# one tuple between the requests with the same field list (its analysed-head cache), so the
+# entries are worked out once per list. The tuple is held with its entries, so its id stays
+# its own while the entry lives.
+_HEADER_ENTRIES: BoundedCache[int, tuple[tuple[tuple[bytes, bytes], ...], dict[str, str]]] = \
+    BoundedCache(1024)
 
 
 def _parse_target(targets: BoundedCache[bytes, tuple[str, dict[str, str]]], url: bytes,
@@ -170,6 +195,24 @@ def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     return entries
 
 
+def _remember_entries(headers: tuple[tuple[bytes, bytes], ...]
+                      ) -> tuple[tuple[tuple[bytes, bytes], ...], dict[str, str]]:
+    known = (headers, _header_entries(headers))
+    cache = _HEADER_ENTRIES
+    if len(cache.entries) >= cache.limit:  # cache.keep(id(headers), known), inline
+        cache.rotate()
+    cache.entries[id(headers)] = known
+    return known
+
+
+def _template(conn: Stream, state: WorkerState, endpoint: Endpoint) -> EnvironTemplate:
+    strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
+    targets = _TARGETS.get(endpoint)
+    if targets is None:
+        targets = _TARGETS[endpoint] = BoundedCache(TARGET_CACHE_MAX)
+    return EnvironTemplate(endpoint, connection_environ(conn, state, endpoint), targets, strips)
+
+
 def _env_key(name: bytes) -> str:
     if name == b"content-type":
         key = "CONTENT_TYPE"
@@ -213,14 +256,14 @@ class WSGICycle:
     _no_body = False
     _written = 0
 
-    def __init__(self, server: ServerState, endpoint: Endpoint, conn: HTTP1Connection,
+    def __init__(self, state: WorkerState, endpoint: Endpoint, conn: Stream,
                  method: bytes, url: bytes,
                  headers: tuple[tuple[bytes, bytes], ...], http_version: str, keep_alive: bool,
                  has_body: bool, expect_continue: bool, te_trailers: bool) -> None:
-        self.server = server
+        self.state = state
         self.endpoint = endpoint
         self.conn = conn
-        self.loop = server.loop
+        self.loop = state.loop
         self.keep_alive = keep_alive
         self.http_version = http_version
         self.method = method = METHODS.entries.get(method) or method_name(method)
@@ -237,30 +280,25 @@ class WSGICycle:
             self._early = []
         if expect_continue:
             self.expect_continue = True
-        if server.access_log:
+        if state.access_log is not None:
             self._start_time = perf_counter()
-        cache = conn.iface_cache
-        if cache is None or cache[0] is not endpoint:
-            strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
-            targets = _TARGETS.get(endpoint)
-            if targets is None:
-                targets = _TARGETS[endpoint] = BoundedCache(TARGET_CACHE_MAX)
-            cache = conn.iface_cache = (endpoint, connection_environ(conn, server, endpoint),
-                                        targets, strips)
+        template = conn.iface_cache
+        if template is None or template.endpoint is not endpoint:
+            template = conn.iface_cache = _template(conn, state, endpoint)
         # The environ: the connection's part, the target's, the headers'.
-        target = cache[2].entries.get(url) or _parse_target(cache[2], url, cache[3])
+        targets = template.targets
+        target = targets.entries.get(url) or _parse_target(targets, url, template.strips)
         self._path_info = target[0]
-        environ = self.environ = cache[1] | target[1]
+        environ = self.environ = template.environ | target[1]
         environ["REQUEST_METHOD"] = method
         if http_version != "1.1":
             environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
-        # Clients repeat the same header list request after request: its environ entries
-        # are worked out once, kept with the connection's cached analysis of the head.
-        memo = conn.head_memo
-        entries = memo.get("wsgi")
-        if entries is None:
-            entries = memo["wsgi"] = _header_entries(headers)
-        environ.update(entries)
+        # Clients repeat the same header list request after request (the protocol then
+        # hands the same tuple): its environ entries are worked out once.
+        known = _HEADER_ENTRIES.entries.get(id(headers))
+        if known is None or known[0] is not headers:
+            known = _remember_entries(headers)
+        environ.update(known[1])
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -311,9 +349,9 @@ class WSGICycle:
     # -- running the app ------------------------------------------------------------------
     def start(self) -> None:
         self.started = True
-        server = self.server
-        server.active.add(self)
-        server.requests += 1
+        state = self.state
+        state.active.add(self)
+        state.requests += 1
         early = self._early
         if early is None:
             stream: Any = EMPTY_INPUT  # no body: one shared, stateless empty stream
@@ -329,7 +367,7 @@ class WSGICycle:
         environ = self.environ
         environ["wsgi.input"] = stream
         environ["wsgi.early_hints"] = self._early_hints
-        server.wsgi_executor.submit(self._run)
+        state.pool.submit(self._run)
 
     def _run(self) -> None:  # app thread
         result: Any = None
@@ -350,7 +388,7 @@ class WSGICycle:
             self._failed(exc)
         finally:
             # A set operation is atomic under the GIL: no extra wake-up of the loop for it.
-            self.server.active.discard(self)
+            self.state.active.discard(self)
             # The environ and the body buffer hold bound methods of this cycle
             # (wsgi.early_hints, the buffer's callbacks): let go of them so the request is
             # freed by reference counting, not left as a reference cycle for the garbage
@@ -404,13 +442,13 @@ class WSGICycle:
     # -- response, app thread side -----------------------------------------------------
     # The app thread checks what the app gave (status, headers, chunk types, the body
     # against its Content-Length) so a mistake is the app's exception, and hands the rest
-    # to the loop, where the connection's stream frames it (protocols/h1_response.py).
+    # to the loop, where the connection's stream frames it (protocols/h1/response.py).
     def _check_head(self) -> tuple[int, str | None]:
         """Validate the app's status and headers (RuntimeError: a bad header); note what
         the app thread needs of them: the Content-Length, whether a body may follow."""
         code, reason, may_have_body = _STATUSES.lookup(self._status_line) or \
             _parse_status(self._status_line)  # type: ignore[arg-type]
-        length = encode_headers(self._headers or ())[1]
+        length = response_length(self._headers or ())
         self._no_body = self.is_head or not may_have_body
         self._length = 0 if code in _NO_BODY_STATUS else length
         return code, reason
@@ -480,7 +518,7 @@ class WSGICycle:
         """``wsgi.early_hints``: a 103 with these headers, before the response."""
         if self._head_sent:
             return
-        encode_headers(headers)  # a bad header is the app's error, here
+        response_length(headers)  # a bad header is the app's error, here
         self.loop.call_soon_threadsafe(self._loop_informational, 103, headers)
 
     def _failed(self, exc: BaseException) -> None:
@@ -521,8 +559,9 @@ class WSGICycle:
         self.response_started = True
         if not self.response_complete:  # _complete(), inline: once a request
             self.response_complete = True
-            if self.server.access_log:
-                self.server.access(self, code, conn.response_bytes)
+            access = self.state.access_log
+            if access is not None:
+                access.log(self.scope, code, conn.response_bytes, self._start_time)
             conn.cycle_done(self)
 
     def _loop_finish(self) -> None:
@@ -550,17 +589,19 @@ class WSGICycle:
             return
         self.response_started = True
         self.response_complete = True
-        if not self.disconnected:
-            self.server.access(self, 500, 0)
+        access = self.state.access_log
+        if access is not None and not self.disconnected:
+            access.log(self.scope, 500, 0, self._start_time)
         self.conn.fail_response(500)
 
     def _complete(self) -> None:
         if self.response_complete:
             return
         self.response_complete = True
-        if self.server.access_log:
+        access = self.state.access_log
+        if access is not None:
             conn = self.conn
-            self.server.access(self, conn.response_status, conn.response_bytes)
+            access.log(self.scope, conn.response_status, conn.response_bytes, self._start_time)
         self.conn.cycle_done(self)
 
     @property
@@ -584,7 +625,7 @@ def _parse_status(status: Any) -> tuple[int, str | None, bool]:
         raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
     code = int(status[:3])
     reason = status[4:]
-    if reason == status_line(code).decode("latin-1")[13:-2]:
+    if reason == phrase(code):
         reason = None  # the standard line, cached
     return code, reason, code >= 200 and code not in _NO_BODY_STATUS
 

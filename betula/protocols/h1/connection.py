@@ -1,8 +1,9 @@
 """HTTP/1.1 connection protocol: bytes in, request events out; response parts in, bytes out.
 
-The protocol knows nothing of ASGI or WSGI. For each request it creates a *cycle* through the
-server's ``cycle_factory`` (the interface adapter) and feeds it body events; the cycle writes
-its response through ``write_response_head`` / ``write_body`` / ``finish_response``.
+The protocol knows nothing of ASGI or WSGI. For each request it creates a *handler* through
+the router's factory (the interface adapter's ``StreamHandler``) and feeds it body events;
+the connection is the handler's ``Stream`` (``protocols/stream.py``), and ``response.py``
+frames what the handler sends.
 
 Parsing is httptools (llhttp, strict mode); a head byte for byte equal to one llhttp accepted
 before is replayed instead (data_received, _record_replay). With ``--log-level trace`` each
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from ..cache import BoundedCache
-from ..http_common import ProtocolError, error_response
-from ..logs import TRACE
-from .flow import WriteFlow
-from .h1_response import HTTP1Response
+from ...http_common import ProtocolError
+from ...logs import TRACE
+from ..flow import WriteFlow
+from .head import HEAD_CACHE_BYTES, HeadInfo, Replay, analyse_head, header_limit
+from .response import HTTP1Response
+from .shared import REPLAY_MAX
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..server import ServerState
+    from ...state import WorkerState
+    from .shared import HTTP1Shared
 
 __all__ = ["HTTP1Connection"]
 
@@ -53,41 +55,12 @@ UPGRADE_BUFFER = 64 * 1024
 # Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
 FILE_CHUNK = 256 * 1024
 
-_HEADER_NAMES: BoundedCache[bytes, bytes] = BoundedCache(512)
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-_H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE, \
-    _H_UPGRADE, _H_PROXY_CONNECTION = range(8)
-_SPECIAL_HEADERS = {
-    b"host": _H_HOST, b"content-length": _H_CONTENT_LENGTH, b"connection": _H_CONNECTION,
-    b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"te": _H_TE,
-    b"upgrade": _H_UPGRADE, b"proxy-connection": _H_PROXY_CONNECTION,
-}
 _UNLIMITED = 1 << 62
-# Analysed heads kept per server (on_headers_complete): at most this many, each of at most
-# this many bytes of fields (a longer head, with big cookies say, is analysed each time).
-HEAD_CACHE_MAX = 1024
-HEAD_CACHE_BYTES = 2048
-# Indexes in _analyse_head's result read one by one (_head_complete unpacks it whole): no
-# Connection or Proxy-Connection field, an Upgrade field, the section size, the field count,
-# a Transfer-Encoding field, the Content-Length.
-_HEAD_PLAIN, _HEAD_UPGRADE, _HEAD_SIZE, _HEAD_FIELDS, _HEAD_TE, _HEAD_LENGTH = 1, 10, 11, 12, 14, 15
-# Heads kept for replay per server (data_received): at most this many, of at most this many
-# bytes each (request line and fields).
-REPLAY_MAX = 1024
+# Heads kept for replay are of at most this many bytes (request line and fields).
 REPLAY_HEAD_BYTES = 2048
-
-_CLOSE = b"close"
-_KEEP_ALIVE = b"keep-alive"
 
 # Idle/reading states used by the timeout sweep.
 _IDLE, _READING_HEAD, _BUSY = 0, 1, 2
-
-
-def _lower_name(name: bytes) -> bytes:
-    """A field name lowered (after a miss in ``_HEADER_NAMES.get``): the common ones are
-    kept, so each is lowered once."""
-    return _HEADER_NAMES.recall(name) or _HEADER_NAMES.keep(name, name.lower())
 
 
 class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
@@ -95,7 +68,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     exchange (the response side is HTTP1Response)."""
 
     __slots__ = (
-        # the current response (h1_response.py)
+        # the current response (response.py)
         "held_head",
         "response_status",
         "response_bytes",
@@ -107,7 +80,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_begins",
         "_body_bytes",
         "_closed",
-        "_cycle_factory",
+        "_http_factory",
+        "_ws_factory",
         "_done_reading",
         "_drain_callbacks",
         "_drain_waiters",
@@ -119,7 +93,6 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_limits",
         "_heads",
         "_body_limit",
-        "head_memo",
         "_trailer_bytes",
         "_trailer_fields",
         "_draining",
@@ -146,16 +119,20 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "parser",
         "pipeline",
         "scheme",
-        "server",
+        "shared",
         "sockname",
+        "state",
         "transport",
     )
 
-    def __init__(self, server: ServerState) -> None:
-        self.server = server
-        self.config = server.config
-        self.loop = server.loop
-        self._cycle_factory: Callable[..., Any] = server.cycle_factory
+    def __init__(self, shared: HTTP1Shared, state: WorkerState, http: Callable[..., Any],
+                 websocket: Callable[..., Any] | None = None) -> None:
+        self.shared = shared
+        self.state = state
+        self.config = shared.config
+        self.loop = state.loop
+        self._http_factory = http  # the router's: a handler for each request
+        self._ws_factory = websocket  # for a WebSocket upgrade (None: answered as HTTP)
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] | None = None
@@ -192,14 +169,12 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._limits = (config.limit_request_field_size or _UNLIMITED,
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
-        self._heads = server.head_cache
-        self._replays = server.replay_cache
+        self._heads = shared.head_cache
+        self._replays = shared.replay_cache
         # --log-level trace logs the heads kept and replayed; asked here, not per request
         self._trace = logger.isEnabledFor(TRACE)
-        # (method, target, head, version, llhttp's keep-alive) of the head to keep
-        self._replayable: tuple | None = None
+        self._replayable: Replay | None = None  # the parse of the head to keep
         self._body_limit = config.limit_request_body
-        self.head_memo: dict[str, Any] = {}  # the current head's (see _analyse_head)
         self._trailer_bytes = self._trailer_fields = 0
         self.on_message_begin()  # sets the per-request head state
         self._head_started = self._in_head = False
@@ -208,7 +183,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self.server.connections.add(self)
+        self.state.connections.add(self)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -221,11 +196,11 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._state = _IDLE
-        self._state_since = self.server.clock
+        self._state_since = self.state.clock
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.server.connections.discard(self)
+        self.state.connections.discard(self)
         for cycle in (self.cycle, *self.pipeline):
             if cycle is not None:
                 cycle.connection_lost()
@@ -243,7 +218,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             return
         if self._state == _IDLE:
             self._state = _READING_HEAD
-            self._state_since = self.server.clock
+            self._state_since = self.state.clock
         entry = None
         record = 0
         if not self._head_started:
@@ -259,7 +234,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                     entry = replays.recall(key)
                 if entry is None:
                     record = end  # a head not kept yet: kept if it qualifies
-                elif len(data) != end + 4 + entry[2][_HEAD_LENGTH]:
+                elif len(data) != end + 4 + entry.head.length:
                     entry = None  # not exactly the whole message: llhttp's
         if entry is not None:
             self._replay(entry, data, end + 4)
@@ -320,9 +295,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         field llhttp reported, so its first blank line (at ``end``) is where llhttp ended
         it; bytes equal to it parse the same, under the same limits (per server)."""
         entry = self._replayable
-        head = entry[2]  # type: ignore[index]
-        fields = head[_HEAD_FIELDS]
-        if len(data) == end + 4 + head[_HEAD_LENGTH] == end + 4 + self._body_bytes \
+        head = entry.head  # type: ignore[union-attr]
+        fields = head.fields
+        if len(data) == end + 4 + head.length == end + 4 + self._body_bytes \
                 and data.count(b"\r\n", 0, end) == fields \
                 and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
             replays = self._replays
@@ -337,15 +312,16 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                                "since are dropped next", REPLAY_MAX)
                 logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), data[:end])
 
-    def _replay(self, entry: tuple, data: bytes, start: int) -> None:
+    def _replay(self, entry: Replay, data: bytes, start: int) -> None:
         """What llhttp's callbacks do for a whole message, for a head parsed before (the
         per-message parse state, _url, _body_bytes..., is llhttp's alone: not touched)."""
-        method, url, head, version, parser_keep_alive = entry
         if self._trace:
             logger.log(TRACE, "%s - head replayed: %r", _who(self.client), data[:start - 4])
         try:
-            self._head_complete(head, method, url, version, parser_keep_alive, False)
-            if head[_HEAD_LENGTH]:
+            head = entry.head
+            self._head_complete(head, entry.method, entry.url, entry.version,
+                                entry.keep_alive, False)
+            if head.length:
                 self._parsing.feed_body(data[start:])
         except ProtocolError as err:
             self.send_error(err.status, err.reason)
@@ -394,7 +370,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._begins += 1
         if self._state != _READING_HEAD:
             self._state = _READING_HEAD
-            self._state_since = self.server.clock
+            self._state_since = self.state.clock
 
     def on_url(self, url: bytes) -> None:
         url = self._url = self._url + url
@@ -421,7 +397,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         limits = self._limits
         if size > limits[0] or self._trailer_bytes > limits[1] \
                 or self._trailer_fields > limits[2]:
-            _header_limit(size, self._trailer_bytes, limits)
+            header_limit(size, self._trailer_bytes, limits)
 
     def on_headers_complete(self) -> None:
         # A client sends the same header list request after request: its analysis (limits,
@@ -433,8 +409,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if head is None:
             head = heads.recall(key) if key in heads.previous else None
             if head is None:
-                head = _analyse_head(raw, self._limits, self._body_limit)
-                if head[_HEAD_SIZE] <= HEAD_CACHE_BYTES:  # heads.keep(key, head), inline
+                head = analyse_head(raw, self._limits, self._body_limit)
+                if head.size <= HEAD_CACHE_BYTES:  # heads.keep(key, head), inline
                     if len(heads.entries) >= heads.limit:
                         heads.rotate()
                     heads.entries[key] = head
@@ -442,7 +418,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         # llhttp's own keep-alive verdict (it reads Proxy-Connection too, and whole tokens):
         # once it says no, it refuses any later byte, so the connection must end too.
         parser_keep_alive = parser.should_keep_alive()
-        if head[_HEAD_PLAIN] and parser_keep_alive:
+        if head.plain and parser_keep_alive:
             # Without a Connection or Proxy-Connection field only HTTP/1.1 keeps alive
             # (llhttp admits 0.9, 1.0, 1.1 and 2.0): the common case skips get_http_version,
             # whose str.format cost ~2.3k instructions a request (callgrind).
@@ -452,44 +428,44 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             if version != "1.1" and version != "1.0":
                 raise ProtocolError(505, "HTTP Version Not Supported")
         method = parser.get_method()
-        if head[_HEAD_UPGRADE]:
-            websocket = parser.should_upgrade() and _wants_websocket(head[0])
+        if head.upgrade:
+            websocket = parser.should_upgrade() and _wants_websocket(head.headers)
         else:
             websocket = False
-            if not head[_HEAD_TE]:  # a head that may be replayed (see data_received)
-                self._replayable = (method, self._url, head, version, parser_keep_alive)
+            if not head.chunked:  # a head that may be replayed (see data_received)
+                self._replayable = Replay(method, self._url, head, version, parser_keep_alive)
         self._head_complete(head, method, self._url, version, parser_keep_alive, websocket)
 
-    def _head_complete(self, head: tuple, method: bytes, url: bytes, version: str,
+    def _head_complete(self, head: HeadInfo, method: bytes, url: bytes, version: str,
                        parser_keep_alive: bool, websocket: bool) -> None:
-        """A request's head is complete and parsed: check it and start its cycle."""
-        (headers, _plain, error, host_error, keep_alive_11, keep_alive_10, too_large, has_body,
-         expect_continue, te_trailers, _upgrade, self._trailer_bytes,
-         self._trailer_fields, self.head_memo, _te, _length) = head
-        if error is not None:
-            raise ProtocolError(*error)
+        """A request's head is complete and parsed: check it and start its handler."""
+        if head.error is not None:
+            raise ProtocolError(*head.error)
         if version == "1.1":
-            if host_error is not None:
-                raise ProtocolError(*host_error)
-            keep_alive = keep_alive_11
+            if head.host_error is not None:
+                raise ProtocolError(*head.host_error)
+            keep_alive = head.keep_alive_11
+            expect_continue = head.expect_continue
         else:
-            keep_alive = keep_alive_10
+            keep_alive = head.keep_alive_10
             expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
         if not parser_keep_alive:
             keep_alive = False
         self._in_head = False
-        if too_large:
+        self._trailer_bytes = head.size  # trailer fields count on from the head's
+        self._trailer_fields = head.fields
+        if head.too_large:
             raise ProtocolError(413, "Request Entity Too Large")
         if self._draining:
             keep_alive = False  # the server is stopping: this request is the last
-        if self._limit_concurrency and self.server.over_limit():
+        if self._limit_concurrency and self.state.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
-        factory = self._cycle_factory
-        if websocket and self.server.ws_cycle_factory is not None:
-            factory = self.server.ws_cycle_factory
+        factory = self._http_factory
+        if websocket and self._ws_factory is not None:
+            factory = self._ws_factory
         cycle = factory(
-            self, method, url, headers, version, keep_alive,
-            has_body, expect_continue, te_trailers,
+            self, method, url, head.headers, version, keep_alive,
+            head.has_body, expect_continue, head.te_trailers,
         )
         self._parsing = cycle
         self._state = _BUSY
@@ -579,7 +555,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         """Hand the transport to ``protocol`` (an accepted WebSocket), with the bytes read
         past the handshake; this connection object is done."""
         self._closed = True
-        self.server.connections.discard(self)
+        self.state.connections.discard(self)
         data, self._upgrade_data = self._upgrade_data, b""
         if not self._read_paused:
             self.transport.pause_reading()  # type: ignore[union-attr]
@@ -623,7 +599,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         else:
             if self._pending_error is not None:
                 status, reason = self._pending_error
-                self.write(error_response(status, reason, self.server))
+                self.write(self.shared.error_response(status, reason))
                 self.close()
                 return
             if self._upgrade:
@@ -635,7 +611,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 self._state = _READING_HEAD
             else:
                 self._state = _IDLE
-            self._state_since = self.server.clock
+            self._state_since = self.state.clock
 
     def body_finished(self, cycle: Any) -> None:
         """The request body of a discarding cycle has ended: the connection is reusable."""
@@ -667,17 +643,17 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 # The bad bytes belong to a later request: answer the earlier ones first.
                 if self._pending_error is None:
                     self._pending_error = (status, reason)
-                    self.server.log_protocol_error(self, status, reason)
+                    self._log_protocol_error(status, reason)
                     self.pause_reading()
                 return
             # The body of the request being answered is bad: its app sees a disconnect.
             cycle.connection_lost()
             if cycle.response_started:
-                self.server.log_protocol_error(self, status, reason)
+                self._log_protocol_error(status, reason)
                 self.close()
                 return
-        self.server.log_protocol_error(self, status, reason)
-        self.write(error_response(status, reason, self.server))
+        self._log_protocol_error(status, reason)
+        self.write(self.shared.error_response(status, reason))
         self.close()
 
     # -- timeouts (driven by the server's once-a-tick sweep, no per-request timers) -------
@@ -714,6 +690,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             self.cycle.server_shutdown()
 
 
+    def _log_protocol_error(self, status: int, reason: str) -> None:
+        logger.info("%s - bad request answered %d: %s", _who(self.client), status, reason)
+
+
 def _who(client: tuple[str, int] | None) -> str:
     """``host:port`` of a client for log lines ("-" when unknown, as for a Unix socket)."""
     return f"{client[0]}:{client[1]}" if client else "-"
@@ -724,79 +704,6 @@ def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
         if name == b"upgrade" and value.strip().lower() == b"websocket":
             return True
     return False
-
-
-def _header_limit(size: int, total: int, limits: tuple[int, int, int]) -> None:
-    if size > limits[0]:
-        raise ProtocolError(431, "Request Header Field Too Large")
-    if total > limits[1]:
-        raise ProtocolError(431, "Request Header Fields Too Large")
-    raise ProtocolError(431, "Too Many Request Header Fields")
-
-
-def _analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
-                  body_limit: int) -> tuple:
-    """Check a head's fields against the limits (field size, section size, field count:
-    ProtocolError 431) and return what on_headers_complete needs: (headers with lowered
-    names, no Connection or Proxy-Connection field, framing error or None, HTTP/1.1 Host
-    error or None, keep-alive for HTTP/1.1, for HTTP/1.0, Content-Length over
-    ``body_limit``, has a body, Expect: 100-continue, TE: trailers, has Upgrade, section
-    size, field count, memo, has Transfer-Encoding, Content-Length or 0).
-    The headers are a tuple, shared by every request with this head: an adapter gives the
-    app its own copy."""
-    field_max, section_max, count_max = limits
-    headers = []
-    total = 0
-    host_count = 0
-    has_cl = has_te = expect_continue = te_trailers = upgrade = proxy = False
-    length = 0
-    te_value = tokens = b""
-    for name, value in raw:
-        size = len(name) + len(value)
-        total += size + 4
-        if size > field_max or total > section_max or len(headers) >= count_max:
-            _header_limit(size, total, limits)
-        lowered = _HEADER_NAMES.entries.get(name) or _lower_name(name)
-        special = _SPECIAL_HEADERS.get(lowered)
-        if special is not None:
-            if special == _H_HOST:
-                host_count += 1
-            elif special == _H_CONTENT_LENGTH:
-                if not has_cl:  # llhttp refuses differing repeats
-                    length = int(value)
-                has_cl = True
-            elif special == _H_CONNECTION:
-                tokens += b"," + value.lower()
-            elif special == _H_TRANSFER_ENCODING:
-                has_te = True
-                te_value += b"," + value.lower()
-            elif special == _H_EXPECT:
-                if value.lower() == b"100-continue":
-                    expect_continue = True
-            elif special == _H_TE:
-                if value.lower().find(b"trailers") >= 0:
-                    te_trailers = True
-            elif special == _H_UPGRADE:
-                upgrade = True
-            else:  # Proxy-Connection: llhttp reads it like Connection (see plain)
-                proxy = True
-        headers.append((lowered, value))
-    # What on_headers_complete decides from the fields alone, decided once here.
-    error = None
-    if has_te:
-        if has_cl:
-            error = (400, "Both Content-Length and Transfer-Encoding")
-        elif te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
-            error = (501, "Unsupported Transfer-Encoding")
-    host_error = None if host_count == 1 else \
-        (400, "Missing Host header" if not host_count else "Multiple Host headers")
-    keep_alive_11 = not tokens or tokens.find(_CLOSE) < 0  # find(): see asgi _parse_target
-    keep_alive_10 = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 and tokens.find(_CLOSE) < 0
-    # The last item, a dict, is where an interface adapter keeps what it derives from these
-    # headers (the WSGI environ's HTTP_* entries), cached with the head.
-    return (tuple(headers), not tokens and not proxy, error, host_error, keep_alive_11,
-            keep_alive_10, length > body_limit > 0, has_te or length > 0, expect_continue,
-            te_trailers, upgrade, total, len(headers), {}, has_te, length)
 
 
 def _addr(info: Any) -> Any:

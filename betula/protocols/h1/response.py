@@ -15,15 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..cache import BoundedCache
-from ..http_common import (
-    CLOSE,
-    LAST_CHUNK,
-    STATUS_LINES,
-    encode_headers,
-    error_response,
-    status_line,
-)
+from ...cache import BoundedCache
+from .framing import CLOSE, LAST_CHUNK, STATUS_LINES, encode_headers, status_line
 
 __all__ = ["HTTP1Response"]
 
@@ -44,7 +37,7 @@ class HTTP1Response:
 
     # Provided by HTTP1Connection, with write(), writelines(), close() and sendfile().
     cycle: Any
-    server: Any
+    shared: Any  # HTTP1Shared
     transport: Any
     _closed: bool
     # The current response (reset by start_response).
@@ -80,7 +73,7 @@ class HTTP1Response:
             # The usual response, on a short path: nothing after it reads the framing
             # state (the response is complete), so none of it is stored.
             head = (STATUS_LINES.entries.get(status) or status_line(status)) + \
-                self.server.default_headers + block + \
+                self.shared.default_headers + block + \
                 (b"\r\n" if length is not None else
                  _LENGTH_LINES.entries.get(size) or _length_line(size))
             if not self._closed:  # write(), inline: once a request
@@ -104,9 +97,9 @@ class HTTP1Response:
                 body = body[:length]
                 size = length
         self._r_length = length
-        server = self.server
+        shared = self.shared
         head = (_line(status, reason) +
-                (server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers)
+                (shared.default_blocks[(flags >> 1) & 3] if flags else shared.default_headers)
                 + block + self._framing(size))
         if no_body:
             size = 0
@@ -131,8 +124,8 @@ class HTTP1Response:
             cycle.keep_alive = False
         self._r_length = length
         self._r_chunked = False
-        server = self.server
-        defaults = server.default_blocks[(flags >> 1) & 3] if flags else server.default_headers
+        shared = self.shared
+        defaults = shared.default_blocks[(flags >> 1) & 3] if flags else shared.default_headers
         if reason is None:
             head = (STATUS_LINES.entries.get(status) or status_line(status)) + defaults + block
         else:
@@ -143,9 +136,9 @@ class HTTP1Response:
             if cycle.te_trailers and trailer:
                 head += b"trailer: %b\r\n" % trailer
         self.held_head = head
-        held = server.held_heads  # flushed once per loop turn if the app suspends
+        held = shared.held_heads  # flushed once per loop turn if the app suspends
         if not held:
-            server.loop.call_soon(server.flush_heads)
+            shared.loop.call_soon(shared.flush_heads)
         held.append(self)
 
     def send_data(self, body: bytes, end: bool) -> None:
@@ -226,7 +219,7 @@ class HTTP1Response:
         self.response_status = status
         self.response_bytes = 0
         if not self._closed:
-            self.write(error_response(status, reason, self.server))
+            self.write(self.shared.error_response(status, reason))
         self.close()
 
     def cut_short(self) -> None:

@@ -1,0 +1,80 @@
+"""Response header rules every protocol shares (RFC 9110): what a valid field name and
+value are, which fields describe one connection rather than the message, and what a
+Content-Length says. Serialising fields is each protocol's own (HTTP/1:
+``protocols/h1/framing.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .cache import BoundedCache
+
+__all__ = ["HOP_BY_HOP", "checked_name", "checked_value", "content_length", "response_length"]
+
+# Headers that describe one connection, not the message (RFC 9110 §7.6.1). The server owns
+# them: an app's Connection: close is honoured, the rest are dropped and re-derived.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
+    b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+})
+
+_VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_INVALID_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Field name as the app wrote it -> lowered, once checked (apps repeat their names).
+_CHECKED_NAMES: BoundedCache[bytes, bytes] = BoundedCache(1024)
+
+
+def as_bytes(item: Any) -> bytes:
+    """A name or value as the app gave it (bytes, or str as latin-1)."""
+    if item.__class__ is bytes:
+        return item
+    return item.encode("latin-1") if isinstance(item, str) else bytes(item)
+
+
+def checked_name(name: bytes) -> bytes:
+    """The lowered name; RuntimeError when it is not a token."""
+    lowered = _CHECKED_NAMES.lookup(name)
+    if lowered is None:
+        if not _VALID_NAME.match(name):
+            raise RuntimeError(f"invalid response header name {name!r}")
+        lowered = _CHECKED_NAMES.keep(name, name.lower())
+    return lowered
+
+
+def checked_value(name: bytes, value: bytes) -> bytes:
+    """RuntimeError for a value with CR, LF, NUL or another control byte (response
+    splitting)."""
+    if _INVALID_VALUE.search(value):
+        raise RuntimeError(f"invalid response header value for {name!r}: {value!r}")
+    return value
+
+
+def content_length(value: bytes) -> int:
+    try:
+        length = int(value)
+    except ValueError:
+        raise RuntimeError(f"invalid Content-Length {value!r}") from None
+    if length < 0:
+        raise RuntimeError(f"invalid Content-Length {value!r}")
+    return length
+
+
+def response_length(headers: Iterable[Any]) -> int | None:
+    """Check an app's response fields by the rules above (RuntimeError for a bad one) and
+    return its Content-Length or None: for an adapter that must know the length before
+    the protocol frames the response (WSGI's app thread)."""
+    length = None
+    for name, value in headers:
+        name = as_bytes(name)
+        value = as_bytes(value)
+        lowered = checked_name(name)
+        checked_value(name, value)
+        if lowered == b"content-length":
+            given = content_length(value)
+            if length is not None and length != given:
+                raise RuntimeError(f"conflicting Content-Length values {length} and {given}")
+            length = given
+    return length
