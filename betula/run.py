@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from .embed import RunnerApp, RunnerWSGIApp, load_runner
+from .endpoint import Endpoint
 from .hooks import HookError, call_hook
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
-from .routing import Endpoint
 from .server import Server
 from .supervisor import BOOT_FAILED, Supervisor, available_cpus
 from .wsgi.http import is_wsgi_app

@@ -16,10 +16,11 @@ from typing import Any
 from . import __version__
 from .access_log import AccessLog
 from .asgi.lifespan import LifespanFailure, LifespanManager
+from .endpoint import Endpoint
 from .hooks import call_hook
 from .listeners import describe
 from .protocols.h1 import HTTP1Connection, HTTP1Shared
-from .routing import Endpoint, Router
+from .routing import Router
 from .state import WorkerState
 from .wsgi.pool import ThreadPool
 

@@ -24,21 +24,22 @@ class WorkerState:
     __slots__ = ("config", "loop", "new_task", "connections", "active", "requests", "clock",
                  "access_log", "pool", "limit_concurrency")
 
-    def __init__(self, config: Any, loop: asyncio.AbstractEventLoop, *,
+    def __init__(self, config: Any, loop: asyncio.AbstractEventLoop | None, *,
                  access_log: AccessLog | None = None, pool: Any = None) -> None:
         self.config = config  # the settings (read-only below the worker)
-        self.loop = loop
-        if loop.get_task_factory() is None:
+        self.loop = loop  # None: no event loop (embedded WSGI calls, in the caller's thread)
+        if loop is None:
+            self.new_task: Any = None
+        elif loop.get_task_factory() is None:
             # A Task with a name given: without one, each Task formats "Task-<n>" for
             # itself (~1.5k instructions a request on 3.11, callgrind).
-            self.new_task: Any = functools.partial(asyncio.Task, loop=loop,
-                                                   name="betula-request")
+            self.new_task = functools.partial(asyncio.Task, loop=loop, name="betula-request")
         else:  # pragma: no cover - someone installed a task factory: respect it
             self.new_task = loop.create_task
         self.connections: set[Any] = set()  # open connections (any protocol)
         self.active: set[Any] = set()  # exchanges whose app is running
         self.requests = 0  # started, for --limit-max-requests
-        self.clock = loop.time()  # coarse, advanced by the worker's tick (timeouts)
+        self.clock = loop.time() if loop is not None else 0.0  # coarse: the worker's tick
         self.access_log = access_log  # None: no access log
         self.pool = pool  # the WSGI thread pool (owned by the worker), or None
         self.limit_concurrency = config.limit_concurrency

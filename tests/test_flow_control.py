@@ -44,7 +44,7 @@ CHUNK = 64 * 1024  # what the /download and /forever apps send per send()
 BIG = 256 * MIB
 # The server's documented limits: request body buffered for the app before reading pauses
 # (BODY_HIGH_WATER, betula/asgi/http.py) and response bytes in the transport before send()
-# waits (WRITE_HIGH_WATER, betula/protocols/http1.py).
+# waits (WRITE_HIGH_WATER, betula/protocols/flow.py).
 HIGH_WATER = 256 * 1024
 # The most one socket read takes in (asyncio's selector transport: max_size).
 READ_MAX = 256 * 1024

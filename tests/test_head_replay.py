@@ -1,4 +1,4 @@
-"""Replayed request heads (betula.protocols.http1, data_received).
+"""Replayed request heads (betula.protocols.h1.connection, data_received).
 
 A head byte for byte equal to one llhttp parsed before, arriving whole with its whole
 Content-Length body in one read, is not parsed again: its parse is replayed. Seen from

@@ -32,8 +32,8 @@ from ..http_common import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..endpoint import Endpoint
     from ..protocols.stream import Stream
-    from ..routing import Endpoint
     from ..state import WorkerState
 
 __all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
@@ -137,6 +137,8 @@ class HTTPCycle:
     _start_time = 0.0
     _shutdown = False
     _body_done = False
+    log_errors = True  # False (embedded): an app's error is kept in app_error, not logged
+    app_error: BaseException | None = None  # the app's error, when not logged
 
     def __init__(
         self,
@@ -186,6 +188,41 @@ class HTTPCycle:
             self.is_head = True
         if state.access_log is not None:
             self._start_time = perf_counter()
+
+    @classmethod
+    def from_scope(cls, state: WorkerState, endpoint: Endpoint | None, conn: Stream,
+                   scope: dict[str, Any], body: bytes | None = None,
+                   log_errors: bool = True, expect_continue: bool = False,
+                   te_trailers: bool = False) -> HTTPCycle:
+        """A cycle for a complete scope built elsewhere (the embedding API's
+        ``build_scope``), not from a request head; the scope is the app's as given.
+        ``body``: the whole request body, already there (None: it comes with
+        ``feed_body``/``end_body``). ``endpoint`` None: the caller runs the app itself,
+        ``await cycle.run_asgi(app)`` in its own task, instead of ``start()``.
+        ``log_errors`` False: the app's error is only kept in ``app_error`` (the
+        embedding API raises it to its caller)."""
+        # The attributes in __init__'s order (instances share their attribute keys).
+        cycle = cls.__new__(cls)
+        cycle.conn = conn
+        cycle.state = state
+        cycle.endpoint = endpoint  # type: ignore[assignment]
+        version = scope.get("http_version", "1.1")
+        if version != "1.1":
+            cycle.http_version = version
+        cycle.scope = scope
+        cycle.keep_alive = True
+        cycle.expect_continue = expect_continue
+        cycle.te_trailers = te_trailers
+        cycle.body_complete = body is not None
+        if scope.get("method") == "HEAD":
+            cycle.is_head = True
+        if state.access_log is not None:
+            cycle._start_time = perf_counter()
+        if body:
+            cycle._chunks = [body]
+        if not log_errors:
+            cycle.log_errors = False
+        return cycle
 
     # -- events from the connection ------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -266,12 +303,18 @@ class HTTPCycle:
             if self.disconnected:
                 self._abandon()
             else:
-                logger.error("ASGI callable returned without starting a response")
+                self._misbehaved("ASGI callable returned without starting a response")
                 self._send_500()
         else:
             if not self.disconnected:
-                logger.error("ASGI callable returned without completing the response")
+                self._misbehaved("ASGI callable returned without completing the response")
             self._cut_short()
+
+    def _misbehaved(self, what: str) -> None:
+        if self.log_errors:
+            logger.error(what)
+        else:
+            self.app_error = RuntimeError(what)
 
     def _abandon(self) -> None:
         """The client is gone (or the server is stopping) and the app has finished."""
@@ -291,7 +334,9 @@ class HTTPCycle:
             logger.debug("request ended by client disconnect: %r", exc)
             self._abandon()
             return
-        if isinstance(exc, asyncio.CancelledError):
+        if not self.log_errors:
+            self.app_error = exc  # (kept only here: a traceback holds the request's frames)
+        elif isinstance(exc, asyncio.CancelledError):
             logger.warning("request cancelled: %s %s", self.scope["method"], self.scope["path"])
         else:
             logger.error("Exception in ASGI application", exc_info=exc)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["WriteFlow"]
+__all__ = ["WRITE_HIGH_WATER", "WRITE_LOW_WATER", "WriteFlow"]
+
+# Transport write buffer limits: senders wait (backpressure) above HIGH until below LOW.
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
 
 
 class WriteFlow:

@@ -2,16 +2,15 @@
 carries one request/response exchange, and what the protocol tells the adapter.
 
 The adapter speaks only to a ``Stream``; the protocol owns every byte of its framing. On
-HTTP/1.1 the connection is the stream of its current exchange (``protocols/http1.py``,
-response side in ``protocols/h1_response.py``); an HTTP/2 stream, and an in-memory stream
-for embedded calls and adapter tests, are to offer the same calls. Every argument is plain
-data (ints, bytes, tuples of byte pairs), so the calls can also travel as messages through
-a queue, for a worker mode where the protocols run in one interpreter and the adapters in
-another.
+HTTP/1.1 the connection is the stream of its current exchange (``protocols/h1/connection.py``,
+response side in ``protocols/h1/response.py``); ``protocols/memory.py`` offers the same
+calls in memory, for embedded calls and adapter tests; an HTTP/2 stream is to offer them
+too. Every argument is plain data (ints, bytes, tuples of byte pairs), so the calls can
+also travel as messages through a queue, for a worker mode where the protocols run in one
+interpreter and the adapters in another.
 
-Where the ASGI adapter stands on it today, and what is still to move (the WSGI adapter,
-the embedding API and WebSocket framing still write HTTP/1 bytes of their own), is in the
-README's architecture section.
+Where the adapters stand on it today, and what is still to move, is in the README's
+architecture section.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ class Stream(Protocol):
     client: tuple[str, int] | None  # the peer's address (None for a Unix socket)
     sockname: tuple[str, int] | None  # the listener's address
     iface_cache: Any  # what the adapter keeps per connection (its scope template)
+    response_status: int  # the status of the current response (for the access log)
     response_bytes: int  # body bytes of the current response sent so far
     trailers_pending: bool  # after the last body bytes: trailers are still to come
 
@@ -41,9 +41,15 @@ class Stream(Protocol):
         """A 1xx response (100 Continue, 103 Early Hints), sent at once where the
         protocol version has them."""
 
-    def start_response(self, status: int, headers: Headers, trailers: bool = False) -> None:
+    def respond(self, status: int, headers: Headers, body: bytes,
+                reason: str | None = None) -> None:
+        """A whole response in one call (head and body in one write): the fast path."""
+
+    def start_response(self, status: int, headers: Headers, trailers: bool = False,
+                       reason: str | None = None) -> None:
         """The final status and headers; the protocol may hold them until the first body
-        bytes so both leave together. ``trailers``: the app will send trailer fields."""
+        bytes so both leave together. ``trailers``: the app will send trailer fields.
+        ``reason``: a phrase of the app's own (WSGI), where the protocol has one."""
 
     def send_data(self, body: bytes, end: bool) -> None:
         """Body bytes; ``end`` marks the last (trailers, if pending, follow). Raises
@@ -71,6 +77,10 @@ class Stream(Protocol):
 
     async def drain(self) -> None:
         """Wait until the client reads again (or left)."""
+
+    def add_drain_callback(self, callback: Any) -> None:
+        """Call ``callback`` once the client reads again (at once if it does): for an
+        adapter waiting outside the loop (a WSGI app thread)."""
 
     def pause_reading(self) -> None:
         """Hold the request body back (HTTP/1.1 stops reading; HTTP/2 withholds credit)."""

@@ -1,13 +1,18 @@
 """WebSocket connection protocol (RFC 6455, RFC 7692): frames in, whole messages out.
 
-After the opening handshake the HTTP/1.1 connection hands its transport to a
-``WebSocketConnection``. Framing, masking, control frames, the close handshake, the message
-size limit and permessage-deflate are websockets' sans-I/O ``ServerProtocol``: it measured
-6.5x faster than wsproto on the echo step (bench/ws_framing.py: 8.3 vs 53 us per 1 KiB
-message), so it is the framing library. This module wires it to the transport: message
-reassembly and UTF-8 checks, keepalive pings, flow control both ways, the close timeout and
-the server's graceful stop. It knows nothing of ASGI: a *handler* gets ``on_message(data)``
-(str or bytes) and, once, ``on_close(code, reason)``.
+A ``WebSocketConnection`` frames messages over a *byte pipe* (``BytePipe`` below) that
+does not care who owns the transport: its owner feeds it bytes (``feed``), tells it when the
+peer stopped sending (``feed_eof``) and when the pipe is gone (``pipe_lost``); it writes
+through the pipe. On HTTP/1.1 the pipe is the connection's transport after the 101
+(``h1/upgrade.py``); on HTTP/2 it is to be one stream's DATA frames (RFC 8441).
+
+Framing, masking, control frames, the close handshake, the message size limit and
+permessage-deflate are websockets' sans-I/O ``ServerProtocol``: it measured 6.5x faster than
+wsproto on the echo step (bench/ws_framing.py: 8.3 vs 53 us per 1 KiB message), so it is the
+framing library. This module wires it to the pipe: message reassembly and UTF-8 checks,
+keepalive pings, flow control both ways, the close timeout and the server's graceful stop.
+It knows nothing of ASGI or of HTTP: a *handler* (``ws_stream.WebSocketHandler``) gets
+``on_message(data)`` (str or bytes) and, once, ``on_close(code, reason)``.
 
 One fast path of our own, because the echo benchmark's profile put websockets' generator
 parser and frame objects at a third of the server's time: when no extension is in use, a
@@ -25,17 +30,22 @@ import codecs
 import logging
 import os
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
-from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from .flow import WriteFlow
+from .ws_stream import (
+    ABNORMAL,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    INVALID_DATA,
+    NORMAL,
+    ConnectionClosed,
+)
 
 try:
     from websockets.speedups import apply_mask
@@ -45,15 +55,13 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 if TYPE_CHECKING:  # pragma: no cover
     from ..state import WorkerState
 
-__all__ = ["WebSocketConnection", "ConnectionClosed", "handshake_protocol", "open_handshake"]
+__all__ = ["BytePipe", "WebSocketConnection", "ConnectionClosed", "handshake_protocol"]
 
 logger = logging.getLogger("betula.error")
 # websockets logs every open and close at INFO: keep its per-connection chatter out of ours.
 _frames_logger = logging.getLogger("betula.websocket.frames")
 _frames_logger.setLevel(logging.WARNING)
 
-WRITE_HIGH_WATER = 256 * 1024
-WRITE_LOW_WATER = 64 * 1024
 # Bytes of its own output (pongs) the protocol may add while the client is not reading.
 CONTROL_BUDGET = 64 * 1024
 
@@ -64,13 +72,6 @@ _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 # Outgoing payloads up to this size are joined with their header (one buffer, one write).
 _JOIN_LIMIT = 16 * 1024
-
-# Close codes (RFC 6455 §7.4.1).
-NORMAL, GOING_AWAY, ABNORMAL, INVALID_DATA, INTERNAL_ERROR = 1000, 1001, 1006, 1007, 1011
-
-
-class ConnectionClosed(Exception):
-    """A message was sent on a connection that is closing or closed."""
 
 
 def handshake_protocol(config: Any, select: Callable[[], str | None]) -> ServerProtocol:
@@ -88,46 +89,63 @@ def handshake_protocol(config: Any, select: Callable[[], str | None]) -> ServerP
                           logger=_frames_logger)
 
 
-def open_handshake(protocol: ServerProtocol, method: str, path: str, http_version: str,
-                   headers: list[tuple[bytes, bytes]]) -> tuple[Request, Response | None]:
-    """Check a handshake request; returns the request and, when it is not a valid WebSocket
-    handshake, the HTTP response that refuses it (400, 405, 426, 505 ...)."""
-    request = Request(path, Headers([(k.decode("latin-1"), v.decode("latin-1"))
-                                     for k, v in headers]),
-                      method=method, protocol="HTTP/" + http_version)
-    try:
-        protocol.process_request(request)
-    except Exception:  # the same checks accept() runs; let it build the refusal
-        response = protocol.accept(request)
-        versions = request.headers.get_all("Sec-WebSocket-Version")
-        if response.status_code == 400 and versions and versions != ["13"]:
-            # RFC 6455 §4.4: an unsupported version gets 426 and the versions we speak.
-            response = protocol.reject(426, "Unsupported WebSocket version; this server "
-                                       "speaks version 13.\n")
-            response.headers["Sec-WebSocket-Version"] = "13"
-        return request, response
-    return request, None
+class BytePipe(Protocol):
+    """What a ``WebSocketConnection`` writes through: one WebSocket's bytes, both ways.
+
+    The pipe's owner (the HTTP/1.1 transport after a 101; an HTTP/2 stream's DATA frames)
+    calls the connection's ``open(pipe, data)`` once, then ``feed(data)`` for each read,
+    ``feed_eof()`` when the peer stops sending and ``pipe_lost()`` when the pipe is gone.
+    Write backpressure: ``write_paused`` is true while the peer is not reading (the owner's
+    buffer is past its high-water mark); ``add_drain_callback`` says when it reads again.
+    """
+
+    write_paused: bool
+
+    def write(self, data: bytes) -> None:
+        """Send bytes (buffered by the owner while the peer is not reading)."""
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        """Send several buffers in order, without joining them first."""
+
+    def close(self) -> None:
+        """End the pipe once what is buffered has been sent."""
+
+    def abort(self) -> None:
+        """End the pipe now; buffered bytes are dropped."""
+
+    def write_buffer_size(self) -> int:
+        """Bytes written and not sent yet."""
+
+    def pause_reading(self) -> None:
+        """Stop delivering bytes (``feed``) until ``resume_reading``."""
+
+    def resume_reading(self) -> None:
+        """Deliver bytes again."""
+
+    def add_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the peer reads again (``write_paused`` false) or the pipe
+        is gone; at once when neither is pending."""
 
 
-class WebSocketConnection(WriteFlow, asyncio.Protocol):
-    """One WebSocket connection in the OPEN state and after."""
+class WebSocketConnection:
+    """One WebSocket connection in the OPEN state and after, over a ``BytePipe``; its
+    ``handler`` (``ws_stream.WebSocketHandler``) gets the messages and the close."""
 
     def __init__(self, state: WorkerState, protocol: ServerProtocol, handler: Any) -> None:
         self.state = state
         self.loop = state.loop
         self.config = state.config
-        self.proto = protocol
+        self.proto = protocol  # websockets' ServerProtocol, in the OPEN state
         self.handler = handler
-        self.transport: asyncio.Transport | None = None
-        self._closed = False  # the transport is closed or closing
+        self.pipe: BytePipe | None = None
+        self.closed = False  # the pipe is closed or closing
         self._notified = False  # the handler got on_close
         self._fragments: list[Any] | None = None  # a fragmented message being reassembled
         self._fragment_text = False
         self._decoder: Any = None
-        self.write_paused = False
-        self._read_paused = False
+        self._read_paused = False  # the handler's queue is full
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._drain_callbacks: list[Callable[[], None]] = []
+        self._resume_pending = False  # a drain callback is registered with the pipe
         self._read_held = False  # reading held: the client is not reading our pongs
         self._unread_output = 0  # protocol output written while the client is not reading
         self._ping_handle: asyncio.TimerHandle | None = None
@@ -140,22 +158,20 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         self._buf = bytearray()  # an incomplete frame (fast path)
         self._need = 0  # bytes self._buf must hold before parsing is worth retrying
 
-    # -- taking over the transport --------------------------------------------------------
-    def attach(self, transport: Any, data: bytes) -> None:
-        """Become the transport's protocol; ``data`` was read past the handshake request."""
-        self.transport = transport
-        transport.set_protocol(self)
-        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+    # -- the pipe's owner's side ------------------------------------------------------------
+    def open(self, pipe: BytePipe, data: bytes) -> None:
+        """Start on ``pipe`` (its reading paused); ``data`` was read past the handshake."""
+        self.pipe = pipe
         self.state.connections.add(self)
         self._schedule_ping()
         if data:
-            self.data_received(data)
-        if not self._closed and not self._read_paused:
-            transport.resume_reading()
+            self.feed(data)
+        if not self.closed and not self._read_paused:
+            pipe.resume_reading()
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        if self._closed:
+    def feed(self, data: bytes) -> None:
+        """Bytes from the client."""
+        if self.closed:
             return
         if not self._fast:
             self._receive_frames(data)
@@ -169,7 +185,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             buf.clear()
         end = len(data)
         pos = self._fast_frames(data, end)
-        if pos < end and not self._closed:
+        if pos < end and not self.closed:
             if self._fast:
                 self._buf += memoryview(data)[pos:]
             else:  # gave up the fast path (an oversized frame): websockets reads the rest
@@ -220,7 +236,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
                     handler.on_message(payload)
             else:
                 self._receive_frames(data[pos:stop])
-                if self._closed or self.proto.state is not OPEN:
+                if self.closed or self.proto.state is not OPEN:
                     self._fast = False  # websockets discards what follows a close
                     return stop
             pos = stop
@@ -274,14 +290,15 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             self.handler.on_message(message)
         return True
 
-    def eof_received(self) -> bool | None:
-        if not self._closed:
+    def feed_eof(self) -> None:
+        """The client sends no more."""
+        if not self.closed:
             self.proto.receive_eof()
             self._flush()
-        return None
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+    def pipe_lost(self) -> None:
+        """The pipe is gone (the connection dropped or was closed)."""
+        self.closed = True
         self.state.connections.discard(self)
         for handle in (self._ping_handle, self._pong_handle, self._close_handle):
             if handle is not None:
@@ -294,38 +311,57 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
     # from it is still seen), but what the protocol writes on its own meanwhile (pongs) is
     # budgeted: past CONTROL_BUDGET bytes reading is held until the client reads again, so
     # a client flooding pings and never reading the pongs cannot grow our buffer.
-    def pause_writing(self) -> None:
-        self.write_paused = True
+    def _await_resume(self) -> None:
+        if not self._resume_pending:
+            self._resume_pending = True
+            self.pipe.add_drain_callback(self._writing_resumed)  # type: ignore[union-attr]
 
-    def resume_writing(self) -> None:
-        self.write_paused = False
+    def _writing_resumed(self) -> None:
+        """The client reads again (or the pipe is gone)."""
+        self._resume_pending = False
         self._unread_output = 0
         if self._read_held:
             self._read_held = False
-            if not self._read_paused and not self._closed:
-                self.transport.resume_reading()  # type: ignore[union-attr]
+            if not self._read_paused and not self.closed:
+                self.pipe.resume_reading()  # type: ignore[union-attr]
         self._wake_drain()
+
+    async def drain(self) -> None:
+        """Wait until the client reads again, or the connection closes."""
+        if not self.pipe.write_paused or self.closed:  # type: ignore[union-attr]
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        self._await_resume()
+        await waiter
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- output ------------------------------------------------------------------------
     def _flush(self) -> None:
-        """Write what the protocol produced; its EOF marker (b"") means: close the TCP
-        connection (the server closes first, RFC 6455 §7.1.1)."""
-        transport = self.transport
+        """Write what the protocol produced; its EOF marker (b"") means: close the pipe
+        (the server closes the TCP connection first, RFC 6455 §7.1.1)."""
+        pipe: Any = self.pipe
         for data in self.proto.data_to_send():
-            if self._closed:
+            if self.closed:
                 break
             if data:
-                transport.write(data)  # type: ignore[union-attr]
-                if self.write_paused:
+                pipe.write(data)
+                if pipe.write_paused:
                     self._unread_output += len(data)
+                    self._await_resume()
                     if self._unread_output > CONTROL_BUDGET and not self._read_held:
                         self._read_held = True
                         if not self._read_paused:
-                            transport.pause_reading()  # type: ignore[union-attr]
+                            pipe.pause_reading()
             else:
-                self._closed = True
-                transport.close()  # type: ignore[union-attr]
-                if transport.get_write_buffer_size() and self._close_handle is None:  # type: ignore[union-attr]
+                self.closed = True
+                pipe.close()
+                if pipe.write_buffer_size() and self._close_handle is None:
                     # close() waits for the buffer to drain; a client that stopped
                     # reading gets --ws-close-timeout, then the connection is dropped.
                     self._close_handle = self.loop.call_later(
@@ -353,10 +389,11 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             code, reason = ABNORMAL, ""
         self.handler.on_close(code, reason)
 
-    def send(self, message: str | bytes) -> None:
-        """Send one message; raises ConnectionClosed once the connection is closing."""
+    def send(self, message: str | bytes) -> bool:
+        """Send one message; raises ConnectionClosed once the connection is closing. True
+        when the client is not reading (``drain()`` before sending more)."""
         proto = self.proto
-        if proto.state is not OPEN or self._closed:
+        if proto.state is not OPEN or self.closed:
             raise ConnectionClosed("the WebSocket connection is closed")
         if self._fast:
             if message.__class__ is str:
@@ -372,28 +409,34 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
                 head = _HEAD16.pack(first, 126, length)
             else:
                 head = _HEAD64.pack(first, 127, length)
+            pipe: Any = self.pipe
             if length <= _JOIN_LIMIT:
-                self.transport.write(head + payload)  # type: ignore[union-attr]
+                # An attribute load, not a method lookup: a pipe may hold its transport's
+                # own write (h1/upgrade.py), which a method call could not specialise.
+                write = pipe.write
+                write(head + payload)
             else:
-                self.transport.writelines((head, payload))  # type: ignore[union-attr]
-            return
+                pipe.writelines((head, payload))
+            return pipe.write_paused
         if message.__class__ is str:
             proto.send_text(message.encode())  # type: ignore[union-attr]
         else:
             proto.send_binary(message)  # type: ignore[arg-type]
         writes = proto.data_to_send()
+        pipe = self.pipe
         if len(writes) == 1:
-            self.transport.write(writes[0])  # type: ignore[union-attr]
+            pipe.write(writes[0])
         else:  # pragma: no cover - one message is one frame
-            self.transport.writelines(writes)  # type: ignore[union-attr]
+            pipe.writelines(writes)
+        return pipe.write_paused
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start the closing handshake; the client has ``--ws-close-timeout`` to answer."""
-        if self.proto.state is not OPEN or self._closed:
+        if self.proto.state is not OPEN or self.closed:
             return
         self.proto.send_close(code, reason)
         self._flush()
-        if not self._closed:
+        if not self.closed:
             self._close_handle = self.loop.call_later(self.config.ws_close_timeout,
                                                       self._close_timed_out)
 
@@ -407,26 +450,26 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
 
     # -- input flow control (the handler's queue) ----------------------------------------
     def pause_reading(self) -> None:
-        if not self._read_paused and not self._closed:
+        if not self._read_paused and not self.closed:
             self._read_paused = True
             if not self._read_held:
-                self.transport.pause_reading()  # type: ignore[union-attr]
+                self.pipe.pause_reading()  # type: ignore[union-attr]
 
     def resume_reading(self) -> None:
-        if self._read_paused and not self._closed:
+        if self._read_paused and not self.closed:
             self._read_paused = False
             if not self._read_held:
-                self.transport.resume_reading()  # type: ignore[union-attr]
+                self.pipe.resume_reading()  # type: ignore[union-attr]
 
     # -- keepalive -----------------------------------------------------------------------
     def _schedule_ping(self) -> None:
         interval = self.config.ws_ping_interval
-        if interval > 0 and not self._closed:
+        if interval > 0 and not self.closed:
             self._ping_handle = self.loop.call_later(interval, self._ping)
 
     def _ping(self) -> None:
         self._ping_handle = None
-        if self._closed or self.proto.state is not OPEN:
+        if self.closed or self.proto.state is not OPEN:
             return
         if self._pong_payload is None:  # else the last ping is still waiting (timeout)
             self._pong_payload = os.urandom(4)
@@ -445,7 +488,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         self._pong_handle = None
-        if self._closed:
+        if self.closed:
             return
         client = self.handler.client_label()
         logger.info("%s - WebSocket keepalive: no pong in %.1f s, closing", client,
@@ -458,11 +501,11 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: close with 1001 (going away); the app sees the disconnect now."""
-        if self.proto.state is OPEN and not self._closed:
+        if self.proto.state is OPEN and not self.closed:
             self.close(GOING_AWAY, "server shutting down")
         self._notify()
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self._closed = True
-            self.transport.abort()
+        if self.pipe is not None:
+            self.closed = True
+            self.pipe.abort()

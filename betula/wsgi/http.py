@@ -12,10 +12,16 @@ exception; the stream, on the loop, frames the response. Between the two:
   slows the app down instead of filling memory;
 - a response whose whole body is known at once (a list or tuple) crosses to the loop once
   and leaves in one write (``respond``: the stream's one call for a whole response).
+
+The environ of a request head is built in ``environ.py``. The embedding API runs the same
+cycle on a complete environ (``from_environ``) in its caller's thread (``run_inline``),
+over an in-memory stream, with ``INLINE`` for the loop: what the app thread hands over
+runs at once, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -24,207 +30,62 @@ from collections.abc import Iterable
 from io import BytesIO
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
 from ..cache import BoundedCache
 from ..headers import response_length
-from ..http_common import (
-    METHODS,
-    TARGET_CACHE_MAX,
-    method_name,
-    phrase,
-    remember_target,
-    split_target,
+from ..http_common import METHODS, method_name, phrase
+from .environ import (
+    HEADER_ENTRIES,
+    FileWrapper,
+    connection_environ,
+    environ_template,
+    parse_target,
+    remember_entries,
 )
-from .io import EMPTY_INPUT, BodyBuffer, ErrorStream, InputStream
+from .io import EMPTY_INPUT, BodyBuffer, InputStream
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..endpoint import Endpoint
     from ..protocols.stream import Stream
-    from ..routing import Endpoint
     from ..state import WorkerState
 
-__all__ = ["WSGICycle", "FileWrapper", "connection_environ", "is_wsgi_app"]
+__all__ = ["WSGICycle", "FileWrapper", "INLINE", "InlineLoop", "connection_environ",
+           "is_wsgi_app"]
 
 logger = logging.getLogger("betula.error")
 
 BODY_HIGH_WATER = 256 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
-_ERRORS = ErrorStream()
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: iterates a file in blocks; served with sendfile when the file
-    has a real descriptor."""
-
-    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-        if hasattr(filelike, "close"):
-            self.close = filelike.close
-
-    def fileno(self) -> int | None:
-        try:
-            return self.filelike.fileno()
-        except (AttributeError, OSError, ValueError):
-            return None
-
-    def __iter__(self) -> Any:
-        read = self.filelike.read
-        while True:
-            data = read(self.blksize)
-            if not data:
-                return
-            yield data
-
-
-def connection_environ(conn: Stream, state: WorkerState,
-                       endpoint: Endpoint) -> dict[str, Any]:
-    """The part of the environ shared by every request to one app on one connection."""
-    sockname = conn.sockname
-    client = conn.client
-    return {
-        "SERVER_NAME": str(sockname[0]) if sockname else "localhost",
-        "SERVER_PORT": str(sockname[1]) if sockname else "0",
-        "REMOTE_ADDR": client[0] if client else "",
-        "REMOTE_PORT": str(client[1]) if client else "0",
-        "SCRIPT_NAME": endpoint.root_path,
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_TYPE": "",
-        "CONTENT_LENGTH": "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": conn.scheme,
-        "wsgi.errors": _ERRORS,
-        "wsgi.multithread": state.pool is None or state.pool.size > 1,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-        "wsgi.file_wrapper": FileWrapper,
-    }
-
-
-# Request header name -> environ key ("" for names dropped), and short header values ->
-# str: both bounded caches of work every request would repeat.
-_ENV_KEYS: BoundedCache[bytes, str] = BoundedCache(1024)
 # The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
 # standard one, the response may have a body).
 _STATUSES: BoundedCache[str, tuple[int, str | None, bool]] = BoundedCache(256)
 _BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TEXTS: BoundedCache[bytes, str] = BoundedCache(4096)
-_TEXT_CACHE_LEN = 256
 
 
-# Per app (endpoint): request target -> (PATH_INFO, the environ entries PATH_INFO,
-# QUERY_STRING, RAW_URI), with the app's prefixes already moved from PATH_INFO to SCRIPT_NAME.
-_TARGETS: dict[Endpoint, BoundedCache[bytes, tuple[str, dict[str, str]]]] = {}
+class InlineLoop:
+    """Where the loop-side calls of a cycle run when its app runs in the caller's thread
+    over a stream that needs no event loop (the embedding API over ``MemoryStream``):
+    what the app thread hands over with ``call_soon_threadsafe`` runs at once, in order,
+    so the one adapter serves both."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def call_soon_threadsafe(callback: Any, *args: Any) -> None:
+        callback(*args)
+
+    @staticmethod
+    def run_coroutine(coro: Any) -> Any:
+        """Run a loop-side coroutine to its end; its stream must never suspend it."""
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coro.close()
+        raise RuntimeError("a stream without an event loop suspended")
 
 
-class EnvironTemplate:
-    """What the adapter keeps on a stream (``iface_cache``): the environ's part shared by
-    every request to one app on one connection, the app's target cache and the prefixes
-    moved from PATH_INFO to SCRIPT_NAME."""
-
-    __slots__ = ("endpoint", "environ", "targets", "strips")
-
-    def __init__(self, endpoint: Endpoint, environ: dict[str, Any],
-                 targets: BoundedCache[bytes, tuple[str, dict[str, str]]],
-                 strips: tuple[str, ...]) -> None:
-        self.endpoint = endpoint
-        self.environ = environ
-        self.targets = targets
-        self.strips = strips
-
-
-# id() of a request's header tuple -> (the tuple, its environ entries). The protocol shares
-# one tuple between the requests with the same field list (its analysed-head cache), so the
-# entries are worked out once per list. The tuple is held with its entries, so its id stays
-# its own while the entry lives.
-_HEADER_ENTRIES: BoundedCache[int, tuple[tuple[tuple[bytes, bytes], ...], dict[str, str]]] = \
-    BoundedCache(1024)
-
-
-def _parse_target(targets: BoundedCache[bytes, tuple[str, dict[str, str]]], url: bytes,
-                  strips: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    if url in targets.previous:
-        return targets.recall(url)  # type: ignore[return-value]
-    raw_path, query = split_target(url)
-    # PEP 3333: PATH_INFO is the percent-decoded path carried as latin-1.
-    path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path.find(b"%") >= 0 \
-        else raw_path.decode("latin-1")
-    # The mount prefix, and the --root-path when the proxy did not strip it, move from
-    # PATH_INFO to SCRIPT_NAME.
-    for strip in strips:
-        if path == strip or path.startswith(strip + "/"):
-            path = path[len(strip):]
-    if path == "*":
-        path = ""  # OPTIONS *: PATH_INFO must be empty or start with "/" (PEP 3333)
-    entries = {"PATH_INFO": path, "QUERY_STRING": query.decode("latin-1"),
-               "RAW_URI": url.decode("latin-1")}
-    return remember_target(targets, url, (path, entries))
-
-
-def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
-    """The environ entries (CONTENT_TYPE, CONTENT_LENGTH, HTTP_*) of request headers."""
-    entries: dict[str, str] = {}
-    keys = _ENV_KEYS
-    texts = _TEXTS
-    text_entries = texts.entries
-    for name, value in headers:
-        key = keys.entries.get(name)
-        if key is None:
-            key = keys.recall(name)
-            if key is None:
-                key = _env_key(name)
-        if not key:  # a name with "_": dropped (see _env_key), each time
-            continue
-        # Header values repeat from request to request (Host, User-Agent, Accept...): short
-        # ones are decoded once.
-        text = text_entries.get(value)
-        if text is None:
-            text = texts.recall(value) if value in texts.previous else None
-            if text is None:
-                text = value.decode("latin-1")
-                if len(value) <= _TEXT_CACHE_LEN:  # texts.keep(value, text), inline
-                    if len(text_entries) >= texts.limit:
-                        texts.rotate()
-                    text_entries[value] = text
-        if key in entries and key[0] == "H":  # repeated HTTP_*: joined (CONTENT_*: last)
-            sep = "; " if key == "HTTP_COOKIE" else ", "
-            entries[key] = entries[key] + sep + text
-        else:
-            entries[key] = text
-    return entries
-
-
-def _remember_entries(headers: tuple[tuple[bytes, bytes], ...]
-                      ) -> tuple[tuple[tuple[bytes, bytes], ...], dict[str, str]]:
-    known = (headers, _header_entries(headers))
-    cache = _HEADER_ENTRIES
-    if len(cache.entries) >= cache.limit:  # cache.keep(id(headers), known), inline
-        cache.rotate()
-    cache.entries[id(headers)] = known
-    return known
-
-
-def _template(conn: Stream, state: WorkerState, endpoint: Endpoint) -> EnvironTemplate:
-    strips = tuple(p for p in (endpoint.path_prefix, endpoint.prefix) if p)
-    targets = _TARGETS.get(endpoint)
-    if targets is None:
-        targets = _TARGETS[endpoint] = BoundedCache(TARGET_CACHE_MAX)
-    return EnvironTemplate(endpoint, connection_environ(conn, state, endpoint), targets, strips)
-
-
-def _env_key(name: bytes) -> str:
-    if name == b"content-type":
-        key = "CONTENT_TYPE"
-    elif name == b"content-length":
-        key = "CONTENT_LENGTH"
-    elif name.find(b"_") >= 0:
-        # HTTP_X_A would be ambiguous between X-A and X_A: drop the underscore form (a
-        # header-spoofing vector behind proxies), as gunicorn does.
-        key = ""
-    else:
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    return _ENV_KEYS.keep(name, key)
+INLINE = InlineLoop()
 
 
 class WSGICycle:
@@ -241,7 +102,6 @@ class WSGICycle:
     body: BodyBuffer | None = None  # a body still arriving when the app starts
     _early: list[bytes] | None = None
     _early_size = 0
-    _shutdown = False
     _discarding = False
     _start_time = 0.0
     # What the connection reads of its request (see protocols/stream.py).
@@ -255,6 +115,9 @@ class WSGICycle:
     _length: int | None = None  # the app's Content-Length (app thread)
     _no_body = False
     _written = 0
+    raw_target = b""
+    log_errors = True  # False (embedded): an app's error is kept in app_error, not logged
+    app_error: BaseException | None = None  # the app's error, when not logged
 
     def __init__(self, state: WorkerState, endpoint: Endpoint, conn: Stream,
                  method: bytes, url: bytes,
@@ -284,10 +147,10 @@ class WSGICycle:
             self._start_time = perf_counter()
         template = conn.iface_cache
         if template is None or template.endpoint is not endpoint:
-            template = conn.iface_cache = _template(conn, state, endpoint)
+            template = conn.iface_cache = environ_template(conn, state, endpoint)
         # The environ: the connection's part, the target's, the headers'.
         targets = template.targets
-        target = targets.entries.get(url) or _parse_target(targets, url, template.strips)
+        target = targets.entries.get(url) or parse_target(targets, url, template.strips)
         self._path_info = target[0]
         environ = self.environ = template.environ | target[1]
         environ["REQUEST_METHOD"] = method
@@ -295,10 +158,45 @@ class WSGICycle:
             environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
         # Clients repeat the same header list request after request (the protocol then
         # hands the same tuple): its environ entries are worked out once.
-        known = _HEADER_ENTRIES.entries.get(id(headers))
+        known = HEADER_ENTRIES.entries.get(id(headers))
         if known is None or known[0] is not headers:
-            known = _remember_entries(headers)
+            known = remember_entries(headers)
         environ.update(known[1])
+
+    @classmethod
+    def from_environ(cls, state: WorkerState, endpoint: Endpoint | None, conn: Stream,
+                     environ: dict[str, Any], loop: Any = None,
+                     log_errors: bool = True) -> WSGICycle:
+        """A cycle for a complete environ built elsewhere (the embedding API's
+        ``build_environ``), with its own ``wsgi.input``, not from a request head. ``loop``:
+        where the loop-side calls run (default the state's loop; ``INLINE``: at once,
+        with the app run by ``run_inline`` in the caller's thread). ``log_errors`` False:
+        the app's error is only kept in ``app_error`` (the embedding API raises it)."""
+        # The attributes in __init__'s order (instances share their attribute keys).
+        cycle = cls.__new__(cls)
+        cycle.state = state
+        cycle.endpoint = endpoint  # type: ignore[assignment]
+        cycle.conn = conn
+        cycle.loop = state.loop if loop is None else loop
+        cycle.keep_alive = True
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        cycle.http_version = "1.1" if protocol == "HTTP/1.1" or protocol[:5] != "HTTP/" \
+            else protocol[5:]
+        method = cycle.method = environ["REQUEST_METHOD"]
+        if method == "HEAD":
+            cycle.is_head = True
+        path_info = environ.get("PATH_INFO", "")
+        if state.access_log is not None:
+            query = environ.get("QUERY_STRING", "")
+            cycle.raw_target = (environ.get("SCRIPT_NAME", "") + path_info +
+                                ("?" + query if query else "")).encode("latin-1")
+            cycle._start_time = perf_counter()
+        cycle._path_info = path_info
+        environ["wsgi.early_hints"] = cycle._early_hints
+        cycle.environ = environ
+        if not log_errors:
+            cycle.log_errors = False
+        return cycle
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -328,9 +226,8 @@ class WSGICycle:
             self._writable.set()  # a thread waiting for the client to read: stop waiting
 
     def server_shutdown(self) -> None:
-        """Graceful stop: let the app finish; the connection closes after this response."""
-        self._shutdown = True
-        self.keep_alive = False
+        """Graceful stop: the app finishes its response (the protocol ends the connection
+        after the last request it has received): nothing to do here."""
 
     def discard_body(self) -> None:
         self._discarding = True
@@ -369,11 +266,18 @@ class WSGICycle:
         environ["wsgi.early_hints"] = self._early_hints
         state.pool.submit(self._run)
 
-    def _run(self) -> None:  # app thread
+    def run_inline(self, app: Any) -> None:
+        """Run ``app`` now, in the calling thread, on the environ as it is (a cycle made
+        by ``from_environ``); with the ``INLINE`` loop the loop-side calls run here too."""
+        self.started = True
+        self._run(app)
+
+    def _run(self, app: Any = None) -> None:  # app thread
         result: Any = None
         try:
             try:
-                result = self.endpoint.app(self.environ, self._start_response)
+                result = (self.endpoint.app if app is None else app)(
+                    self.environ, self._start_response)
                 if type(result) is list and self._status_line is not None \
                         and not self._head_sent:
                     self._finish_whole(b"".join(result))  # the common case, in one go
@@ -465,12 +369,12 @@ class WSGICycle:
             return
         head = None
         if not self._head_sent:
-            self._head_sent = True
-            head = self._check_head()
+            head = self._check_head()  # (a bad head is the app's error: a 500, nothing sent)
         if not self._no_body:
             self._written += len(data)
             if self._length is not None and self._written > self._length:
                 raise RuntimeError("response body longer than its Content-Length")
+        self._head_sent = True
         self._send(head, bytes(data))
 
     def _send(self, head: tuple[int, str | None] | None, data: bytes) -> None:
@@ -511,8 +415,11 @@ class WSGICycle:
         declared = self._length
         count = size if declared is None else min(size, declared)
         self._head_sent = True
-        future = _threadsafe(self.loop, self._loop_sendfile(code, reason, fd, offset, count))
-        future.result()
+        coro = self._loop_sendfile(code, reason, fd, offset, count)
+        if self.loop.__class__ is InlineLoop:
+            self.loop.run_coroutine(coro)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def _early_hints(self, headers: list[tuple[str, str]]) -> None:
         """``wsgi.early_hints``: a 103 with these headers, before the response."""
@@ -524,8 +431,14 @@ class WSGICycle:
     def _failed(self, exc: BaseException) -> None:
         if self.disconnected and isinstance(exc, OSError):
             return
-        logger.error("Exception in WSGI application", exc_info=exc)
+        self._report(exc)
         self.loop.call_soon_threadsafe(self._loop_error, self._head_sent)
+
+    def _report(self, exc: BaseException) -> None:
+        if self.log_errors:
+            logger.error("Exception in WSGI application", exc_info=exc)
+        else:
+            self.app_error = exc  # (kept only here: a traceback holds the request's frames)
 
     # -- response, event loop side ---------------------------------------------------------
     def _loop_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
@@ -553,7 +466,7 @@ class WSGICycle:
             try:
                 conn.respond(code, self._headers, body, reason)
             except RuntimeError as exc:  # a header the app gave is not valid
-                logger.error("Exception in WSGI application", exc_info=exc)
+                self._report(exc)
                 self._loop_error(False)
                 return
         self.response_started = True
@@ -628,12 +541,6 @@ def _parse_status(status: Any) -> tuple[int, str | None, bool]:
     if reason == phrase(code):
         reason = None  # the standard line, cached
     return code, reason, code >= 200 and code not in _NO_BODY_STATUS
-
-
-def _threadsafe(loop: Any, coro: Any) -> Any:
-    import asyncio
-
-    return asyncio.run_coroutine_threadsafe(coro, loop)
 
 
 def is_wsgi_app(app: Any) -> bool | None:

@@ -40,7 +40,7 @@ from tests.support.wire import read_response, request
 
 MIB = 1024 * 1024
 
-# betula/protocols/http1.py FILE_CHUNK: after a sendfile call that found (or left) the
+# betula/protocols/h1/response.py FILE_CHUNK: after a sendfile call that found (or left) the
 # socket's buffer full, the server sends one chunk of at most this size through the
 # transport, to wait on the transport's backpressure; then it goes back to sendfile.
 FALLBACK_CHUNK = 256 * 1024

@@ -6,7 +6,8 @@
 - ``head.py``: what a request head means (analysed once per distinct field list).
 - ``framing.py``: status lines, header blocks, error responses.
 - ``shared.py``: what a worker's HTTP/1 connections share (caches, Date/Server lines).
-- ``upgrade.py``: the WebSocket handshake's 101 (and its refusals) on HTTP/1.1.
+- ``upgrade.py``: a WebSocket on HTTP/1.1: the handshake's 101, refusals and denial,
+  then the transport as the WebSocket's byte pipe.
 """
 
 from .connection import HTTP1Connection

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -28,10 +27,11 @@ import httptools
 
 from ...http_common import ProtocolError
 from ...logs import TRACE
-from ..flow import WriteFlow
+from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from .head import HEAD_CACHE_BYTES, HeadInfo, Replay, analyse_head, header_limit
 from .response import HTTP1Response
 from .shared import REPLAY_MAX
+from .upgrade import HTTP1WebSocket
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...state import WorkerState
@@ -43,17 +43,12 @@ logger = logging.getLogger("betula.error")
 
 # Pipelined requests parsed ahead of the one being answered before reading pauses.
 PIPELINE_HIGH_WATER = 16
-# Transport write buffer limits: send() waits (backpressure) above HIGH until below LOW.
-WRITE_HIGH_WATER = 256 * 1024
-WRITE_LOW_WATER = 64 * 1024
 # On a graceful stop, how long a connection that has sent nothing yet may take to send its
 # request (it may have been accepted just before the listener closed).
 SHUTDOWN_GRACE = 1.0
 # Bytes kept from a client that sends past an upgrade request before it is answered (its
 # first WebSocket frames) before reading pauses.
 UPGRADE_BUFFER = 64 * 1024
-# Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
-FILE_CHUNK = 256 * 1024
 
 _UNLIMITED = 1 << 62
 # Heads kept for replay are of at most this many bytes (request line and fields).
@@ -506,54 +501,16 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if not self._closed:
             self.transport.writelines(parts)  # type: ignore[union-attr]
 
-    async def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of file ``fd`` from ``offset``; return the bytes sent.
+    def upgrade_to(self, handler: Any, method: bytes, url: bytes,
+                   headers: tuple[tuple[bytes, bytes], ...], http_version: str) -> Any:
+        """The WebSocket stream (``ws_stream.WebSocketStream``, upgrade.py) of the upgrade
+        request the adapter's ``handler`` answers; on accept it takes the transport over."""
+        return HTTP1WebSocket(self, self._upgrade_hand_over, handler, method, url, headers,
+                              http_version)
 
-        Plain sockets use os.sendfile (zero copy) whenever the transport's own buffer is
-        empty, so bytes never overtake what the transport still holds; when the kernel's
-        socket buffer is full, one chunk goes through the transport to get its
-        backpressure. TLS cannot use sendfile: chunks are read and written.
-        """
-        transport = self.transport
-        assert transport is not None
-        sock = transport.get_extra_info("socket")
-        use_sendfile = sock is not None and transport.get_extra_info("sslcontext") is None
-        sent = 0
-        if use_sendfile:
-            # Waiting for "buffer empty" instead of "below low water" while we bypass it.
-            transport.set_write_buffer_limits(high=0, low=0)
-        try:
-            while sent < count and not self._closed:
-                if self.write_paused:
-                    await self.drain()
-                    continue
-                if use_sendfile and transport.get_write_buffer_size() == 0:
-                    try:
-                        n = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
-                    except BlockingIOError:
-                        n = None
-                    except OSError:
-                        self.abort()
-                        break
-                    if n == 0:
-                        break  # end of file before count
-                    if n is not None:
-                        sent += n
-                        if sent >= count:
-                            break
-                data = os.pread(fd, min(FILE_CHUNK, count - sent), offset + sent)
-                if not data:
-                    break
-                transport.write(data)
-                sent += len(data)
-        finally:
-            if use_sendfile and not self._closed:
-                transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        return sent
-
-    def upgrade_to(self, protocol: Any) -> None:
-        """Hand the transport to ``protocol`` (an accepted WebSocket), with the bytes read
-        past the handshake; this connection object is done."""
+    def _upgrade_hand_over(self, protocol: Any) -> None:
+        """Hand the transport to ``protocol`` (an accepted WebSocket's pipe), with the bytes
+        read past the handshake; this connection object is done."""
         self._closed = True
         self.state.connections.discard(self)
         data, self._upgrade_data = self._upgrade_data, b""

@@ -13,9 +13,11 @@ loop turn, for the whole batch, when an app suspends in between).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ...cache import BoundedCache
+from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from .framing import CLOSE, LAST_CHUNK, STATUS_LINES, encode_headers, status_line
 
 __all__ = ["HTTP1Response"]
@@ -28,6 +30,8 @@ _LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
 # Head and body up to this size are joined into one buffer; larger bodies go out with
 # writelines (one writev, no copy).
 JOIN_LIMIT = 16 * 1024
+# Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
+FILE_CHUNK = 256 * 1024
 
 
 class HTTP1Response:
@@ -35,7 +39,7 @@ class HTTP1Response:
 
     __slots__ = ()
 
-    # Provided by HTTP1Connection, with write(), writelines(), close() and sendfile().
+    # Provided by HTTP1Connection, with write(), writelines(), close(), abort(), drain().
     cycle: Any
     shared: Any  # HTTP1Shared
     transport: Any
@@ -234,6 +238,51 @@ class HTTP1Response:
         if self.held_head is None and self._r_chunked:
             self.write(LAST_CHUNK)
         self.close()
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset``; return the bytes sent.
+
+        Plain sockets use os.sendfile (zero copy) whenever the transport's own buffer is
+        empty, so bytes never overtake what the transport still holds; when the kernel's
+        socket buffer is full, one chunk goes through the transport to get its
+        backpressure. TLS cannot use sendfile: chunks are read and written.
+        """
+        transport = self.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        use_sendfile = sock is not None and transport.get_extra_info("sslcontext") is None
+        sent = 0
+        if use_sendfile:
+            # Waiting for "buffer empty" instead of "below low water" while we bypass it.
+            transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while sent < count and not self._closed:
+                if self.write_paused:
+                    await self.drain()
+                    continue
+                if use_sendfile and transport.get_write_buffer_size() == 0:
+                    try:
+                        n = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
+                    except BlockingIOError:
+                        n = None
+                    except OSError:
+                        self.abort()
+                        break
+                    if n == 0:
+                        break  # end of file before count
+                    if n is not None:
+                        sent += n
+                        if sent >= count:
+                            break
+                data = os.pread(fd, min(FILE_CHUNK, count - sent), offset + sent)
+                if not data:
+                    break
+                transport.write(data)
+                sent += len(data)
+        finally:
+            if use_sendfile and not self._closed:
+                transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        return sent
 
     # -- framing ---------------------------------------------------------------------------
     def _framing(self, body_len: int | None) -> bytes:
