@@ -325,7 +325,9 @@ _STATUS_TEXT: dict[int, str] = {}
 def _status_text(code: int, reason: str | None) -> str:
     if reason is not None:
         return f"{code} {reason}"
-    text = _STATUS_TEXT[code] = f"{code} {phrase(code)}"
+    text = _STATUS_TEXT.get(code)
+    if text is None:  # (at most one per status code: bounded)
+        text = _STATUS_TEXT[code] = f"{code} {phrase(code)}"
     return text
 
 
