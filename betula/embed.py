@@ -33,6 +33,7 @@ from typing import Any
 
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
+from .cache import BoundedCache
 from .eager import EagerLoop
 from .headers import HOP_BY_HOP
 from .http_common import phrase
@@ -347,8 +348,16 @@ _ENVIRON_REQUIRED_SET = frozenset(_ENVIRON_REQUIRED)
 _ENVIRON_TEXT_SET = frozenset(_ENVIRON_TEXT)
 
 
+# Environs made by build_environ with a bytes body, by id() -> (the environ, its body): a
+# template that run_wsgi copies without validating again (the environ is held with its
+# entry, so its id stays its own). A plain dict, as PEP 3333 asks of an environ.
+_BUILT_ENVIRONS: BoundedCache[int, tuple[dict[str, Any], bytes]] = BoundedCache(256)
+
+
 def build_environ(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A complete, validated WSGI environ from the guide's Environ Fields."""
+    """A complete, validated WSGI environ from the guide's Environ Fields. Given to
+    ``run_wsgi`` again and again, it is a template: validated once, copied per call, with a
+    fresh ``wsgi.input`` over its body each time."""
     if fields.__class__ is not dict:
         if not isinstance(fields, Mapping):
             raise ValueError(f"environ must be a mapping, got {type(fields).__name__}")
@@ -366,15 +375,29 @@ def build_environ(fields: Mapping[str, Any]) -> dict[str, Any]:
                 environ[key] = value.decode("latin-1")
     body = environ["wsgi.input"]
     if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body)
         if body:
             environ["wsgi.input"] = io.BytesIO(body)
             if "CONTENT_LENGTH" not in fields:
                 environ["CONTENT_LENGTH"] = str(len(body))
         else:
             environ["wsgi.input"] = EMPTY_INPUT  # shared: an empty stream has no state
+        _BUILT_ENVIRONS.keep(id(environ), (environ, body))
     elif not hasattr(body, "read"):
         raise ValueError("environ field 'wsgi.input' must be bytes or a readable stream")
     return environ
+
+
+def _request_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
+    """The environ of one call: a copy of a template from build_environ (its body read
+    afresh), else ``environ`` built and validated."""
+    known = _BUILT_ENVIRONS.entries.get(id(environ))
+    if known is None or known[0] is not environ:
+        return build_environ(environ)
+    result = environ.copy()  # type: ignore[attr-defined]
+    body = known[1]
+    result["wsgi.input"] = io.BytesIO(body) if body else EMPTY_INPUT
+    return result
 
 
 def _environ_text(name: str, value: Any) -> str:
@@ -416,7 +439,7 @@ def run_wsgi(app: Any, environ: Mapping[str, Any], *, runner: Any = None) -> tup
         str, list[tuple[str, str]], bytes]:
     """Run one request through a WSGI app: ``(status, headers, body)``."""
     target = _resolve_app(app)
-    full = build_environ(environ)
+    full = _request_environ(environ)
     runner_obj = load_runner(runner)
     if runner_obj is not None and hasattr(runner_obj, "run_wsgi"):
         return runner_obj.run_wsgi(target, full)
@@ -471,7 +494,7 @@ class Embedded:
         return self._get_loop().run(self.arun_asgi(scope, body))
 
     def run_wsgi(self, environ: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-        full = build_environ(environ)
+        full = _request_environ(environ)
         if self.runner is not None and hasattr(self.runner, "run_wsgi"):
             return self.runner.run_wsgi(self.app, full)
         return default_wsgi_handler(self.app, full)

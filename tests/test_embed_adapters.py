@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from betula import Embedded, arun_asgi, build_scope, run_asgi, run_wsgi
+from betula import Embedded, arun_asgi, build_environ, build_scope, run_asgi, run_wsgi
 from tests.test_embed import guide_environ
 
 from .apps import embed_apps
@@ -417,3 +417,36 @@ def test_a_fastapi_app_with_a_sync_endpoint_through_run_asgi():
     with Embedded(app) as emb:
         assert json.loads(emb.run_asgi({"type": "http", "path": "/items/8"})[2]) == \
             {"item_id": 8}
+
+
+def _echo_wsgi(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ["PATH_INFO"].encode() + b" " + body]
+
+
+def test_a_build_environ_template_gives_each_call_its_own_body_and_environ():
+    """A built environ reused (as a build_scope template is): each call reads the whole
+    body afresh and gets its own environ dict; an app's writes reach no later call."""
+    template = build_environ(guide_environ(b"payload"))
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ)
+        environ["PATH_INFO"] = "/changed-by-the-app"
+        return _echo_wsgi(environ, start_response)
+
+    first = run_wsgi(app, template)
+    second = run_wsgi(app, template)
+    assert first[2] == second[2] == b"/changed-by-the-app payload"
+    assert seen[0] is not seen[1] and seen[0] is not template
+    assert template["PATH_INFO"] == "/api/users"
+    assert type(seen[0]) is dict  # PEP 3333: a builtin dict
+
+
+def test_raw_environ_fields_are_validated_on_every_call():
+    fields = guide_environ(b"x")
+    assert run_wsgi(_echo_wsgi, fields)[2] == b"/api/users x"
+    fields["PATH_INFO"] = 42
+    with pytest.raises(ValueError, match="PATH_INFO"):
+        run_wsgi(_echo_wsgi, fields)
