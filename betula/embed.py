@@ -358,6 +358,10 @@ def build_environ(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A complete, validated WSGI environ from the guide's Environ Fields. Given to
     ``run_wsgi`` again and again, it is a template: validated once, copied per call, with a
     fresh ``wsgi.input`` over its body each time."""
+    return _build_environ(fields, True)
+
+
+def _build_environ(fields: Mapping[str, Any], template: bool) -> dict[str, Any]:
     if fields.__class__ is not dict:
         if not isinstance(fields, Mapping):
             raise ValueError(f"environ must be a mapping, got {type(fields).__name__}")
@@ -382,7 +386,8 @@ def build_environ(fields: Mapping[str, Any]) -> dict[str, Any]:
                 environ["CONTENT_LENGTH"] = str(len(body))
         else:
             environ["wsgi.input"] = EMPTY_INPUT  # shared: an empty stream has no state
-        _BUILT_ENVIRONS.keep(id(environ), (environ, body))
+        if template:
+            _BUILT_ENVIRONS.keep(id(environ), (environ, body))
     elif not hasattr(body, "read"):
         raise ValueError("environ field 'wsgi.input' must be bytes or a readable stream")
     return environ
@@ -393,7 +398,7 @@ def _request_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     afresh), else ``environ`` built and validated."""
     known = _BUILT_ENVIRONS.entries.get(id(environ))
     if known is None or known[0] is not environ:
-        return build_environ(environ)
+        return _build_environ(environ, False)
     result = environ.copy()  # type: ignore[attr-defined]
     body = known[1]
     result["wsgi.input"] = io.BytesIO(body) if body else EMPTY_INPUT
