@@ -13,6 +13,12 @@ suspends (a future not yet done: I/O, a timer, a thread), or that scheduled call
 its own, goes on in ``run_until_complete``, where its Task has already asked for its next
 step in the usual way.
 
+Work the app left behind (a background task, a timer, a socket it waits on) still moves:
+after an eager call the loop takes one turn when it has callbacks or timers pending, or
+when it has not turned for ``TURN_EVERY`` seconds (a task waiting only on a socket), so
+nothing waits for long while calls keep finishing eagerly. During the eager step
+``loop.is_running()`` is True, as inside ``run_until_complete``.
+
 The eager step runs without the loop's asyncgen hooks: an async generator that an app
 leaves unfinished within that step is finalized by the garbage collector, not by the
 loop's ``shutdown_asyncgens``.
@@ -21,12 +27,18 @@ loop's ``shutdown_asyncgens``.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["EagerLoop"]
 
 T = TypeVar("T")
+
+# After eager calls, the loop turns at least this often (seconds) for work in the
+# background that only the selector knows of.
+TURN_EVERY = 0.001
 
 
 class EagerLoop(asyncio.SelectorEventLoop):
@@ -35,6 +47,7 @@ class EagerLoop(asyncio.SelectorEventLoop):
     _eager_capture: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] | None = None
     _eager_step = False  # the first step is running
     _eager_scheduled = False  # ...and it scheduled a callback: the loop must turn
+    _last_turn = 0.0  # time.monotonic() of the loop's last turn
 
     def call_soon(self, callback: Callable[..., Any], *args: Any,
                   context: Any = None) -> Any:
@@ -63,14 +76,27 @@ class EagerLoop(asyncio.SelectorEventLoop):
         self._eager_step = True
         self._eager_scheduled = False
         asyncio._set_running_loop(self)
+        # is_running() is True while the step runs, as in run_forever (which sets the same
+        # attribute of BaseEventLoop's).
+        self._thread_id = threading.get_ident()
         try:
             if context is None:
                 step(*args)
             else:
                 context.run(step, *args)
         finally:
+            self._thread_id = None
             asyncio._set_running_loop(None)
             self._eager_step = False
         if task.done() and not self._eager_scheduled:
+            # BaseEventLoop's own queues: callbacks due, timers pending.
+            if self._ready or self._scheduled or time.monotonic() - self._last_turn > TURN_EVERY:
+                self._turn()
             return task.result()
+        return self._turn(task)
+
+    def _turn(self, task: Any = None) -> Any:
+        self._last_turn = time.monotonic()
+        if task is None:
+            return self.run_until_complete(asyncio.sleep(0))
         return self.run_until_complete(task)

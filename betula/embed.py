@@ -33,7 +33,6 @@ from typing import Any
 
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
-from .cache import BoundedCache
 from .eager import EagerLoop
 from .headers import HOP_BY_HOP
 from .http_common import phrase
@@ -348,10 +347,20 @@ _ENVIRON_REQUIRED_SET = frozenset(_ENVIRON_REQUIRED)
 _ENVIRON_TEXT_SET = frozenset(_ENVIRON_TEXT)
 
 
-# Environs made by build_environ with a bytes body, by id() -> (the environ, its body): a
-# template that run_wsgi copies without validating again (the environ is held with its
-# entry, so its id stays its own). A plain dict, as PEP 3333 asks of an environ.
-_BUILT_ENVIRONS: BoundedCache[int, tuple[dict[str, Any], bytes]] = BoundedCache(256)
+# The key under which an environ made by build_environ with a bytes body carries what
+# makes it a template (PEP 3333: a server's own keys are prefixed with its name). The
+# environ stays a plain dict, as PEP 3333 asks; run_wsgi copies it without validating
+# again and gives each call a fresh wsgi.input over the body, unless the caller replaced
+# the stream (then that stream is the body).
+TEMPLATE_KEY = "betula.template"
+
+
+class _Template:
+    __slots__ = ("body", "stream")
+
+    def __init__(self, body: bytes, stream: Any) -> None:
+        self.body = body
+        self.stream = stream  # the wsgi.input build_environ made
 
 
 def build_environ(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -387,7 +396,9 @@ def _build_environ(fields: Mapping[str, Any], template: bool) -> dict[str, Any]:
         else:
             environ["wsgi.input"] = EMPTY_INPUT  # shared: an empty stream has no state
         if template:
-            _BUILT_ENVIRONS.keep(id(environ), (environ, body))
+            environ[TEMPLATE_KEY] = _Template(body, environ["wsgi.input"])
+        else:
+            environ.pop(TEMPLATE_KEY, None)
     elif not hasattr(body, "read"):
         raise ValueError("environ field 'wsgi.input' must be bytes or a readable stream")
     return environ
@@ -396,12 +407,14 @@ def _build_environ(fields: Mapping[str, Any], template: bool) -> dict[str, Any]:
 def _request_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     """The environ of one call: a copy of a template from build_environ (its body read
     afresh), else ``environ`` built and validated."""
-    known = _BUILT_ENVIRONS.entries.get(id(environ))
-    if known is None or known[0] is not environ:
+    template = environ.get(TEMPLATE_KEY) if environ.__class__ is dict else None
+    if template is None:
         return _build_environ(environ, False)
     result = environ.copy()  # type: ignore[attr-defined]
-    body = known[1]
-    result["wsgi.input"] = io.BytesIO(body) if body else EMPTY_INPUT
+    del result[TEMPLATE_KEY]
+    if result["wsgi.input"] is template.stream:  # (not replaced by the caller)
+        body = template.body
+        result["wsgi.input"] = io.BytesIO(body) if body else EMPTY_INPUT
     return result
 
 

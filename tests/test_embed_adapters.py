@@ -450,3 +450,65 @@ def test_raw_environ_fields_are_validated_on_every_call():
     fields["PATH_INFO"] = 42
     with pytest.raises(ValueError, match="PATH_INFO"):
         run_wsgi(_echo_wsgi, fields)
+
+
+def test_a_template_keeps_its_body_however_many_environs_are_built_meanwhile():
+    template = build_environ(guide_environ(b"payload"))
+    assert run_wsgi(_echo_wsgi, template)[2] == b"/api/users payload"
+    for i in range(1200):  # more than any bounded cache of templates would hold
+        build_environ(guide_environ(b"other %d" % i))
+    assert run_wsgi(_echo_wsgi, template)[2] == b"/api/users payload"
+    assert run_wsgi(_echo_wsgi, template)[2] == b"/api/users payload"
+
+
+def test_a_wsgi_input_the_caller_puts_in_a_template_is_the_body():
+    import io
+
+    template = build_environ(guide_environ(b"payload"))
+    template["wsgi.input"] = io.BytesIO(b"replaced")
+    template["CONTENT_LENGTH"] = "8"
+    assert run_wsgi(_echo_wsgi, template)[2] == b"/api/users replaced"
+
+
+async def _hello(send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_run_asgi_lets_background_work_and_timers_move_between_eager_calls():
+    """Calls that finish in their first step still turn the loop for what apps left behind:
+    a task sleeping on a timer, a call_later, a future set from a socket-like callback."""
+    log: list[str] = []
+
+    async def background() -> None:
+        await asyncio.sleep(0.01)
+        log.append("background ran")
+
+    async def app(scope, receive, send):
+        loop = asyncio.get_running_loop()
+        if scope["path"] == "/start":
+            loop.create_task(background())
+        elif scope["path"] == "/later":
+            loop.call_later(0, log.append, "call_later ran")
+        await _hello(send)
+
+    run_asgi(app, build_scope({"type": "http", "path": "/start"}))
+    run_asgi(app, build_scope({"type": "http", "path": "/later"}))
+    plain = build_scope({"type": "http", "path": "/plain"})
+    for _ in range(100_000):  # bounded: stops once both ran (well under a second)
+        if len(log) == 2:
+            break
+        run_asgi(app, plain)
+    assert sorted(log) == ["background ran", "call_later ran"]
+
+
+def test_the_loop_is_running_inside_an_eager_run_asgi_call():
+    seen = []
+
+    async def app(scope, receive, send):
+        loop = asyncio.get_running_loop()
+        seen.append((loop.is_running(), asyncio.current_task() is not None))
+        await _hello(send)
+
+    assert run_asgi(app, build_scope({"type": "http", "path": "/"}))[0] == 200
+    assert seen == [(True, True)]

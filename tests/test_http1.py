@@ -481,6 +481,27 @@ BAD_INPUT = [
     ("http11-without-host", b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n", 400, "host"),
     ("http11-two-hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "host"),
     ("http2-request-line", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "version"),
+    # RFC 9112 §3.2: a Host value is uri-host [":" port]; HTTP/1.0 may omit it, not repeat it
+    ("host-with-space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "host"),
+    ("host-with-userinfo", b"GET / HTTP/1.1\r\nHost: user@evil\r\n\r\n", 400, "host"),
+    ("host-with-path", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "host"),
+    ("host-unclosed-ip-literal", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "host"),
+    ("http10-two-hosts", b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, "host"),
+    ("http10-invalid-host", b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", 400, "host"),
+    # RFC 9112 §6.1: Transfer-Encoding from HTTP/1.0 is faulty framing
+    ("http10-transfer-encoding",
+     b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+     400, "transfer-encoding"),
+    # request targets (RFC 9112 §3.2): llhttp takes these, the server must not pass them on
+    ("asterisk-form-get", b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400, "asterisk"),
+    ("connect-authority-form", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+     501, "connect"),
+    ("connect-ipv6-authority", b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", 501,
+     "connect"),
+    ("connect-plus", b"CONNECT + HTTP/1.1\r\nHost: t\r\n\r\n", 501, "connect"),
+    ("absolute-form-comma-host", b"GET http://127,0.0.1/ HTTP/1.1\r\nHost: t\r\n\r\n", 400,
+     "target"),
+    ("absolute-form-no-host", b"GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", 400, "target"),
     # llhttp keeps an HTTP/2.0 request alive for Proxy-Connection: it is still not 1.1
     ("http2-proxy-connection-keep-alive",
      b"GET / HTTP/2.0\r\nHost: t\r\nProxy-Connection: keep-alive\r\n\r\n", 505, "version"),
@@ -963,3 +984,69 @@ def test_shutdown_closes_a_connection_whose_app_waits_for_disconnect(serve):
         assert closed
         assert server.wait_exit() == 0
     assert "graceful shutdown timed out" not in server.log, server.log
+
+
+# -- request targets and Host values that are fine (RFC 9112 §3.2) ------------------------
+
+@pytest.mark.parametrize("line, host, expected", [
+    (b"OPTIONS * HTTP/1.1", b"t", b"OPTIONS *"),
+    (b"GET http://example.com/abs?q=1 HTTP/1.1", b"example.com", b"GET /abs?q=1"),
+    (b"GET / HTTP/1.1", b"[::1]:8000", b"GET /"),
+    (b"GET / HTTP/1.1", b"example.com:80", b"GET /"),
+    (b"GET / HTTP/1.1", b"", b"GET /"),  # empty: a target with no authority
+], ids=["options-asterisk", "absolute-form", "ipv6-literal-host", "host-with-port",
+        "empty-host"])
+def test_valid_targets_and_hosts_reach_the_app(h1, line, host, expected):
+    with h1.connect() as sock:
+        status, _, _, body = roundtrip(sock, line + b"\r\nHost: " + host + b"\r\n\r\n")
+    assert (status, body) == (200, expected)
+
+
+def test_http10_without_host_is_served(h1):
+    with h1.connect() as sock:
+        sock.sendall(b"GET /plain HTTP/1.0\r\n\r\n")
+        data, closed = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"GET /plain"), data
+
+
+def test_trailing_whitespace_of_a_field_value_is_not_part_of_it(h1):
+    """RFC 9110 §5.5 (llhttp drops the leading whitespace, the server the trailing)."""
+    with h1.connect() as sock:
+        status, _, _, body = roundtrip(
+            sock, b"GET /headers HTTP/1.1\r\nHost: t \t\r\nX-Value: \tabc\t \r\n"
+                  b"X-Inner: a  b\r\n\r\n")
+    assert status == 200
+    assert body.splitlines() == [b"host: t", b"x-value: abc", b"x-inner: a  b"]
+
+
+def _head_only(sock: socket.socket) -> tuple[int, dict, bytes]:
+    data, closed = read_until_closed(sock)
+    assert closed
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, data
+    status, headers = parse_head(head)
+    return status, dict(headers), rest
+
+
+def test_a_refused_head_request_gets_no_body(h1):
+    """The server's own answers to HEAD carry no body (RFC 9110 §9.3.2), with the length
+    a GET would have had."""
+    with h1.connect() as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n")
+        status, headers, rest = _head_only(sock)
+    assert status == 400 and headers["connection"] == "close"
+    assert int(headers["content-length"]) > 0 and rest == b""
+    with h1.connect() as sock:  # a GET gets the body the HEAD's length announced
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+        status, get_headers, body = _head_only(sock)
+    assert status == 400 and len(body) == int(get_headers["content-length"])
+
+
+def test_a_head_request_whose_app_fails_gets_a_500_without_body(h1):
+    with h1.connect() as sock:
+        sock.sendall(b"HEAD /raise HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, rest = _head_only(sock)
+    assert status == 500 and int(headers["content-length"]) > 0 and rest == b""
+    assert h1.wait_for_log(r"h1_apps /raise: raised on purpose", timeout=5) is not None
+    assert_healthy(h1)
+

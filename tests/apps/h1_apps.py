@@ -140,6 +140,8 @@ async def app(scope, receive, send):
             print(f"gate {scope['query_string'].decode()}: waiting", flush=True)
             await gate.wait()
             await _answer(send, 200, b"held", plain)
+    elif path == "/raise":
+        raise RuntimeError("h1_apps /raise: raised on purpose")
     elif path == "/hold":
         # /hold?ID&SECONDS: wait for http.disconnect at most SECONDS; say what happened on
         # stdout (the test reads the server's log) and answer "held" when still possible.

@@ -75,6 +75,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_begins",
         "_body_bytes",
         "_closed",
+        "_completing",
         "_http_factory",
         "_ws_factory",
         "_done_reading",
@@ -169,6 +170,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         # --log-level trace logs the heads kept and replayed; asked here, not per request
         self._trace = logger.isEnabledFor(TRACE)
         self._replayable: Replay | None = None  # the parse of the head to keep
+        self._completing: bytes | None = None  # the method of a head being checked
         self._body_limit = config.limit_request_body
         self._trailer_bytes = self._trailer_fields = 0
         self.on_message_begin()  # sets the per-request head state
@@ -434,16 +436,23 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     def _head_complete(self, head: HeadInfo, method: bytes, url: bytes, version: str,
                        parser_keep_alive: bool, websocket: bool) -> None:
         """A request's head is complete and parsed: check it and start its handler."""
+        self._completing = method  # (a refusal of a HEAD request has no body)
         if head.error is not None:
             raise ProtocolError(*head.error)
+        if head.host_error is not None:
+            raise ProtocolError(*head.host_error)
         if version == "1.1":
-            if head.host_error is not None:
-                raise ProtocolError(*head.host_error)
+            if head.host_missing:
+                raise ProtocolError(400, "Missing Host header")
             keep_alive = head.keep_alive_11
             expect_continue = head.expect_continue
         else:
+            if head.chunked:  # RFC 9112 §6.1: faulty framing from an HTTP/1.0 client
+                raise ProtocolError(400, "Transfer-Encoding in a request of HTTP version 1.0")
             keep_alive = head.keep_alive_10
             expect_continue = False  # RFC 9110 §10.1.1: ignore it from HTTP/1.0
+        if url[0] != 47:  # not origin form ("/..."): checked here, once per target form
+            _check_target(method, url)
         if not parser_keep_alive:
             keep_alive = False
         self._in_head = False
@@ -462,6 +471,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             self, method, url, head.headers, version, keep_alive,
             head.has_body, expect_continue, head.te_trailers,
         )
+        self._completing = None
         self._parsing = cycle
         self._state = _BUSY
         if self.cycle is None:
@@ -556,7 +566,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         else:
             if self._pending_error is not None:
                 status, reason = self._pending_error
-                self.write(self.shared.error_response(status, reason))
+                self.write(self.shared.error_response(status, reason, self._answering_head()))
                 self.close()
                 return
             if self._upgrade:
@@ -610,8 +620,18 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 self.close()
                 return
         self._log_protocol_error(status, reason)
-        self.write(self.shared.error_response(status, reason))
+        self.write(self.shared.error_response(status, reason, self._answering_head()))
         self.close()
+
+    def _answering_head(self) -> bool:
+        """The refused request is a HEAD: its answer has no body. (The method is known once
+        the request line has been read: llhttp reports the target after it.)"""
+        cycle = self._parsing
+        if cycle is not None:
+            return cycle.is_head
+        if self._completing is not None:  # refused while its head was checked
+            return self._completing == b"HEAD"
+        return bool(self._url) and self.parser.get_method() == b"HEAD"
 
     # -- timeouts (driven by the server's once-a-tick sweep, no per-request timers) -------
     def check_timeouts(self, now: float) -> None:
@@ -649,6 +669,24 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
 
     def _log_protocol_error(self, status: int, reason: str) -> None:
         logger.info("%s - bad request answered %d: %s", _who(self.client), status, reason)
+
+
+def _check_target(method: bytes, url: bytes) -> None:
+    """A request target not in origin form (RFC 9112 §3.2): asterisk form for OPTIONS only,
+    no tunnels (CONNECT, authority form: not implemented), an absolute form that parses
+    (scheme and host)."""
+    if method == b"CONNECT":
+        raise ProtocolError(501, "CONNECT is not supported")
+    if url == b"*":
+        if method != b"OPTIONS":
+            raise ProtocolError(400, "Asterisk-form request target is for OPTIONS only")
+        return
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        raise ProtocolError(400, "Invalid request target") from None
+    if not parsed.schema or not parsed.host:
+        raise ProtocolError(400, "Invalid request target")
 
 
 def _who(client: tuple[str, int] | None) -> str:

@@ -37,22 +37,25 @@ for _code in http.HTTPStatus:
     status_line(_code.value)
 
 
-def error_response(status: int, reason: str, defaults: bytes) -> bytes:
+def error_response(status: int, reason: str, defaults: bytes, head: bool = False) -> bytes:
     """A complete, self-contained error response that ends with the connection
-    (``defaults``: the server's Date/Server lines)."""
+    (``defaults``: the server's Date/Server lines; ``head``: the answer to a HEAD request,
+    which has no body, RFC 9110 §9.3.2)."""
     body = f"{status} {phrase(status) or 'Error'}: {reason}\n".encode("latin-1", "replace")
-    return closing_text_response(status, body, defaults)
+    return closing_text_response(status, body, defaults, head=head)
 
 
-def closing_text_response(status: int, body: bytes, defaults: bytes, extra: bytes = b"") -> bytes:
-    """A plain-text response (``extra``: more header lines) that ends with the connection."""
+def closing_text_response(status: int, body: bytes, defaults: bytes, extra: bytes = b"",
+                          head: bool = False) -> bytes:
+    """A plain-text response (``extra``: more header lines) that ends with the connection
+    (``head``: its head alone, for a HEAD request)."""
     return b"".join((
         status_line(status),
         defaults,
         extra,
         b"content-type: text/plain; charset=utf-8\r\n",
         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
-        body,
+        b"" if head else body,
     ))
 
 

@@ -9,6 +9,8 @@ for heads it may replay without llhttp.
 
 from __future__ import annotations
 
+import re
+
 from ...cache import BoundedCache
 from ...http_common import ProtocolError
 
@@ -29,6 +31,12 @@ _SPECIAL_HEADERS = {
 }
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
+# A Host field value (RFC 9112 §3.2, RFC 3986 §3.2.2): uri-host [ ":" port ], where
+# uri-host is an IP literal in brackets or a reg-name (empty allowed: no authority).
+# Userinfo ("user@"), paths, spaces and the like are not a host.
+_VALID_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+    rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z")
 
 
 class HeadInfo:
@@ -38,7 +46,8 @@ class HeadInfo:
         "headers",  # tuple of (lowered name, value): an adapter gives the app its own copy
         "plain",  # no Connection or Proxy-Connection field
         "error",  # (status, reason) of a framing error, or None
-        "host_error",  # (status, reason) when HTTP/1.1's one Host field is not there
+        "host_error",  # (status, reason): two Host fields, or one that is not a host
+        "host_missing",  # no Host field (an error for HTTP/1.1 only)
         "keep_alive_11",  # the connection stays open, for HTTP/1.1
         "keep_alive_10",  # ... for HTTP/1.0
         "too_large",  # Content-Length over --limit-request-body
@@ -54,13 +63,15 @@ class HeadInfo:
 
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...], plain: bool,
                  error: tuple[int, str] | None, host_error: tuple[int, str] | None,
-                 keep_alive_11: bool, keep_alive_10: bool, too_large: bool, has_body: bool,
+                 host_missing: bool, keep_alive_11: bool, keep_alive_10: bool,
+                 too_large: bool, has_body: bool,
                  expect_continue: bool, te_trailers: bool, upgrade: bool, size: int,
                  fields: int, chunked: bool, length: int) -> None:
         self.headers = headers
         self.plain = plain
         self.error = error
         self.host_error = host_error
+        self.host_missing = host_missing
         self.keep_alive_11 = keep_alive_11
         self.keep_alive_10 = keep_alive_10
         self.too_large = too_large
@@ -113,17 +124,22 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     host_count = 0
     has_cl = has_te = expect_continue = te_trailers = upgrade = proxy = False
     length = 0
-    te_value = tokens = b""
+    te_value = tokens = host = b""
     for name, value in raw:
         size = len(name) + len(value)
         total += size + 4
         if size > field_max or total > section_max or len(headers) >= count_max:
             header_limit(size, total, limits)
+        if value and (value[-1] == 32 or value[-1] == 9):
+            # RFC 9110 §5.5: whitespace around a value is not part of it (llhttp drops the
+            # leading, not the trailing)
+            value = value.rstrip(b" \t")
         lowered = _HEADER_NAMES.entries.get(name) or _lower_name(name)
         special = _SPECIAL_HEADERS.get(lowered)
         if special is not None:
             if special == _H_HOST:
                 host_count += 1
+                host = value
             elif special == _H_CONTENT_LENGTH:
                 if not has_cl:  # llhttp refuses differing repeats
                     length = int(value)
@@ -150,11 +166,15 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
             error = (400, "Both Content-Length and Transfer-Encoding")
         elif te_value.replace(b" ", b"").replace(b"\t", b"") != b",chunked":
             error = (501, "Unsupported Transfer-Encoding")
-    host_error = None if host_count == 1 else \
-        (400, "Missing Host header" if not host_count else "Multiple Host headers")
+    host_error = None
+    if host_count > 1:
+        host_error = (400, "Multiple Host headers")
+    elif host_count and not _VALID_HOST.match(host):
+        host_error = (400, "Invalid Host header")
     # find(), not "in": see the ASGI adapter's _parse_target.
     keep_alive_11 = not tokens or tokens.find(_CLOSE) < 0
     keep_alive_10 = bool(tokens) and tokens.find(_KEEP_ALIVE) >= 0 and tokens.find(_CLOSE) < 0
-    return HeadInfo(tuple(headers), not tokens and not proxy, error, host_error, keep_alive_11,
+    return HeadInfo(tuple(headers), not tokens and not proxy, error, host_error,
+                    not host_count, keep_alive_11,
                     keep_alive_10, length > body_limit > 0, has_te or length > 0,
                     expect_continue, te_trailers, upgrade, total, len(headers), has_te, length)

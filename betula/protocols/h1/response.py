@@ -223,7 +223,7 @@ class HTTP1Response:
         self.response_status = status
         self.response_bytes = 0
         if not self._closed:
-            self.write(self.shared.error_response(status, reason))
+            self.write(self.shared.error_response(status, reason, self.cycle.is_head))
         self.close()
 
     def cut_short(self) -> None:

@@ -48,8 +48,8 @@ class HTTP1Shared:
         """The server's lines the app did not give itself (``encode_headers`` flags)."""
         return self.default_blocks[(flags >> 1) & 3]
 
-    def error_response(self, status: int, reason: str) -> bytes:
-        return error_response(status, reason, self.default_headers)
+    def error_response(self, status: int, reason: str, head: bool = False) -> bytes:
+        return error_response(status, reason, self.default_headers, head)
 
     def flush_heads(self) -> None:
         """Send the heads of responses whose app suspended between start and body (a
