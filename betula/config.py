@@ -299,6 +299,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timeout_request_header", 10.0, "Close a connection whose request line and headers "
             "take longer than this to arrive (slowloris).", _positive_float, "http",
             metavar="SECONDS"),
+    Setting("timeout_request_body", 60.0, "Answer 408 and close when a request body stops "
+            "arriving: no body bytes for this many seconds while the server is reading it "
+            "(a stalled upload).", _positive_float, "http", metavar="SECONDS"),
     Setting("timeout_graceful_shutdown", 30.0, "On shutdown, wait this long for in-flight "
             "requests before closing connections.", _positive_float, "http", metavar="SECONDS"),
     Setting("limit_concurrency", 0, "Answer 503 once this many connections and tasks are open "

@@ -176,7 +176,8 @@ class Server:
         heartbeat to the master, and ask to be recycled past the request or memory limit."""
         config = self.config
         state = worker.state
-        interval = min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4)
+        interval = min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4,
+                       config.timeout_request_body / 4)
         last_date = 0
         loop = asyncio.get_running_loop()
         max_requests = config.limit_max_requests

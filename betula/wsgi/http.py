@@ -55,6 +55,12 @@ __all__ = ["WSGICycle", "FileWrapper", "INLINE", "InlineLoop", "connection_envir
 logger = logging.getLogger("betula.error")
 
 BODY_HIGH_WATER = 256 * 1024
+# A request body of up to this many bytes is received whole before the app runs, so a
+# client that sends a head and then its body slowly (or never) holds no app thread; a
+# larger body starts the app once this much has come, and is read as it arrives (the
+# protocol's --timeout-request-body ends one that stalls). Not for `Expect: 100-continue`:
+# there the body comes only once the app asks for it.
+BODY_PREREAD = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 # The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
 # standard one, the response may have a body).
@@ -102,6 +108,7 @@ class WSGICycle:
     body: BodyBuffer | None = None  # a body still arriving when the app starts
     _early: list[bytes] | None = None
     _early_size = 0
+    _deferred = False  # started, waiting for the body before the app runs (BODY_PREREAD)
     _discarding = False
     _start_time = 0.0
     # What the connection reads of its request (see protocols/stream.py).
@@ -204,7 +211,9 @@ class WSGICycle:
         if early is not None:  # the app has not started: kept for it
             early.append(data)
             self._early_size += len(data)
-            if self._early_size > BODY_HIGH_WATER:
+            if self._deferred and self._early_size >= BODY_PREREAD:
+                self._begin()
+            elif self._early_size > BODY_HIGH_WATER:
                 self.conn.pause_reading()  # resumed once the app drains it or is done
         elif self.body is not None and not self._discarding and not self.disconnected:
             if self.body.feed(data):
@@ -212,13 +221,16 @@ class WSGICycle:
 
     def end_body(self) -> None:
         self.body_complete = True
-        if self._discarding:
+        if self._deferred:
+            self._begin()  # the whole body is here: the app reads it from memory
+        elif self._discarding:
             self.conn.body_finished(self)
         elif self.body is not None:
             self.body.end()
 
     def connection_lost(self) -> None:
         self.disconnected = True
+        self._deferred = False  # an app still waiting for its body never runs
         self._early = None
         if self.body is not None:
             self.body.abort()
@@ -246,6 +258,14 @@ class WSGICycle:
     # -- running the app ------------------------------------------------------------------
     def start(self) -> None:
         self.started = True
+        if self._early is not None and not self.body_complete and not self.expect_continue \
+                and self._early_size < BODY_PREREAD:
+            self._deferred = True  # the app runs once the body (or BODY_PREREAD of it) is here
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        self._deferred = False
         state = self.state
         state.active.add(self)
         state.requests += 1

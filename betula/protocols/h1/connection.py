@@ -74,6 +74,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_r_trailer_block",
         "_begins",
         "_body_bytes",
+        "_body_since",
         "_closed",
         "_completing",
         "_http_factory",
@@ -144,6 +145,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._drain_callbacks: list[Callable[[], None]] = []
         self._state = _IDLE
         self._state_since = 0.0
+        self._body_since = 0.0  # the coarse clock at the last read (body timeout)
         self._upgrade = False
         self._upgrade_data = b""  # bytes read past an upgrade request (a WebSocket's first)
         self.iface_cache: Any = None  # per-connection data of the interface adapter
@@ -213,6 +215,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 if len(self._upgrade_data) > UPGRADE_BUFFER:
                     self.pause_reading()
             return
+        self._body_since = self.state.clock  # bytes came (see check_timeouts)
         if self._state == _IDLE:
             self._state = _READING_HEAD
             self._state_since = self.state.clock
@@ -538,6 +541,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if self._read_paused and not self._closed and len(self.pipeline) < PIPELINE_HIGH_WATER \
                 and self._pending_error is None and not self._upgrade:
             self._read_paused = False
+            self._body_since = self.state.clock  # a pause of ours is not the client's delay
             self.transport.resume_reading()  # type: ignore[union-attr]
 
     def cycle_done(self, cycle: Any) -> None:
@@ -637,6 +641,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         state = self._state
         if state == _BUSY or self._closed:
+            if self._parsing is not None and not self._read_paused and not self._closed \
+                    and now - self._body_since >= self.config.timeout_request_body:
+                # A request body stopped arriving (while reading it was up to the client).
+                self.send_error(408, "Request body timeout")
             return
         if self._draining and self.cycle is None and now - self._drain_since >= SHUTDOWN_GRACE:
             self.close()
