@@ -12,7 +12,8 @@ from typing import Any
 
 from .cache import BoundedCache
 
-__all__ = ["HOP_BY_HOP", "checked_name", "checked_value", "content_length", "response_length"]
+__all__ = ["HOP_BY_HOP", "checked_name", "checked_value", "content_length", "is_token",
+           "response_length"]
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1). The server owns
 # them: an app's Connection: close is honoured, the rest are dropped and re-derived.
@@ -32,6 +33,11 @@ def as_bytes(item: Any) -> bytes:
     if item.__class__ is bytes:
         return item
     return item.encode("latin-1") if isinstance(item, str) else bytes(item)
+
+
+def is_token(value: bytes) -> bool:
+    """A token (RFC 9110 §5.6.2): a field name, a method."""
+    return _VALID_NAME.match(value) is not None
 
 
 def checked_name(name: bytes) -> bytes:

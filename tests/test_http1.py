@@ -447,7 +447,13 @@ BAD_INPUT = [
     ("request-line-extra-token", b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400, None),
     ("request-line-no-target", b"GET HTTP/1.1\r\nHost: t\r\n\r\n", 400, None),
     ("invalid-method-chars", b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "method"),
-    ("unknown-method", b"FROBNICATE / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "method"),
+    # RFC 9110 §9.1: a method the server does not know is 501, bytes that are no method 400
+    ("unknown-method", b"FROBNICATE / HTTP/1.1\r\nHost: t\r\n\r\n", 501, "method"),
+    # refused on purpose (see the README): chunk extensions are a smuggling vector
+    ("chunk-ext-whitespace-before-semicolon",
+     b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5 ;a=b\r\nhello\r\n0\r\n\r\n", 400, None),
+    ("method-not-a-token", b"GE\x01T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "method"),
     ("content-length-and-transfer-encoding",
      b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
      b"\r\n0\r\n\r\n", 400, "content-length"),

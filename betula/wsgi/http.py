@@ -212,7 +212,7 @@ class WSGICycle:
             early.append(data)
             self._early_size += len(data)
             if self._deferred and self._early_size >= BODY_PREREAD:
-                self._begin()
+                self.start()
             elif self._early_size > BODY_HIGH_WATER:
                 self.conn.pause_reading()  # resumed once the app drains it or is done
         elif self.body is not None and not self._discarding and not self.disconnected:
@@ -222,7 +222,7 @@ class WSGICycle:
     def end_body(self) -> None:
         self.body_complete = True
         if self._deferred:
-            self._begin()  # the whole body is here: the app reads it from memory
+            self.start()  # the whole body is here: the app reads it from memory
         elif self._discarding:
             self.conn.body_finished(self)
         elif self.body is not None:
@@ -257,19 +257,19 @@ class WSGICycle:
 
     # -- running the app ------------------------------------------------------------------
     def start(self) -> None:
+        """Run the app; or, while a small body is still arriving, once it has come (called
+        again then, by feed_body or end_body)."""
         self.started = True
-        if self._early is not None and not self.body_complete and not self.expect_continue \
+        early = self._early
+        if early is not None and not self.body_complete and not self.expect_continue \
                 and self._early_size < BODY_PREREAD:
             self._deferred = True  # the app runs once the body (or BODY_PREREAD of it) is here
             return
-        self._begin()
-
-    def _begin(self) -> None:
-        self._deferred = False
+        if self._deferred:
+            self._deferred = False
         state = self.state
         state.active.add(self)
         state.requests += 1
-        early = self._early
         if early is None:
             stream: Any = EMPTY_INPUT  # no body: one shared, stateless empty stream
         else:

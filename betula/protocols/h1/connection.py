@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from ...headers import is_token
 from ...http_common import ProtocolError
 from ...logs import TRACE
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
@@ -251,6 +252,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if record:
             self._replayable = None
         begins = self._begins
+        at_boundary = not self._head_started
         self._feed_body = 0
         try:
             self.parser.feed_data(data)
@@ -274,7 +276,15 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 logger.error("error while parsing request", exc_info=err)
                 self.send_error(500, "Internal Server Error")
         except httptools.HttpParserInvalidMethodError:
-            self.send_error(400, "Invalid method")
+            # A method llhttp does not know: 501 when it is a well-formed token (RFC 9110
+            # §9.1), 400 for bytes that are no method at all. (Known where the message began
+            # this read; else 400.)
+            method = data.split(b" ", 1)[0] if at_boundary and self._begins == begins + 1 \
+                else b""
+            if 0 < len(method) <= 32 and is_token(method):
+                self.send_error(501, "Method Not Implemented")
+            else:
+                self.send_error(400, "Invalid method")
         except httptools.HttpParserInvalidURLError:
             self.send_error(400, "Invalid request target")
         except httptools.HttpParserError as exc:
