@@ -216,7 +216,6 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 if len(self._upgrade_data) > UPGRADE_BUFFER:
                     self.pause_reading()
             return
-        self._body_since = self.state.clock  # bytes came (see check_timeouts)
         if self._state == _IDLE:
             self._state = _READING_HEAD
             self._state_since = self.state.clock
@@ -241,6 +240,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             self._replay(entry, data, end + 4)
         else:
             self._parse(data, record)
+            if self._parsing is not None:  # a body is still to come (see check_timeouts)
+                self._body_since = self.state.clock
         # Requests parsed before any error are still answered (in order).
         cycle = self.cycle
         if cycle is not None and not cycle.started and not self._closed:
