@@ -148,6 +148,7 @@ class WSGICycle:
             # control.
             self.body_complete = False
             self._early = []
+            self._deferred = False  # (an attribute of its own: read on every body event)
         if expect_continue:
             self.expect_continue = True
         if state.access_log is not None:
@@ -211,7 +212,7 @@ class WSGICycle:
         if early is not None:  # the app has not started: kept for it
             early.append(data)
             self._early_size += len(data)
-            if self._deferred and self._early_size >= BODY_PREREAD:
+            if self._early_size >= BODY_PREREAD and self._deferred:
                 self.start()
             elif self._early_size > BODY_HIGH_WATER:
                 self.conn.pause_reading()  # resumed once the app drains it or is done
@@ -261,11 +262,11 @@ class WSGICycle:
         again then, by feed_body or end_body)."""
         self.started = True
         early = self._early
-        if early is not None and not self.body_complete and not self.expect_continue \
-                and self._early_size < BODY_PREREAD:
-            self._deferred = True  # the app runs once the body (or BODY_PREREAD of it) is here
-            return
-        if self._deferred:
+        if early is not None:
+            if not self.body_complete and not self.expect_continue \
+                    and self._early_size < BODY_PREREAD:
+                self._deferred = True  # the app runs once the body (or BODY_PREREAD) is here
+                return
             self._deferred = False
         state = self.state
         state.active.add(self)
