@@ -240,6 +240,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limit_max_requests_jitter", 0, "Add 0..J to each worker's --limit-max-requests "
             "so workers do not all recycle at once.", _non_negative_int, "process",
             metavar="J"),
+    Setting("gc_freeze", True, "Once the app has started, move every object it made so far "
+            "out of the garbage collector's reach (gc.freeze): full collections then scan only "
+            "what serving creates.", _bool, "process", boolean=True),
     Setting("limit_max_rss", 0, "Recycle a worker whose resident memory passes this many MiB "
             "(checked every second; 0: never).", _non_negative_int, "process", metavar="MB"),
     Setting("timeout_worker", 30.0, "With a master: kill and replace a worker whose event loop "
