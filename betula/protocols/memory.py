@@ -155,9 +155,8 @@ class MemoryStream:
         if self.handler.http_version != "1.0" and not self.ended:
             self.response.informational.append((status, list(pairs)))
 
-    def respond(self, status: int, headers: Any, body: bytes, reason: str | None = None
-                ) -> None:
-        """A whole response in one call."""
+    def _head(self, status: int, headers: Any, reason: str | None) -> int | None:
+        """Record the final status and the app's checked fields; their Content-Length."""
         cached = None
         if headers.__class__ is list and headers and headers[0].__class__ is tuple:
             try:  # checked_fields' cache hit, inline (once a request)
@@ -170,6 +169,13 @@ class MemoryStream:
         response.reason = reason
         response.headers = list(pairs)
         self.app_headers = headers
+        return length
+
+    def respond(self, status: int, headers: Any, body: bytes, reason: str | None = None
+                ) -> None:
+        """A whole response in one call."""
+        length = self._head(status, headers, reason)
+        response = self.response
         size = len(body)
         if self.handler.is_head or status in NO_BODY_STATUS or status < 200:
             body = b""
@@ -185,18 +191,7 @@ class MemoryStream:
 
     def start_response(self, status: int, headers: Any, trailers: bool = False,
                        reason: str | None = None) -> None:
-        cached = None
-        if headers.__class__ is list and headers and headers[0].__class__ is tuple:
-            try:  # checked_fields' cache hit, inline (once a request)
-                cached = _LISTS.entries.get(tuple(headers))
-            except TypeError:
-                pass
-        pairs, length = cached or checked_fields(headers)
-        response = self.response
-        response.status = self.response_status = status
-        response.reason = reason
-        response.headers = list(pairs)
-        self.app_headers = headers
+        length = self._head(status, headers, reason)
         self.response_bytes = 0
         self._no_body = self.handler.is_head or status in NO_BODY_STATUS or status < 200
         self._length = length

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 from wsgiref import validate
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 # id -> what the app noted after its response had gone (see the module docstring).
 NOTES: dict[str, dict] = {}
 _NOTED: dict[str, threading.Event] = {}
@@ -325,13 +327,8 @@ ASGI_ROUTES: dict[str, Callable] = {
 
 async def asgi_app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     route = ASGI_ROUTES.get(scope["path"].split("/")[1])
     if route is None:
         await _start(send, 404, TEXT)

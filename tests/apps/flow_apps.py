@@ -30,6 +30,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 CHUNK = 64 * 1024
 PATTERN = bytes(range(256)) * (CHUNK // 256)  # one 64 KiB chunk, reused for every send
 FOREVER_LIMIT = 256 * 1024 * 1024
@@ -178,13 +180,8 @@ ROUTES = {"/slow-upload": slow_upload, "/stalled-upload": stalled_upload, "/rele
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     handler = ROUTES.get(scope["path"])
     if handler is None:
         await _plain(send, 404, b"not found")

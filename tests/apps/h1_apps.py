@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 _GATES: dict[str, asyncio.Event] = {}
 
 
@@ -72,13 +74,8 @@ HOP_HEADERS = [
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     assert scope["type"] == "http"
     path = scope["path"]
     plain = [(b"content-type", b"text/plain")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 def wsgi_app(environ, start_response):
     path = environ["PATH_INFO"]
@@ -25,13 +27,8 @@ def wsgi_app(environ, start_response):
 
 async def asgi_app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     body = b""
     while True:
         message = await receive()
