@@ -206,17 +206,10 @@ def _request_scope(scope: Mapping[str, Any], state: dict[str, Any] | None = None
 
 
 # -- ASGI ---------------------------------------------------------------------------------
-class _Settings:
-    """What a WorkerState reads of the settings."""
-
-    limit_concurrency = 0
-
-
-_SETTINGS = _Settings()
 # Per thread: the loop run_asgi runs on, and the WorkerState of the loop last used.
 _LOCAL = threading.local()
 # Embedded WSGI calls run in their caller's thread, with no loop: one state for them all.
-_WSGI_STATE = WorkerState(_SETTINGS, None)
+_WSGI_STATE = WorkerState(None, None)
 
 
 _from_scope = HTTPCycle.from_scope
@@ -229,7 +222,7 @@ def _loop_state(loop: asyncio.AbstractEventLoop) -> WorkerState:
     global _LAST_STATE
     state = getattr(_LOCAL, "state", None)
     if state is None or state.loop is not loop:
-        state = _LOCAL.state = WorkerState(_SETTINGS, loop)
+        state = _LOCAL.state = WorkerState(None, loop)
     _LAST_STATE = state
     return state
 

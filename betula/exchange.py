@@ -24,12 +24,6 @@ from .wsgi.pool import ThreadPool
 __all__ = ["run_exchange"]
 
 
-class _Settings:
-    """What a WorkerState reads of the settings."""
-
-    limit_concurrency = 0
-
-
 # The adapters by interface ("asgi", "wsgi"): (the exchange factory, taking the request
 # head as the HTTP/1 protocol hands it; the thread pool class its apps run in, or None).
 ADAPTERS: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {
@@ -87,7 +81,7 @@ async def run_exchange(app: Any, *, interface: str = "asgi", method: str = "GET"
 
     stream = MemoryStream(scheme, client, server, on_end)
     endpoint = Endpoint(app, interface, "memory", root_path=root_path)
-    state = WorkerState(_Settings(), loop,
+    state = WorkerState(None, loop,
                         pool=_pool(pool_class, threads) if pool_class is not None else None)
     fields = _request_fields(headers, body, chunks)
     expect_continue = http_version == "1.1" and \

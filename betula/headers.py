@@ -12,8 +12,8 @@ from typing import Any
 
 from .cache import BoundedCache
 
-__all__ = ["HOP_BY_HOP", "checked_name", "checked_value", "content_length", "is_token",
-           "response_length"]
+__all__ = ["HOP_BY_HOP", "NO_BODY_STATUS", "checked_name", "checked_value", "content_length",
+           "is_token", "response_length"]
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1). The server owns
 # them: an app's Connection: close is honoured, the rest are dropped and re-derived.
@@ -21,6 +21,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
     b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
 })
+
+# Responses that never carry a body (RFC 9110 §6.4.1), besides 1xx and those to HEAD.
+NO_BODY_STATUS = frozenset({204, 304})
 
 _VALID_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _INVALID_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")

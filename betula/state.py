@@ -24,7 +24,7 @@ class WorkerState:
     __slots__ = ("config", "loop", "new_task", "connections", "active", "requests", "clock",
                  "access_log", "pool", "limit_concurrency")
 
-    def __init__(self, config: Any, loop: asyncio.AbstractEventLoop | None, *,
+    def __init__(self, config: Any | None, loop: asyncio.AbstractEventLoop | None, *,
                  access_log: AccessLog | None = None, pool: Any = None) -> None:
         self.config = config  # the settings (read-only below the worker)
         self.loop = loop  # None: no event loop (embedded WSGI calls, in the caller's thread)
@@ -42,7 +42,8 @@ class WorkerState:
         self.clock = loop.time() if loop is not None else 0.0  # coarse: the worker's tick
         self.access_log = access_log  # None: no access log
         self.pool = pool  # the WSGI thread pool (owned by the worker), or None
-        self.limit_concurrency = config.limit_concurrency
+        # No settings (embedded calls, adapter tests): no concurrency limit.
+        self.limit_concurrency = config.limit_concurrency if config is not None else 0
 
     def over_limit(self) -> bool:
         """``--limit-concurrency``: more connections and running apps than allowed."""

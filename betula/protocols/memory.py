@@ -21,14 +21,20 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..cache import BoundedCache
-from ..headers import HOP_BY_HOP, as_bytes, checked_name, checked_value, content_length
+from ..headers import (
+    HOP_BY_HOP,
+    NO_BODY_STATUS,
+    as_bytes,
+    checked_name,
+    checked_value,
+    content_length,
+)
 from ..http_common import phrase
 
 __all__ = ["MemoryResponse", "MemoryStream", "checked_fields"]
 
 logger = logging.getLogger("betula.error")
 
-NO_BODY_STATUS = frozenset({204, 304})
 FILE_CHUNK = 256 * 1024
 Pairs = tuple[tuple[bytes, bytes], ...]
 

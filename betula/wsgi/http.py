@@ -32,7 +32,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..cache import BoundedCache
-from ..headers import response_length
+from ..headers import NO_BODY_STATUS, response_length
 from ..http_common import METHODS, method_name, phrase
 from .environ import (
     HEADER_ENTRIES,
@@ -61,7 +61,6 @@ BODY_HIGH_WATER = 256 * 1024
 # protocol's --timeout-request-body ends one that stalls). Not for `Expect: 100-continue`:
 # there the body comes only once the app asks for it.
 BODY_PREREAD = 64 * 1024
-_NO_BODY_STATUS = frozenset({204, 304})
 # The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
 # standard one, the response may have a body).
 _STATUSES: BoundedCache[str, tuple[int, str | None, bool]] = BoundedCache(256)
@@ -375,7 +374,7 @@ class WSGICycle:
             _parse_status(self._status_line)  # type: ignore[arg-type]
         length = response_length(self._headers or ())
         self._no_body = self.is_head or not may_have_body
-        self._length = 0 if code in _NO_BODY_STATUS else length
+        self._length = 0 if code in NO_BODY_STATUS else length
         return code, reason
 
     def _write(self, data: bytes) -> None:
@@ -561,7 +560,7 @@ def _parse_status(status: Any) -> tuple[int, str | None, bool]:
     reason = status[4:]
     if reason == phrase(code):
         reason = None  # the standard line, cached
-    return code, reason, code >= 200 and code not in _NO_BODY_STATUS
+    return code, reason, code >= 200 and code not in NO_BODY_STATUS
 
 
 def is_wsgi_app(app: Any) -> bool | None:

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from ...cache import BoundedCache
+from ...headers import NO_BODY_STATUS
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from .framing import CLOSE, LAST_CHUNK, STATUS_LINES, encode_headers, status_line
 
@@ -24,7 +25,6 @@ __all__ = ["HTTP1Response"]
 
 logger = logging.getLogger("betula.error")
 
-NO_BODY_STATUS = frozenset({204, 304})
 # body length -> "content-length: N\r\n\r\n" (the end of most heads)
 _LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
 # Head and body up to this size are joined into one buffer; larger bodies go out with
