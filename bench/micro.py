@@ -86,7 +86,26 @@ class InlineExecutor:
         pass
 
 
-async def drive(total: int, request: bytes, conns: int, wsgi: bool = False) -> float:
+def unique_requests(count: int) -> list[bytes]:
+    """``count`` browser-like GETs, each head different (as bench/unique.lua sends)."""
+    random = __import__("random").Random(14)
+    out = []
+    for n in range(count):
+        rid = b"%08x%08x" % (n, random.randrange(0x7FFFFFFF))
+        out.append(
+            b"GET /?page=%d&q=%s HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+            b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+            b"Gecko) Chrome/131.0 Safari/537.36\r\n"
+            b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+            b"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n"
+            b"Cookie: session=%s; theme=dark; seen=%d\r\nX-Request-Id: %s\r\n"
+            b"Sec-Fetch-Mode: navigate\r\nSec-Fetch-Site: same-origin\r\n\r\n"
+            % (n, rid, rid, n, rid))
+    return out
+
+
+async def drive(total: int, request: bytes | list[bytes], conns: int,
+                wsgi: bool = False) -> float:
     loop = asyncio.get_running_loop()
     if wsgi:
         config = Config.load({"app": "bench.app_wsgi:app", "access_log": False,
@@ -102,10 +121,13 @@ async def drive(total: int, request: bytes, conns: int, wsgi: bool = False) -> f
         conn.connection_made(CountingTransport())
         connections.append(conn)
     done = 0
+    requests = request if isinstance(request, list) else [request] * conns
+    at = 0
     start = time.perf_counter()
     while done < total:
         for conn in connections:
-            conn.data_received(request)
+            conn.data_received(requests[at])
+            at = at + 1 if at + 1 < len(requests) else 0
         for _ in range(3):
             await asyncio.sleep(0)
         done += conns
@@ -124,6 +146,9 @@ def main() -> None:
     parser.add_argument("--wsgi", action="store_true", help="bench/app_wsgi.py, run inline")
     parser.add_argument("--browser", action="store_true",
                         help="send a browser's headers (User-Agent, Accept..., 9 in all)")
+    parser.add_argument("--unique", action="store_true",
+                        help="heads that never repeat (bench/unique.lua's traffic: a new "
+                        "query, Cookie and X-Request-Id per request)")
     args = parser.parse_args()
     if args.post:
         request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % args.post
@@ -132,6 +157,8 @@ def main() -> None:
         request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % args.path.encode()
     if args.browser:
         request = request.replace(b"Host: x\r\n", b"Host: x\r\n" + BROWSER_HEADERS)
+    if args.unique:
+        request = unique_requests(50_000)  # type: ignore[assignment]
     loop, name = new_event_loop()
     rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns, args.wsgi))
               for _ in range(5)]

@@ -58,8 +58,9 @@ TARGET_CACHE_LEN = 256
 
 
 def remember_target(cache: BoundedCache[bytes, Any], url: bytes, parts: Any) -> Any:
-    """Keep ``parts`` for ``url`` and return it. Long targets are not kept."""
-    if len(url) <= TARGET_CACHE_LEN:  # cache.keep(url, parts), inline: once a new target
+    """Keep ``parts`` for ``url`` (from its second miss on: ``admit``) and return it. Long
+    targets are not kept."""
+    if len(url) <= TARGET_CACHE_LEN and cache.admit(url):  # cache.keep(url, parts), inline
         entries = cache.entries
         if len(entries) >= cache.limit:
             cache.rotate()

@@ -50,3 +50,27 @@ def test_reset_forgets_both_generations():
     cache.keep("b", 2)
     cache.reset()
     assert cache.lookup("a") is None and cache.lookup("b") is None
+
+
+def test_a_key_is_admitted_the_second_time_it_is_missed():
+    cache = BoundedCache(4)
+    assert cache.admit("a") is False  # first miss: only its hash is remembered
+    assert cache.admit("b") is False
+    assert cache.admit("a") is True  # missed again: keep it now
+    assert cache.admit("a") is False  # (admitted once: the caller stores it)
+    assert cache.entries == {} and cache.rotations == 0  # admit stores no value
+
+
+def test_keys_that_never_repeat_are_never_admitted_and_memory_stays_bounded():
+    cache = BoundedCache(16)
+    assert not any(cache.admit(("unique", i)) for i in range(10_000))
+    assert len(cache.seen) <= 16
+    # a key that comes back within the doorkeeper's span is still admitted among them
+    for i in range(5):
+        cache.admit(("noise", i))
+    cache.admit("back")
+    for i in range(5):
+        cache.admit(("noise2", i))
+    assert cache.admit("back") is True
+    cache.reset()
+    assert cache.seen == set()

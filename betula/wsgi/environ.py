@@ -149,7 +149,7 @@ def _header_entries(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
             text = texts.recall(value) if value in texts.previous else None
             if text is None:
                 text = value.decode("latin-1")
-                if len(value) <= _TEXT_CACHE_LEN:  # texts.keep(value, text), inline
+                if len(value) <= _TEXT_CACHE_LEN and texts.admit(value):  # texts.keep, inline
                     if len(text_entries) >= texts.limit:
                         texts.rotate()
                     text_entries[value] = text
@@ -165,9 +165,12 @@ def remember_entries(headers: tuple[tuple[bytes, bytes], ...]
                       ) -> tuple[tuple[tuple[bytes, bytes], ...], dict[str, str]]:
     known = (headers, _header_entries(headers))
     cache = HEADER_ENTRIES
-    if len(cache.entries) >= cache.limit:  # cache.keep(id(headers), known), inline
-        cache.rotate()
-    cache.entries[id(headers)] = known
+    # Admitted by the fields themselves (an id is reused by the next request's new tuple):
+    # a list seen before is kept, by the id of the tuple the protocol now shares.
+    if cache.admit(headers):
+        if len(cache.entries) >= cache.limit:  # cache.keep(id(headers), known), inline
+            cache.rotate()
+        cache.entries[id(headers)] = known
     return known
 
 

@@ -29,7 +29,15 @@ from ...headers import is_token
 from ...http_common import ProtocolError
 from ...logs import TRACE
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
-from .head import HEAD_CACHE_BYTES, HeadInfo, Replay, analyse_head, header_limit
+from .head import (
+    HEAD_CACHE_BYTES,
+    SCAN,
+    HeadInfo,
+    Replay,
+    analyse_head,
+    header_limit,
+    scanned_replay,
+)
 from .response import HTTP1Response
 from .shared import REPLAY_MAX
 from .upgrade import HTTP1WebSocket
@@ -89,6 +97,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_headers",
         "_in_head",
         "_limits",
+        "_scan_limits",
         "_heads",
         "_body_limit",
         "_trailer_bytes",
@@ -100,6 +109,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_pending_error",
         "_replays",
         "_replayable",
+        "_record",
         "_trace",
         "_read_paused",
         "_state",
@@ -168,11 +178,15 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._limits = (config.limit_request_field_size or _UNLIMITED,
                         config.limit_request_header_size or _UNLIMITED,
                         config.limit_request_fields or _UNLIMITED)
+        # SCAN's arguments after the bytes: the request line limit, the three above, the
+        # body limit (0: none, for the line and the body).
+        self._scan_limits = (config.limit_request_line, *self._limits, config.limit_request_body)
         self._heads = shared.head_cache
         self._replays = shared.replay_cache
         # --log-level trace logs the heads kept and replayed; asked here, not per request
         self._trace = logger.isEnabledFor(TRACE)
         self._replayable: Replay | None = None  # the parse of the head to keep
+        self._record = 0  # this read's head is to be kept for replay (see _parse)
         self._completing: bytes | None = None  # the method of a head being checked
         self._body_limit = config.limit_request_body
         self._trailer_bytes = self._trailer_fields = 0
@@ -221,23 +235,37 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             self._state_since = self.state.clock
         entry = None
         record = 0
+        how = "replayed"
         if not self._head_started:
-            # At a message boundary. A head byte for byte the same as one llhttp has parsed
-            # before (clients repeat their head request after request) is not parsed again:
-            # its parse and analysis are replayed (see _record_replay for what makes it safe).
+            # At a message boundary. A head byte for byte the same as one parsed before
+            # (clients repeat their head request after request) is not parsed again: its
+            # parse and analysis are replayed (see _record_replay for what makes it safe).
+            # Else a whole message of the strict common kind is read in one C call (SCAN,
+            # head.py); anything else is llhttp's.
             end = data.find(b"\r\n\r\n")
-            if 0 < end <= REPLAY_HEAD_BYTES:
-                key = data[:end]
-                replays = self._replays
-                entry = replays.entries.get(key)
-                if entry is None and key in replays.previous:  # (no call on a plain miss)
-                    entry = replays.recall(key)
+            if end > 0:
+                admitted = False
+                if end <= REPLAY_HEAD_BYTES:
+                    key = data[:end]
+                    replays = self._replays
+                    entry = replays.entries.get(key)
+                    if entry is None and key in replays.previous:  # (no call on a plain miss)
+                        entry = replays.recall(key)
+                    if entry is None:
+                        admitted = replays.admit(key)  # seen before: kept this time
+                    elif len(data) != end + 4 + entry.head.length:
+                        entry = None  # not exactly the whole message: llhttp's
                 if entry is None:
-                    record = end  # a head not kept yet: kept if it qualifies
-                elif len(data) != end + 4 + entry.head.length:
-                    entry = None  # not exactly the whole message: llhttp's
+                    scanned = SCAN(data, *self._scan_limits) if SCAN is not None else None
+                    if scanned is not None:
+                        entry = scanned_replay(scanned)
+                        how = "scanned"
+                        if admitted:
+                            self._keep_replay(key, entry)
+                    elif admitted:
+                        record = end  # kept if llhttp accepts it and it qualifies
         if entry is not None:
-            self._replay(entry, data, end + 4)
+            self._replay(entry, data, end + 4, how)
         else:
             self._parse(data, record)
             if self._parsing is not None:  # a body is still to come (see check_timeouts)
@@ -250,6 +278,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     def _parse(self, data: bytes, record: int) -> None:
         """Feed llhttp; ``record``: where the head ends when the read began at a message
         boundary with a head not kept yet (0 otherwise), to keep it if it qualifies."""
+        self._record = record
         if record:
             self._replayable = None
         begins = self._begins
@@ -311,23 +340,28 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         if len(data) == end + 4 + head.length == end + 4 + self._body_bytes \
                 and data.count(b"\r\n", 0, end) == fields \
                 and data.count(b"\n", 0, end) == fields and data.count(b"\r", 0, end) == fields:
-            replays = self._replays
-            rotations = replays.rotations
-            entries = replays.entries  # replays.keep(head, entry), inline: once a new head
-            if len(entries) >= replays.limit:
-                replays.rotate()
-            entries[data[:end]] = entry
-            if self._trace:
-                if replays.rotations != rotations:
-                    logger.log(TRACE, "%d heads kept for replay aged: the ones not replayed "
-                               "since are dropped next", REPLAY_MAX)
-                logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), data[:end])
+            self._keep_replay(data[:end], entry)  # type: ignore[arg-type]
 
-    def _replay(self, entry: Replay, data: bytes, start: int) -> None:
-        """What llhttp's callbacks do for a whole message, for a head parsed before (the
-        per-message parse state, _url, _body_bytes..., is llhttp's alone: not touched)."""
+    def _keep_replay(self, key: bytes, entry: Replay) -> None:
+        """Keep ``entry`` for heads equal to ``key`` (a head seen before: see admit)."""
+        replays = self._replays
+        rotations = replays.rotations
+        entries = replays.entries  # replays.keep(key, entry), inline
+        if len(entries) >= replays.limit:
+            replays.rotate()
+        entries[key] = entry
         if self._trace:
-            logger.log(TRACE, "%s - head replayed: %r", _who(self.client), data[:start - 4])
+            if replays.rotations != rotations:
+                logger.log(TRACE, "%d heads kept for replay aged: the ones not replayed "
+                           "since are dropped next", REPLAY_MAX)
+            logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), key)
+
+    def _replay(self, entry: Replay, data: bytes, start: int, how: str = "replayed") -> None:
+        """What llhttp's callbacks do for a whole message, for a head parsed before or read
+        by SCAN (``how``: "scanned"); the per-message parse state, _url, _body_bytes...,
+        is llhttp's alone: not touched."""
+        if self._trace:
+            logger.log(TRACE, "%s - head %s: %r", _who(self.client), how, data[:start - 4])
         try:
             head = entry.head
             self._head_complete(head, entry.method, entry.url, entry.version,
@@ -421,7 +455,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             head = heads.recall(key) if key in heads.previous else None
             if head is None:
                 head = analyse_head(raw, self._limits, self._body_limit)
-                if head.size <= HEAD_CACHE_BYTES:  # heads.keep(key, head), inline
+                # heads.keep(key, head), inline, for a list seen before (see admit)
+                if head.size <= HEAD_CACHE_BYTES and heads.admit(key):
                     if len(heads.entries) >= heads.limit:
                         heads.rotate()
                     heads.entries[key] = head
@@ -443,7 +478,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             websocket = parser.should_upgrade() and _wants_websocket(head.headers)
         else:
             websocket = False
-            if not head.chunked:  # a head that may be replayed (see data_received)
+            if not head.chunked and self._record:  # a head to keep for replay (data_received)
                 self._replayable = Replay(method, self._url, head, version, parser_keep_alive)
         self._head_complete(head, method, self._url, version, parser_keep_alive, websocket)
 

@@ -9,12 +9,23 @@ for heads it may replay without llhttp.
 
 from __future__ import annotations
 
+import os
 import re
 
 from ...cache import BoundedCache
 from ...http_common import ProtocolError
 
-__all__ = ["HEAD_CACHE_BYTES", "HeadInfo", "Replay", "analyse_head", "header_limit"]
+__all__ = ["HEAD_CACHE_BYTES", "SCAN", "HeadInfo", "Replay", "analyse_head", "header_limit",
+           "scanned_replay"]
+
+# The C scanner of whole strict heads (betula/_h1scan.c; None where it was not built, or
+# with BETULA_PURE_PYTHON=1 in the environment: then llhttp parses every head).
+try:
+    from ..._h1scan import scan as SCAN
+except ImportError:  # pragma: no cover - built by pip install on every supported platform
+    SCAN = None
+if os.environ.get("BETULA_PURE_PYTHON"):
+    SCAN = None
 
 # A head of at most this many bytes of fields is cached (a longer one, with big cookies
 # say, is analysed each time).
@@ -178,3 +189,14 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
                     not host_count, keep_alive_11,
                     keep_alive_10, length > body_limit > 0, has_te or length > 0,
                     expect_continue, te_trailers, upgrade, total, len(headers), has_te, length)
+
+
+def scanned_replay(scanned: tuple) -> Replay:  # type: ignore[type-arg]
+    """The ``Replay`` of a head ``SCAN`` read: what llhttp's parse and ``analyse_head``
+    give for the same bytes (tests/test_h1scan.py holds them equal)."""
+    (method, url, version, headers, plain, host_missing, keep_alive_11, keep_alive_10,
+     expect_continue, te_trailers, size, fields, length, keep_alive) = scanned
+    head = HeadInfo(headers, plain, None, None, host_missing, keep_alive_11, keep_alive_10,
+                    False, length > 0, expect_continue, te_trailers, False, size, fields,
+                    False, length)
+    return Replay(method, url, head, version, keep_alive)

@@ -1,0 +1,357 @@
+/* betula._h1scan: one call that reads a whole HTTP/1 request head of the common, strict
+ * kind, and what the connection decides from it.
+ *
+ * Why it exists (measured, bench/micro.py --unique, and the parser comparison in the
+ * README): with httptools every field costs a C -> Python callback, and the fields are then
+ * walked again in Python (lowered names, the framing fields, the limits): together about
+ * 12 us of a request whose head was never seen before, more than everything else the
+ * server does for it. gunicorn_h1c (picohttpparser) parses the same heads in 2.2 us, about
+ * what llhttp plus the callbacks cost, but hands back raw names and no framing analysis,
+ * so the Python walk would remain.
+ *
+ * What it accepts is a strict subset of what llhttp (strict mode) accepts, and for that
+ * subset it gives what llhttp plus head.analyse_head give (tests/test_h1scan.py compares
+ * them on a corpus, its mutations and the fuzz cases): the request line
+ * "METHOD SP origin-form SP HTTP/1.x CRLF" with a method in METHODS and a target of RFC
+ * 3986 path/query characters only; fields "token ':' OWS value CRLF" with values of
+ * visible ASCII, SP and HTAB; every line ends in CRLF; Content-Length all digits; Host a
+ * reg-name with an optional port; Connection exactly "close" or "keep-alive"; every
+ * limit kept; exactly one whole message in the read (head and Content-Length body).
+ * Anything else (chunked, Upgrade, Proxy-Connection, a second Host or Content-Length,
+ * obs-text, bare LF, a limit passed, a partial or pipelined read, ...) returns None, and
+ * the connection gives the bytes to llhttp, whose answers (and errors) stay what they are.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* character classes, one bit each */
+#define C_TCHAR 1   /* RFC 9110 token */
+#define C_TARGET 2  /* origin-form path and query: unreserved pct sub-delims : @ / ? */
+#define C_VALUE 4   /* field value: VCHAR, SP, HTAB */
+#define C_HOST 8    /* reg-name: unreserved pct sub-delims */
+
+static unsigned char classes[256];
+
+static void init_classes(void) {
+    int c;
+    const char *p;
+    for (c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (alnum) k |= C_TCHAR | C_TARGET | C_HOST;
+        if ((c >= 0x20 && c <= 0x7e) || c == '\t') k |= C_VALUE;
+        classes[c] = k;
+    }
+    for (p = "!#$%&'*+-.^_`|~"; *p; p++) classes[(unsigned char)*p] |= C_TCHAR;
+    for (p = "-._~%!$&'()*+,;=:@/?"; *p; p++) classes[(unsigned char)*p] |= C_TARGET;
+    for (p = "-._~%!$&'()*+,;="; *p; p++) classes[(unsigned char)*p] |= C_HOST;
+}
+
+#define N_METHODS 7
+static const char *method_names[N_METHODS] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+                                               "OPTIONS", "PATCH"};
+static PyObject *methods[N_METHODS];
+static PyObject *version_11, *version_10;
+/* lowered field name -> the same bytes object, so that the names every request sends are
+ * shared objects with their hash computed once (the adapters key dicts on them) */
+static PyObject *names;
+#define NAMES_MAX 512
+
+static int ieq(const char *a, Py_ssize_t n, const char *lower) {
+    Py_ssize_t i;
+    if ((Py_ssize_t)strlen(lower) != n) return 0;
+    for (i = 0; i < n; i++) {
+        char c = a[i];
+        if (c >= 'A' && c <= 'Z') c += 32;
+        if (c != lower[i]) return 0;
+    }
+    return 1;
+}
+
+static int icontains(const char *a, Py_ssize_t n, const char *lower) {
+    Py_ssize_t m = (Py_ssize_t)strlen(lower), i;
+    for (i = 0; i + m <= n; i++)
+        if (ieq(a + i, m, lower)) return 1;
+    return 0;
+}
+
+static PyObject *lowered_name(const char *p, Py_ssize_t n) {
+    PyObject *name = PyBytes_FromStringAndSize(NULL, n), *known;
+    char *s;
+    Py_ssize_t i;
+    if (name == NULL) return NULL;
+    s = PyBytes_AS_STRING(name);
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        s[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    known = PyDict_GetItemWithError(names, name);
+    if (known != NULL) {
+        Py_INCREF(known);
+        Py_DECREF(name);
+        return known;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(names) < NAMES_MAX && PyDict_SetItem(names, name, name) < 0) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* fields a scanned head may have (a head with more is llhttp's) */
+#define FIELDS_MAX 64
+struct field {
+    const char *name;
+    Py_ssize_t name_len;
+    const char *value;
+    Py_ssize_t value_len;
+};
+
+enum { F_OTHER, F_HOST, F_LENGTH, F_CONNECTION, F_EXPECT, F_TE, F_BAIL };
+
+static int field_kind(const char *s, Py_ssize_t n) {
+    switch (n) {
+    case 4: return ieq(s, n, "host") ? F_HOST : F_OTHER;
+    case 2: return ieq(s, n, "te") ? F_TE : F_OTHER;
+    case 6: return ieq(s, n, "expect") ? F_EXPECT : F_OTHER;
+    case 7: return ieq(s, n, "upgrade") ? F_BAIL : F_OTHER;
+    case 10: return ieq(s, n, "connection") ? F_CONNECTION : F_OTHER;
+    case 14: return ieq(s, n, "content-length") ? F_LENGTH : F_OTHER;
+    case 16: return ieq(s, n, "proxy-connection") ? F_BAIL : F_OTHER;
+    case 17: return ieq(s, n, "transfer-encoding") ? F_BAIL : F_OTHER;
+    default: return F_OTHER;
+    }
+}
+
+static int valid_host(const char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n && (classes[(unsigned char)s[i]] & C_HOST)) i++;
+    if (i == n) return 1;
+    if (s[i] != ':') return 0;
+    for (i++; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
+}
+
+/* scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple or None
+ *
+ * The tuple: (method, url, version, headers, plain, host_missing, keep_alive_11,
+ * keep_alive_10, expect_continue, te_trailers, size, fields, length, keep_alive), where
+ * headers is a tuple of (lowered name, value) pairs and keep_alive is llhttp's own verdict
+ * for this version. Limits as the connection has them (0 for the line and body: none). */
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    const char *d, *p, *end, *line;
+    Py_ssize_t size, line_limit, field_max, section_max, count_max, body_limit;
+    Py_ssize_t total = 0, count = 0, length = 0, i, url_len, method_len;
+    int m = -1, minor, host_count = 0, has_length = 0, connection = 0, close_token = 0;
+    int keep_alive_token = 0, expect_continue = 0, te_trailers = 0;
+    PyObject *headers = NULL, *url, *result, *pair;
+    struct field fields[FIELDS_MAX];
+    (void)self;
+
+    if (nargs != 6 || !PyBytes_CheckExact(args[0])) Py_RETURN_NONE;
+    line_limit = PyLong_AsSsize_t(args[1]);
+    field_max = PyLong_AsSsize_t(args[2]);
+    section_max = PyLong_AsSsize_t(args[3]);
+    count_max = PyLong_AsSsize_t(args[4]);
+    body_limit = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    d = PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    end = d + size;
+    p = d;
+
+    /* request line */
+    for (i = 0; i < N_METHODS; i++) {
+        Py_ssize_t n = (Py_ssize_t)strlen(method_names[i]);
+        if (size > n && memcmp(p, method_names[i], n) == 0 && p[n] == ' ') {
+            m = (int)i;
+            p += n + 1;
+            break;
+        }
+    }
+    if (m < 0) Py_RETURN_NONE;
+    method_len = PyBytes_GET_SIZE(methods[m]);
+    line = p;
+    if (p >= end || *p != '/') Py_RETURN_NONE;
+    while (p < end && (classes[(unsigned char)*p] & C_TARGET)) p++;
+    url_len = p - line;
+    if (end - p < 10 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '1' && p[8] != '0')
+        || p[9] != '\r' || end - p < 11 || p[10] != '\n')
+        Py_RETURN_NONE;
+    minor = p[8] - '0';
+    /* connection.on_url's 414, exactly */
+    if (line_limit && url_len + 32 > line_limit && url_len + method_len + 10 > line_limit)
+        Py_RETURN_NONE;
+    p += 11;
+
+    /* fields: collected as (name start, name length, value start, value length) first */
+    for (;;) {
+        const char *name, *value, *vend;
+        Py_ssize_t name_len, value_len, fsize;
+        int kind;
+        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
+            p += 2;
+            break;
+        }
+        name = p;
+        while (p < end && (classes[(unsigned char)*p] & C_TCHAR)) p++;
+        name_len = p - name;
+        if (name_len == 0 || p >= end || *p != ':') goto bail;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        value = p;
+        while (p < end && (classes[(unsigned char)*p] & C_VALUE)) p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') goto bail;
+        vend = p;
+        p += 2;
+        fsize = name_len + (vend - value);  /* before trailing whitespace goes (analyse_head) */
+        total += fsize + 4;
+        if (fsize > field_max || total > section_max || count >= count_max) goto bail;
+        value_len = vend - value;
+        while (value_len && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
+            value_len--;
+        kind = field_kind(name, name_len);
+        switch (kind) {
+        case F_BAIL:
+            goto bail;
+        case F_HOST:
+            if (++host_count > 1 || !valid_host(value, value_len)) goto bail;
+            break;
+        case F_LENGTH:
+            if (has_length || value_len == 0 || value_len > 15) goto bail;
+            for (i = 0; i < value_len; i++) {
+                if (value[i] < '0' || value[i] > '9') goto bail;
+                length = length * 10 + (value[i] - '0');
+            }
+            has_length = 1;
+            break;
+        case F_CONNECTION:
+            if (connection) goto bail;
+            connection = 1;
+            if (ieq(value, value_len, "close")) close_token = 1;
+            else if (ieq(value, value_len, "keep-alive")) keep_alive_token = 1;
+            else goto bail;
+            break;
+        case F_EXPECT:
+            if (ieq(value, value_len, "100-continue")) expect_continue = 1;
+            break;
+        case F_TE:
+            if (icontains(value, value_len, "trailers")) te_trailers = 1;
+            break;
+        default:
+            break;
+        }
+        if (count >= FIELDS_MAX) goto bail;  /* more than a browser sends: llhttp's */
+        fields[count].name = name;
+        fields[count].name_len = name_len;
+        fields[count].value = value;
+        fields[count].value_len = value_len;
+        count++;
+    }
+    /* exactly one whole message in this read */
+    if (end - p != length) Py_RETURN_NONE;
+    if (body_limit > 0 && length > body_limit) Py_RETURN_NONE;
+
+    headers = PyTuple_New(count);
+    if (headers == NULL) return NULL;
+    for (i = 0; i < count; i++) {
+        PyObject *name = lowered_name(fields[i].name, fields[i].name_len);
+        PyObject *value;
+        if (name == NULL) goto error;
+        value = PyBytes_FromStringAndSize(fields[i].value, fields[i].value_len);
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto error;
+        }
+        pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(value);
+            goto error;
+        }
+        PyTuple_SET_ITEM(pair, 0, name);
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyTuple_SET_ITEM(headers, i, pair);
+    }
+    url = PyBytes_FromStringAndSize(line, url_len);
+    if (url == NULL) goto error;
+    result = PyTuple_New(14);
+    if (result == NULL) {
+        Py_DECREF(url);
+        goto error;
+    }
+    {
+        int keep_alive_11 = !close_token;
+        int keep_alive_10 = keep_alive_token;
+        PyObject *version = minor ? version_11 : version_10;
+        PyObject *n_total = PyLong_FromSsize_t(total), *n_count = PyLong_FromSsize_t(count);
+        PyObject *n_length = PyLong_FromSsize_t(length);
+        if (n_total == NULL || n_count == NULL || n_length == NULL) {
+            Py_XDECREF(n_total);
+            Py_XDECREF(n_count);
+            Py_XDECREF(n_length);
+            Py_DECREF(url);
+            Py_DECREF(result);
+            goto error;
+        }
+        Py_INCREF(methods[m]);
+        Py_INCREF(version);
+        PyTuple_SET_ITEM(result, 0, methods[m]);
+        PyTuple_SET_ITEM(result, 1, url);
+        PyTuple_SET_ITEM(result, 2, version);
+        PyTuple_SET_ITEM(result, 3, headers);
+        PyTuple_SET_ITEM(result, 4, PyBool_FromLong(!connection));
+        PyTuple_SET_ITEM(result, 5, PyBool_FromLong(!host_count));
+        PyTuple_SET_ITEM(result, 6, PyBool_FromLong(keep_alive_11));
+        PyTuple_SET_ITEM(result, 7, PyBool_FromLong(keep_alive_10));
+        PyTuple_SET_ITEM(result, 8, PyBool_FromLong(expect_continue));
+        PyTuple_SET_ITEM(result, 9, PyBool_FromLong(te_trailers));
+        PyTuple_SET_ITEM(result, 10, n_total);
+        PyTuple_SET_ITEM(result, 11, n_count);
+        PyTuple_SET_ITEM(result, 12, n_length);
+        PyTuple_SET_ITEM(result, 13, PyBool_FromLong(minor ? keep_alive_11 : keep_alive_10));
+    }
+    return result;
+bail:
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(headers);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple | None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "betula._h1scan",
+    "One-call scan of a whole, strict HTTP/1 request head (see _h1scan.c).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__h1scan(void) {
+    PyObject *mod;
+    int i;
+    init_classes();
+    for (i = 0; i < N_METHODS; i++) {
+        methods[i] = PyBytes_FromString(method_names[i]);
+        if (methods[i] == NULL) return NULL;
+    }
+    version_11 = PyUnicode_InternFromString("1.1");
+    version_10 = PyUnicode_InternFromString("1.0");
+    names = PyDict_New();
+    if (version_11 == NULL || version_10 == NULL || names == NULL) return NULL;
+    mod = PyModule_Create(&module);
+    if (mod == NULL) return NULL;
+    Py_INCREF(names);
+    if (PyModule_AddObject(mod, "NAMES", names) < 0) return NULL;
+    return mod;
+}
