@@ -4,12 +4,15 @@ Routes (by scope["path"]):
   /      -> 200 text/plain b"Hello, world!" (13 bytes)
   /64k   -> 200 application/octet-stream, 65536-byte precomputed body
   /echo  -> 200 application/octet-stream, echoes the request body
+/fastapi, /starlette, /stream, /starlette-stream -> bench/frameworks_asgi.py
 anything else -> 404
 WebSocket /ws -> accepts, echoes every message (text as text, bytes as bytes)
 
 Kept deliberately tiny so that the server, not the app, dominates the numbers.
 Identical for every server under test.
 """
+
+from bench.frameworks_asgi import ROUTES as FRAMEWORK_ROUTES
 
 HELLO = b"Hello, world!"
 BIG = b"x" * 65536
@@ -58,7 +61,11 @@ async def app(scope, receive, send):
             ]
             await _respond(send, 200, headers, body)
         else:
-            await _respond(send, 404, _NOT_FOUND_HEADERS, b"Not Found")
+            routed = FRAMEWORK_ROUTES.get(path)
+            if routed is not None:
+                await routed(scope, receive, send)
+            else:
+                await _respond(send, 404, _NOT_FOUND_HEADERS, b"Not Found")
     elif kind == "websocket":
         await _ws_echo(receive, send)
     elif kind == "lifespan":

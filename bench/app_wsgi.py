@@ -5,11 +5,14 @@ The WSGI twin of bench/app_asgi.py; routes (by environ["PATH_INFO"]):
   /64k   -> 200 application/octet-stream, 65536-byte precomputed body
   /echo  -> 200 application/octet-stream, echoes the request body
             (wsgi.input read fully, CONTENT_LENGTH honoured when present)
+/flask, /django, /stream -> bench/frameworks_wsgi.py
 anything else -> 404
 
 Every response carries content-length and is a one-item list, so the server,
 not the app, dominates the numbers.  Identical for every server under test.
 """
+
+from bench.frameworks_wsgi import ROUTES as FRAMEWORK_ROUTES
 
 HELLO = b"Hello, world!"
 BIG = b"x" * 65536
@@ -60,5 +63,8 @@ def app(environ, start_response):
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
         )
         return [body]
+    routed = FRAMEWORK_ROUTES.get(path)
+    if routed is not None:
+        return routed(environ, start_response)
     start_response("404 Not Found", _NOT_FOUND_HEADERS)
     return [NOT_FOUND]

@@ -54,7 +54,8 @@ DEFAULT_VENV = BENCH_DIR / ".venv-peers"
 HOST = "127.0.0.1"
 
 # Installed into the peers venv, never into Betula's dependencies.
-PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn", "wsproto"]
+PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn", "wsproto",
+                 "fastapi", "starlette", "flask", "django"]
 
 # App target per interface: the same routes and bodies in both.
 APP_TARGETS = {
@@ -303,6 +304,18 @@ def add_base_servers(tree: Path) -> list[str]:
 POST_BODY = b"x" * 4096  # must match bench/post4k.lua
 HELLO_BODY = b"Hello, world!"
 BIG_BODY = b"x" * 65536
+STREAM_BODY = b"data: {\"token\": \"lorem\"}\n\n" * 200  # bench/frameworks_*.py
+
+
+def _json_items(body: bytes) -> bool:
+    """The framework routes' answer to a request without a query."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return data.get("page") == 0 and data.get("q") == "" and len(data.get("items", ())) == 5
+
+
 WS_MESSAGE = bytes(ord("a") + i % 26 for i in range(1024))  # what bench/wsload.c sends
 WSLOAD_SRC = BENCH_DIR / "wsload.c"
 WSLOAD_BIN = BENCH_DIR / ".build" / "wsload"
@@ -344,6 +357,54 @@ SCENARIOS: dict[str, dict] = {
             "check": ("GET", None, HELLO_BODY),
             "interfaces": ("asgi", "wsgi"),
         },
+        # Framework apps (bench/frameworks_asgi.py, frameworks_wsgi.py) on the unique heads:
+        # what users run, on traffic whose heads never repeat.
+        {
+            "name": "fastapi",
+            "path": "/fastapi",
+            "lua": "unique.lua",
+            "check": ("GET", None, _json_items),
+            "interfaces": ("asgi",),
+        },
+        {
+            "name": "starlette",
+            "path": "/starlette",
+            "lua": "unique.lua",
+            "check": ("GET", None, _json_items),
+            "interfaces": ("asgi",),
+        },
+        {
+            "name": "flask",
+            "path": "/flask",
+            "lua": "unique.lua",
+            "check": ("GET", None, _json_items),
+            "interfaces": ("wsgi",),
+        },
+        {
+            "name": "django",
+            "path": "/django",
+            "lua": "unique.lua",
+            "check": ("GET", None, _json_items),
+            "interfaces": ("wsgi",),
+        },
+        # Streaming (SSE feeds, token streams): 200 small events a response, 32 responses
+        # at once; p99 shows whether some streams starve while others run.
+        {
+            "name": "stream",
+            "path": "/stream",
+            "lua": None,
+            "connections": 32,
+            "check": ("GET", None, STREAM_BODY),
+            "interfaces": ("asgi", "wsgi"),
+        },
+        {
+            "name": "sse-starlette",
+            "path": "/starlette-stream",
+            "lua": None,
+            "connections": 32,
+            "check": ("GET", None, STREAM_BODY),
+            "interfaces": ("asgi",),
+        },
         {
             "name": "post4k",
             "path": "/echo",
@@ -382,14 +443,17 @@ def http_request(port: int, method: str, path: str, body: bytes | None) -> tuple
 
 
 def ensure_venv(venv: Path, servers: list[Server]) -> None:
-    """Create the peers venv and install PEER_PACKAGES if a needed tool is missing."""
+    """Create the peers venv and install PEER_PACKAGES if a needed tool is missing or the
+    package list changed since the last install (a marker file in the venv keeps it)."""
     needed = [s for s in servers if s.needs_venv]
     if not needed:
         return
     missing = [
         s.name for s in needed if not (venv / "bin" / (s.executable or s.name)).exists()
     ]
-    if not missing:
+    marker = venv / "betula-bench-packages.txt"
+    wanted = "\n".join(PEER_PACKAGES)
+    if not missing and marker.exists() and marker.read_text() == wanted:
         return
     if not (venv / "bin" / "python").exists():
         log(f"creating peers venv at {venv}")
@@ -399,6 +463,7 @@ def ensure_venv(venv: Path, servers: list[Server]) -> None:
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *PEER_PACKAGES],
         check=True,
     )
+    marker.write_text(wanted)
 
 
 def _capture(cmd: list[str], timeout: float = 10) -> subprocess.CompletedProcess:
@@ -688,6 +753,10 @@ def check_scenario(port: int, scen: dict) -> str | None:
         return f"{method} {scen['path']} failed: {type(exc).__name__}: {exc}"
     if status != 200:
         return f"{method} {scen['path']} -> status {status}"
+    if callable(expected):
+        if not expected(got):
+            return f"{method} {scen['path']} -> unexpected body {got[:80]!r}"
+        return None
     if got != expected:
         return f"{method} {scen['path']} -> wrong body ({len(got)} bytes, expected {len(expected)})"
     return None
@@ -738,7 +807,8 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
                 log(f"{server.name}/{name}: SKIPPED, correctness check failed: {err}")
                 continue
             tool = scen.get("tool", "wrk")
-            log(f"{server.name}/{name}: {tool} {args.duration}s -c{args.connections}")
+            log(f"{server.name}/{name}: {tool} {args.duration}s "
+                f"-c{scen.get('connections', args.connections)}")
             if tool == "wsload":
                 parsed, text = run_wsload(port, scen["path"], args.duration, args.connections,
                                           args.client_cpu)
@@ -746,7 +816,7 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
                 parsed, text = run_wrk(
                     url_base + scen["path"],
                     args.duration,
-                    args.connections,
+                    scen.get("connections", args.connections),
                     args.client_cpu,
                     scen["lua"],
                 )
@@ -856,6 +926,10 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
         ),
         "- versions: " + ", ".join(f"{r['server']} {r['version'] or '?'}" for r in records),
     ]
+    if any("connections" in scen for scen in scenarios):
+        lines.append("- " + ", ".join(f"{scen['name']}: -c{scen['connections']}"
+                                      for scen in scenarios if "connections" in scen)
+                     + " (streaming scenarios)")
     if any(scen.get("tool") == "wsload" for scen in scenarios):
         lines.append(
             f"- wsecho: bench/wsload.c (C, epoll) pinned to CPU {meta['client_cpu']}, "

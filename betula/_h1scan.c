@@ -325,7 +325,134 @@ error:
     return NULL;
 }
 
+/* environ_headers(headers) -> dict: the WSGI environ entries of request headers (PEP 3333:
+ * CONTENT_TYPE, CONTENT_LENGTH, HTTP_*), as wsgi/environ.py's _header_entries makes them:
+ * names with "_" dropped, repeated HTTP_* fields joined with ", " ("; " for Cookie), a
+ * repeated CONTENT_* the last one; values decoded as latin-1. */
+static PyObject *env_keys;  /* lowered name -> environ key ("" : dropped) */
+#define ENV_KEYS_MAX 1024
+
+static PyObject *cookie_key;  /* "HTTP_COOKIE" */
+
+/* a new reference to the environ key of a lowered name; NULL with ValueError for a name
+ * that is not ASCII (the Python path decides those) */
+static PyObject *env_key(PyObject *name) {
+    PyObject *key = PyDict_GetItemWithError(env_keys, name);
+    const char *s;
+    Py_ssize_t n, i;
+    char *out;
+    if (key != NULL) {
+        Py_INCREF(key);
+        return key;
+    }
+    if (PyErr_Occurred()) return NULL;
+    s = PyBytes_AS_STRING(name);
+    n = PyBytes_GET_SIZE(name);
+    if (n == 12 && memcmp(s, "content-type", 12) == 0) {
+        key = PyUnicode_InternFromString("CONTENT_TYPE");
+    } else if (n == 14 && memcmp(s, "content-length", 14) == 0) {
+        key = PyUnicode_InternFromString("CONTENT_LENGTH");
+    } else if (memchr(s, '_', n) != NULL) {
+        key = PyUnicode_FromString("");
+    } else {
+        key = PyUnicode_New(n + 5, 127);
+        if (key == NULL) return NULL;
+        out = (char *)PyUnicode_DATA(key);
+        memcpy(out, "HTTP_", 5);
+        for (i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c >= 'a' && c <= 'z') c -= 32;
+            else if (c == '-') c = '_';
+            else if (c >= 0x80) {
+                Py_DECREF(key);
+                PyErr_SetString(PyExc_ValueError, "a field name that is not ASCII");
+                return NULL;
+            }
+            out[5 + i] = (char)c;
+        }
+    }
+    if (key == NULL) return NULL;
+    if (PyDict_GET_SIZE(env_keys) < ENV_KEYS_MAX && PyDict_SetItem(env_keys, name, key) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    return key;
+}
+
+static PyObject *environ_headers(PyObject *self, PyObject *headers) {
+    PyObject *entries;
+    Py_ssize_t i, n;
+    (void)self;
+    if (!PyTuple_CheckExact(headers)) {
+        PyErr_SetString(PyExc_TypeError, "a tuple of (name, value) pairs");
+        return NULL;
+    }
+    entries = PyDict_New();
+    if (entries == NULL) return NULL;
+    n = PyTuple_GET_SIZE(headers);
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(headers, i), *name, *value, *key, *text, *old;
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) goto type_error;
+        name = PyTuple_GET_ITEM(pair, 0);
+        value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) goto type_error;
+        key = env_key(name);
+        if (key == NULL) goto error;
+        if (PyUnicode_GET_LENGTH(key) == 0) {
+            Py_DECREF(key);
+            continue;
+        }
+        text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+        if (text == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        old = PyDict_GetItemWithError(entries, key);
+        if (old != NULL && PyUnicode_READ_CHAR(key, 0) == 'H') {
+            PyObject *sep = PyUnicode_FromString(
+                PyUnicode_Compare(key, cookie_key) == 0 ? "; " : ", ");
+            PyObject *joined = NULL, *left;
+            if (sep == NULL) {
+                Py_DECREF(text);
+                Py_DECREF(key);
+                goto error;
+            }
+            left = PyUnicode_Concat(old, sep);
+            Py_DECREF(sep);
+            if (left != NULL) {
+                joined = PyUnicode_Concat(left, text);
+                Py_DECREF(left);
+            }
+            Py_DECREF(text);
+            if (joined == NULL) {
+                Py_DECREF(key);
+                goto error;
+            }
+            text = joined;
+        } else if (old == NULL && PyErr_Occurred()) {
+            Py_DECREF(text);
+            Py_DECREF(key);
+            goto error;
+        }
+        if (PyDict_SetItem(entries, key, text) < 0) {
+            Py_DECREF(text);
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_DECREF(text);
+        Py_DECREF(key);
+    }
+    return entries;
+type_error:
+    PyErr_SetString(PyExc_TypeError, "a tuple of (bytes, bytes) pairs");
+error:
+    Py_DECREF(entries);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"environ_headers", (PyCFunction)environ_headers, METH_O,
+     "environ_headers(headers) -> dict of the WSGI environ entries of request headers"},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple | None"},
     {NULL, NULL, 0, NULL},
@@ -348,7 +475,11 @@ PyMODINIT_FUNC PyInit__h1scan(void) {
     version_11 = PyUnicode_InternFromString("1.1");
     version_10 = PyUnicode_InternFromString("1.0");
     names = PyDict_New();
-    if (version_11 == NULL || version_10 == NULL || names == NULL) return NULL;
+    env_keys = PyDict_New();
+    cookie_key = PyUnicode_InternFromString("HTTP_COOKIE");
+    if (cookie_key == NULL) return NULL;
+    if (version_11 == NULL || version_10 == NULL || names == NULL || env_keys == NULL)
+        return NULL;
     mod = PyModule_Create(&module);
     if (mod == NULL) return NULL;
     Py_INCREF(names);

@@ -282,3 +282,25 @@ def test_without_the_extension_the_answers_are_the_same(serve) -> None:  # type:
 def strip_date(response: bytes) -> bytes:
     return b"\r\n".join(line for line in response.split(b"\r\n")
                          if not line.lower().startswith(b"date:"))
+
+
+def test_environ_headers_in_c_are_the_python_entries() -> None:
+    """wsgi/environ.py's _header_entries and its C twin give the same dict, in the same
+    order, for seeded random field lists (repeats, Cookie, CONTENT_*, names with "_")."""
+    from betula.wsgi.environ import ENVIRON_HEADERS, _header_entries
+
+    assert ENVIRON_HEADERS is not None
+    rng = random.Random(7)
+    names = [b"host", b"cookie", b"content-type", b"content-length", b"accept", b"x_under",
+             b"x-a", b"X-Mixed", b"user-agent", b"a" * 40]
+    values = [b"", b"v", b"caf\xe9", b" a b ", b"\x01\x7f\xff", b"x" * 300]
+    for _ in range(2000):
+        headers = tuple((rng.choice(names), rng.choice(values))
+                        for _ in range(rng.randrange(12)))
+        got = ENVIRON_HEADERS(headers)
+        want = _header_entries(headers)
+        assert list(got.items()) == list(want.items()), headers
+    with pytest.raises(ValueError):
+        ENVIRON_HEADERS(((b"caf\xe9", b"v"),))  # the Python path takes such names
+    with pytest.raises(TypeError):
+        ENVIRON_HEADERS([(b"a", b"b")])
