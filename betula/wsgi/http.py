@@ -63,6 +63,9 @@ BODY_HIGH_WATER = 256 * 1024
 BODY_PREREAD = 64 * 1024
 # The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
 # standard one, the response may have a body).
+# Streamed chunks the app thread may hand over before the loop takes them (see _send).
+BATCH_CHUNKS = 64
+
 _STATUSES: BoundedCache[str, tuple[int, str | None, bool]] = BoundedCache(256)
 _BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -115,6 +118,11 @@ class WSGICycle:
     te_trailers = False
     # App-thread response state. _writable (an Event) exists once a response streams.
     _writable: threading.Event | None = None
+    # Chunks handed over and not yet taken by the loop (_send, _loop_write), under
+    # _batch_lock; _batch_posted: a _loop_write is on its way to take them.
+    _batch: list[tuple[tuple[int, str | None] | None, bytes]]
+    _batch_lock: threading.Lock
+    _batch_posted = False
     _status_line: str | None = None
     _headers: list[tuple[str, str]] | None = None
     _head_sent = False  # app-thread view: the head was handed to the loop
@@ -398,17 +406,30 @@ class WSGICycle:
         self._send(head, bytes(data))
 
     def _send(self, head: tuple[int, str | None] | None, data: bytes) -> None:
-        """Hand a chunk to the loop (with the head, for the first), first waiting while the
-        client is not reading."""
+        """Hand a chunk to the loop (with the head, for the first). Chunks the loop has not
+        taken yet wait in one batch, taken whole by one loop call (the loop writes a turn's
+        chunks in one write): a generator of small chunks costs one hand-over per batch,
+        not a thread switch per chunk. The thread waits while the client is not reading,
+        and when BATCH_CHUNKS wait untaken."""
         writable = self._writable
         if writable is None:
             writable = self._writable = threading.Event()
-        elif not writable.is_set():
+            writable.set()
+            self._batch_lock = threading.Lock()
+            self._batch = []
+        if not writable.is_set():
             writable.wait()
         if self.disconnected:
             raise OSError("client disconnected")
-        writable.clear()
-        self.loop.call_soon_threadsafe(self._loop_write, head, data)
+        with self._batch_lock:
+            batch = self._batch
+            batch.append((head, data))
+            post = not self._batch_posted
+            self._batch_posted = True
+            if len(batch) >= BATCH_CHUNKS:
+                writable.clear()  # (under the lock: the loop's set() comes after it)
+        if post:
+            self.loop.call_soon_threadsafe(self._loop_write)
 
     def _finish_whole(self, body: bytes) -> None:
         # The whole response crosses to the loop at once: the stream checks its headers
@@ -465,20 +486,27 @@ class WSGICycle:
         if not self.disconnected and not self.response_started:
             self.conn.send_informational(status, headers)
 
-    def _loop_write(self, head: tuple[int, str | None] | None, data: bytes) -> None:
+    def _loop_write(self) -> None:
+        """Take the app thread's batch of chunks (see _send) and send them."""
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+            self._batch_posted = False
         self.response_started = True
-        assert self._writable is not None
+        writable = self._writable
+        assert writable is not None
         if self.disconnected:
-            self._writable.set()
+            writable.set()
             return
         conn = self.conn
-        if head is not None:
-            conn.start_response(head[0], self._headers, False, head[1])
-        conn.send_data(data, False)
+        for head, data in batch:
+            if head is not None:
+                conn.start_response(head[0], self._headers, False, head[1])
+            conn.send_data(data, False)
         if conn.write_paused:
-            conn.add_drain_callback(self._writable.set)
+            writable.clear()
+            conn.add_drain_callback(writable.set)
         else:
-            self._writable.set()
+            writable.set()
 
     def _loop_respond(self, code: int, reason: str | None, body: bytes) -> None:
         conn = self.conn

@@ -74,6 +74,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     __slots__ = (
         # the current response (response.py)
         "held_head",
+        "held_out",
         "response_status",
         "response_bytes",
         "trailers_pending",
@@ -119,6 +120,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_limit_concurrency",
         "_url",
         "write_paused",
+        "_transport_paused",
+        "turn_paused",
         "client",
         "config",
         "cycle",
@@ -151,7 +154,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._parsing: Any = None  # the request whose body is being parsed
         self._closed = False
         self._read_paused = False
-        self.write_paused = False
+        self.write_paused = False  # the transport's, or the loop turn's (turn_paused)
+        self._transport_paused = False
+        self.turn_paused = False  # a stream sent HELD_CHUNKS this turn: it waits for the next
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[], None]] = []
         self._state = _IDLE
@@ -161,6 +166,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._upgrade_data = b""  # bytes read past an upgrade request (a WebSocket's first)
         self.iface_cache: Any = None  # per-connection data of the interface adapter
         self.held_head: bytes | None = None
+        self.held_out: list[bytes] = []  # body chunks written at the end of the loop turn
         self.trailers_pending = False
         self.response_status = self.response_bytes = 0
         self._in_head = False  # between the first byte of a request and its blank line
@@ -398,11 +404,20 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self._transport_paused = self.write_paused = True
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain()
+        self._transport_paused = False
+        if not self.turn_paused:
+            self.write_paused = False
+            self._wake_drain()
+
+    def end_turn_pause(self) -> None:
+        """The loop turn that paused a stream (turn_paused) ended: it may send again."""
+        self.turn_paused = False
+        if not self._transport_paused:
+            self.write_paused = False
+            self._wake_drain()
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -554,10 +569,19 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     # -- used by cycles ------------------------------------------------------------------
     def write(self, data: bytes | memoryview) -> None:
         if not self._closed:
+            out = self.held_out
+            if out:  # chunks held for the end of the loop turn go first, in the same write
+                out.append(data)  # type: ignore[arg-type]
+                data = b"".join(out)
+                out.clear()
             self.transport.write(data)  # type: ignore[union-attr]
 
     def writelines(self, parts: Any) -> None:
         if not self._closed:
+            out = self.held_out
+            if out:
+                self.transport.write(b"".join(out))  # type: ignore[union-attr]
+                out.clear()
             self.transport.writelines(parts)  # type: ignore[union-attr]
 
     def upgrade_to(self, handler: Any, method: bytes, url: bytes,
@@ -642,6 +666,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
 
     def close(self) -> None:
         if not self._closed:
+            if self.held_out:  # what the app sent goes before the close
+                self.write(b"")
             self._closed = True
             self.transport.close()  # type: ignore[union-attr]
 

@@ -30,6 +30,9 @@ _LENGTH_LINES: BoundedCache[int, bytes] = BoundedCache(4096)
 # Head and body up to this size are joined into one buffer; larger bodies go out with
 # writelines (one writev, no copy).
 JOIN_LIMIT = 16 * 1024
+# Streamed chunks held for the end of the loop turn (see _write_body): at most this many,
+# each under JOIN_LIMIT; more, or a bigger one, and they go out at once.
+HELD_CHUNKS = 64
 # Chunk size for file bodies that go through the transport (TLS, or a full socket buffer).
 FILE_CHUNK = 256 * 1024
 
@@ -46,6 +49,8 @@ class HTTP1Response:
     _closed: bool
     # The current response (reset by start_response).
     held_head: bytes | None  # the head, waiting for the first body bytes to go with them
+    held_out: list[bytes]  # streamed chunks, waiting for the end of the loop turn
+    turn_paused: bool  # HELD_CHUNKS sent this turn: the app's send() waits for the next
     response_status: int
     response_bytes: int  # body bytes sent so far (for the access log)
     _r_length: int | None  # the app's Content-Length, or the length framing settled on
@@ -140,9 +145,9 @@ class HTTP1Response:
             if cycle.te_trailers and trailer:
                 head += b"trailer: %b\r\n" % trailer
         self.held_head = head
-        held = shared.held_heads  # flushed once per loop turn if the app suspends
+        held = shared.held  # flushed once per loop turn if the app suspends
         if not held:
-            shared.loop.call_soon(shared.flush_heads)
+            shared.loop.call_soon(shared.flush_held)
         held.append(self)
 
     def send_data(self, body: bytes, end: bool) -> None:
@@ -192,6 +197,8 @@ class HTTP1Response:
         if head is not None:
             self.held_head = None
             self.write(head + self._framing(None if not end else count))
+        elif self.held_out:
+            self.write(b"")  # the chunks streamed before the file go first
         if self._r_no_body:
             if end:
                 self._finish_body()
@@ -217,6 +224,16 @@ class HTTP1Response:
             return
         self.held_head = None
         self.write(head + self._framing(None))
+
+    def flush_held(self) -> None:
+        """The end of a loop turn: the held head, and the chunks sent since, go out; a
+        stream paused for the turn may go on."""
+        if self.held_head is not None:
+            self.flush_head()
+        elif self.held_out:
+            self.write(b"")
+        if self.turn_paused:
+            self.end_turn_pause()
 
     def fail_response(self, status: int = 500, reason: str = "Internal Server Error") -> None:
         """Nothing of a response went out and none will: answer ``status`` and close."""
@@ -319,16 +336,38 @@ class HTTP1Response:
             if self._r_no_body or not length:
                 self.write(head)
             elif self._r_chunked:
-                self.write(b"%b%x\r\n%b\r\n" % (head, length, body))
+                frame = b"%b%x\r\n%b\r\n" % (head, length, body)
+                if end or length >= JOIN_LIMIT:
+                    self.write(frame)
+                else:  # the first streamed chunk: held (this connection is in shared.held)
+                    self.held_out.append(frame)
             elif length <= JOIN_LIMIT:
                 self.write(head + body)
             else:
                 self.writelines((head, body))
         elif length and not self._r_no_body:
-            if self._r_chunked:
-                self.write(b"%x\r\n%b\r\n" % (length, body))
+            frame = b"%x\r\n%b\r\n" % (length, body) if self._r_chunked else body
+            if end:
+                self.write(frame)
             else:
-                self.write(body)
+                # A streamed chunk (an SSE event, a token) waits for the end of the loop
+                # turn, with the others the app sends meanwhile: one write for them all
+                # instead of a send() each (measured: bench "stream", 200 events a response).
+                out = self.held_out
+                if not out:
+                    held = self.shared.held
+                    if not held:
+                        self.shared.loop.call_soon(self.shared.flush_held)
+                    held.append(self)
+                out.append(frame)
+                if len(out) >= HELD_CHUNKS:
+                    # Many in one turn: out now, and the app waits for the next turn (its
+                    # send() sees write_paused), so that one stream does not hold the
+                    # worker while others wait: each sends at most HELD_CHUNKS a turn.
+                    self.write(b"")
+                    self.turn_paused = self.write_paused = True
+                elif length >= JOIN_LIMIT:
+                    self.write(b"")  # a big one: out now
         self.response_bytes += length
         expected = self._r_length
         if expected is not None and self.response_bytes > expected and not self._r_no_body:
@@ -338,6 +377,8 @@ class HTTP1Response:
             self._finish_body()
 
     def _finish_body(self) -> None:
+        if self.held_out:
+            self.write(b"")  # before anything of the next response can be written
         expected = self._r_length
         if expected is not None and self.response_bytes < expected and not self._r_no_body:
             logger.error("response body shorter than its Content-Length (%d < %d)",

@@ -18,11 +18,11 @@ REPLAY_MAX = 1024
 
 class HTTP1Shared:
     """Per worker: the analysed heads and the heads kept for replay (``connection.py``),
-    the Date/Server lines (refreshed by the worker's tick), the heads held for the first
-    body bytes (flushed once per loop turn)."""
+    the Date/Server lines (refreshed by the worker's tick), the connections holding a head
+    for the first body bytes or streamed chunks (flushed once per loop turn)."""
 
     __slots__ = ("config", "loop", "head_cache", "replay_cache", "default_blocks",
-                 "default_headers", "held_heads")
+                 "default_headers", "held")
 
     def __init__(self, config: Any, loop: Any) -> None:
         self.config = config
@@ -32,7 +32,7 @@ class HTTP1Shared:
             BoundedCache(HEAD_CACHE_MAX)
         # Whole heads as bytes -> Replay (connection.py, data_received).
         self.replay_cache: BoundedCache[bytes, Any] = BoundedCache(REPLAY_MAX)
-        self.held_heads: list[Any] = []
+        self.held: list[Any] = []
         self.refresh_date()
 
     def refresh_date(self) -> None:
@@ -51,11 +51,13 @@ class HTTP1Shared:
     def error_response(self, status: int, reason: str, head: bool = False) -> bytes:
         return error_response(status, reason, self.default_headers, head)
 
-    def flush_heads(self) -> None:
-        """Send the heads of responses whose app suspended between start and body (a
-        response holds its head back so head and first body leave in one write); once per
-        loop turn for the whole batch."""
-        held, self.held_heads = self.held_heads, []
+    def flush_held(self) -> None:
+        """Send what responses hold back until the end of the loop turn: the heads of
+        responses whose app suspended between start and body (a response holds its head so
+        head and first body leave in one write), and streamed chunks (sent together); once
+        per loop turn for the whole batch."""
+        held, self.held = self.held, []
         for conn in held:
-            if conn.held_head is not None:  # most sent theirs with the body: no call for them
-                conn.flush_head()
+            # most sent their head with the body and hold no chunk: no call for them
+            if conn.held_head is not None or conn.held_out or conn.turn_paused:
+                conn.flush_held()
