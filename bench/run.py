@@ -1011,7 +1011,7 @@ def parse_args(argv: list[str] | None = None):
     )
     p.add_argument(
         "--scenarios",
-        default="hello,64k,post4k",
+        default="unique,fastapi,starlette,flask,django,stream,sse-starlette,hello,64k,post4k",
         help=f"comma-separated, from: {','.join(SCENARIOS)}",
     )
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
