@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from betula.protocols.h1.response import HELD_CHUNKS
-from tests.support.need import program
-from tests.support.server import ServerProcess
+from tests.support.syscalls import TracedServer
 from tests.support.wire import dechunk, read_response, recv_until, recv_until_closed, request
 
 APP = "tests.apps.stream_apps:app"
 CLOSE = ("Host: t", "Connection: close")
+WRITES = "write,writev,sendto,sendmsg"  # every way the loop may write to a socket
 
 
 def _events(n: int) -> bytes:
@@ -39,28 +36,23 @@ def _get(srv, target: str) -> bytes:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("iface", ["asgi", "wsgi"])
 def test_chunks_of_one_turn_leave_in_one_write(iface: str) -> None:
-    strace = program("strace", "apt-get install strace")
     args = [APP] if iface == "asgi" else ["tests.apps.stream_apps:wsgi_app", "--interface",
                                           "wsgi"]
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = Path(tmp) / "trace"
-        srv = ServerProcess([*args, "--port", "0"], command=[
-            strace, "-f", "--seccomp-bpf", "-qq", "-yy", "-e",
-            "trace=write,writev,sendto,sendmsg", "-e", "signal=none", "-o", str(trace),
-            sys.executable, "-m", "betula"])
+    srv = TracedServer([*args, "--port", "0"], lambda path: "/", calls=WRITES)
+    try:
         srv.start()
-        try:
-            with srv.connect() as sock:
-                port = sock.getsockname()[1]
-                sock.sendall(request("/burst?n=300", headers=CLOSE))
-                data = recv_until_closed(sock)
-        finally:
-            srv.stop()
-        head, _, body = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head
-        assert dechunk(body).body == _events(300)
-        calls = [line for line in trace.read_text().splitlines()
+        with srv.connect() as sock:
+            port = sock.getsockname()[1]
+            sock.sendall(request("/burst?n=300", headers=CLOSE))
+            data = recv_until_closed(sock)
+        srv.stop()  # every line of the trace is written by then
+        calls = [line for line in srv.trace_lines()
                  if re.search(rf"->127\.0\.0\.1:{port}\]>", line)]
+    finally:
+        srv.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert dechunk(body).body == _events(300)
     # 300 chunks (and the head and last chunk): a few writes, not 300. ASGI: the app sends
     # them all without suspending, HELD_CHUNKS a turn, one write a turn. (WSGI: the app
     # thread hands over what the loop has not taken yet in one batch: how many batches

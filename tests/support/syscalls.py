@@ -116,14 +116,15 @@ class TracedServer(ServerProcess):
     """
 
     def __init__(self, args: list[str], file_target: Callable[[str], str],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, calls: str = "sendfile") -> None:
+        """``calls``: the system calls traced (strace's ``trace=`` list)."""
         self._dir = tempfile.TemporaryDirectory(prefix="betula-strace-")
         self.trace_file = os.path.join(self._dir.name, "trace")
         strace = program("strace", "apt-get install strace")
         # --seccomp-bpf: only the traced call stops the server (not every system call); -qq
         # and signal=none: the trace holds calls only.
         super().__init__(args, env=env, command=[
-            strace, "-f", "--seccomp-bpf", "-qq", "-yy", "-e", "trace=sendfile",
+            strace, "-f", "--seccomp-bpf", "-qq", "-yy", "-e", f"trace={calls}",
             "-e", "signal=none", "-o", self.trace_file, sys.executable, "-m", "betula"])
         self.file_target = file_target
         self._pid: int | None = None
