@@ -53,10 +53,54 @@ static const char *method_names[N_METHODS] = {"GET", "HEAD", "POST", "PUT", "DEL
                                                "OPTIONS", "PATCH"};
 static PyObject *methods[N_METHODS];
 static PyObject *version_11, *version_10;
+/* A bounded memo in two generations, as betula/cache.py's BoundedCache: when the current
+ * dict holds max entries it becomes the previous one and a new one starts; a hit in the
+ * previous one moves back. Keys in use stay, keys unused for a generation go, and it never
+ * holds more than 2 * max entries. */
+typedef struct {
+    PyObject *cur, *prev;
+    Py_ssize_t max;
+} gencache;
+
+static int gen_init(gencache *c, Py_ssize_t max) {
+    c->cur = PyDict_New();
+    c->prev = PyDict_New();
+    c->max = max;
+    return (c->cur == NULL || c->prev == NULL) ? -1 : 0;
+}
+
+static int gen_put(gencache *c, PyObject *key, PyObject *value) {
+    if (PyDict_GET_SIZE(c->cur) >= c->max) {
+        PyObject *fresh = PyDict_New();
+        if (fresh == NULL) return -1;
+        Py_DECREF(c->prev);
+        c->prev = c->cur;
+        c->cur = fresh;
+    }
+    return PyDict_SetItem(c->cur, key, value);
+}
+
+/* a borrowed reference, or NULL (with an exception set only on an error) */
+static PyObject *gen_get(gencache *c, PyObject *key) {
+    PyObject *value = PyDict_GetItemWithError(c->cur, key);
+    if (value != NULL || PyErr_Occurred()) return value;
+    value = PyDict_GetItemWithError(c->prev, key);
+    if (value == NULL) return NULL;
+    Py_INCREF(value);
+    if (PyDict_DelItem(c->prev, key) < 0 || gen_put(c, key, value) < 0) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_DECREF(value);  /* the current generation holds it */
+    return PyDict_GetItemWithError(c->cur, key);
+}
+
 /* lowered field name -> the same bytes object, so that the names every request sends are
- * shared objects with their hash computed once (the adapters key dicts on them) */
-static PyObject *names;
+ * shared objects with their hash computed once (the adapters key dicts on them); names
+ * longer than NAME_CACHE_LEN are not kept (memory stays bounded: 2 x 512 short names) */
+static gencache names;
 #define NAMES_MAX 512
+#define NAME_CACHE_LEN 64
 
 static int ieq(const char *a, Py_ssize_t n, const char *lower) {
     Py_ssize_t i;
@@ -86,17 +130,14 @@ static PyObject *lowered_name(const char *p, Py_ssize_t n) {
         char c = p[i];
         s[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
     }
-    known = PyDict_GetItemWithError(names, name);
+    if (n > NAME_CACHE_LEN) return name;
+    known = gen_get(&names, name);
     if (known != NULL) {
         Py_INCREF(known);
         Py_DECREF(name);
         return known;
     }
-    if (PyErr_Occurred()) {
-        Py_DECREF(name);
-        return NULL;
-    }
-    if (PyDict_GET_SIZE(names) < NAMES_MAX && PyDict_SetItem(names, name, name) < 0) {
+    if (PyErr_Occurred() || gen_put(&names, name, name) < 0) {
         Py_DECREF(name);
         return NULL;
     }
@@ -155,12 +196,11 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
 
     if (nargs != 6 || !PyBytes_CheckExact(args[0])) Py_RETURN_NONE;
-    line_limit = PyLong_AsSsize_t(args[1]);
-    field_max = PyLong_AsSsize_t(args[2]);
-    section_max = PyLong_AsSsize_t(args[3]);
-    count_max = PyLong_AsSsize_t(args[4]);
-    body_limit = PyLong_AsSsize_t(args[5]);
-    if (PyErr_Occurred()) return NULL;
+    if ((line_limit = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()) return NULL;
+    if ((field_max = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred()) return NULL;
+    if ((section_max = PyLong_AsSsize_t(args[3])) == -1 && PyErr_Occurred()) return NULL;
+    if ((count_max = PyLong_AsSsize_t(args[4])) == -1 && PyErr_Occurred()) return NULL;
+    if ((body_limit = PyLong_AsSsize_t(args[5])) == -1 && PyErr_Occurred()) return NULL;
     d = PyBytes_AS_STRING(args[0]);
     size = PyBytes_GET_SIZE(args[0]);
     end = d + size;
@@ -329,7 +369,8 @@ error:
  * CONTENT_TYPE, CONTENT_LENGTH, HTTP_*), as wsgi/environ.py's _header_entries makes them:
  * names with "_" dropped, repeated HTTP_* fields joined with ", " ("; " for Cookie), a
  * repeated CONTENT_* the last one; values decoded as latin-1. */
-static PyObject *env_keys;  /* lowered name -> environ key ("" : dropped) */
+static gencache env_keys;  /* lowered name -> environ key ("" : dropped), names up to
+                           * NAME_CACHE_LEN */
 #define ENV_KEYS_MAX 1024
 
 static PyObject *cookie_key;  /* "HTTP_COOKIE" */
@@ -337,7 +378,7 @@ static PyObject *cookie_key;  /* "HTTP_COOKIE" */
 /* a new reference to the environ key of a lowered name; NULL with ValueError for a name
  * that is not ASCII (the Python path decides those) */
 static PyObject *env_key(PyObject *name) {
-    PyObject *key = PyDict_GetItemWithError(env_keys, name);
+    PyObject *key = gen_get(&env_keys, name);
     const char *s;
     Py_ssize_t n, i;
     char *out;
@@ -372,7 +413,7 @@ static PyObject *env_key(PyObject *name) {
         }
     }
     if (key == NULL) return NULL;
-    if (PyDict_GET_SIZE(env_keys) < ENV_KEYS_MAX && PyDict_SetItem(env_keys, name, key) < 0) {
+    if (n <= NAME_CACHE_LEN && gen_put(&env_keys, name, key) < 0) {
         Py_DECREF(key);
         return NULL;
     }
@@ -474,15 +515,11 @@ PyMODINIT_FUNC PyInit__h1scan(void) {
     }
     version_11 = PyUnicode_InternFromString("1.1");
     version_10 = PyUnicode_InternFromString("1.0");
-    names = PyDict_New();
-    env_keys = PyDict_New();
     cookie_key = PyUnicode_InternFromString("HTTP_COOKIE");
-    if (cookie_key == NULL) return NULL;
-    if (version_11 == NULL || version_10 == NULL || names == NULL || env_keys == NULL)
+    if (cookie_key == NULL || version_11 == NULL || version_10 == NULL
+        || gen_init(&names, NAMES_MAX) < 0 || gen_init(&env_keys, ENV_KEYS_MAX) < 0)
         return NULL;
     mod = PyModule_Create(&module);
     if (mod == NULL) return NULL;
-    Py_INCREF(names);
-    if (PyModule_AddObject(mod, "NAMES", names) < 0) return NULL;
     return mod;
 }

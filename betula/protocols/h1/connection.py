@@ -186,7 +186,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                         config.limit_request_fields or _UNLIMITED)
         # SCAN's arguments after the bytes: the request line limit, the three above, the
         # body limit (0: none, for the line and the body).
-        self._scan_limits = (config.limit_request_line, *self._limits, config.limit_request_body)
+        # (Clamped: the settings take any size, C takes 63 bits; 0 stays "none".)
+        self._scan_limits = tuple(min(limit, _UNLIMITED) for limit in (
+            config.limit_request_line, *self._limits, config.limit_request_body))
         self._heads = shared.head_cache
         self._replays = shared.replay_cache
         # --log-level trace logs the heads kept and replayed; asked here, not per request
@@ -265,13 +267,12 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                     scanned = SCAN(data, *self._scan_limits) if SCAN is not None else None
                     if scanned is not None:
                         entry = scanned_replay(scanned)
-                        how = "scanned"
-                        if admitted:
-                            self._keep_replay(key, entry)
+                        how = "scanned" if not admitted else "kept"  # (kept once served)
                     elif admitted:
                         record = end  # kept if llhttp accepts it and it qualifies
         if entry is not None:
-            self._replay(entry, data, end + 4, how)
+            if self._replay(entry, data, end + 4, how) and how == "kept":
+                self._keep_replay(key, entry)  # a head the checks let through, as llhttp's
         else:
             self._parse(data, record)
             if self._parsing is not None:  # a body is still to come (see check_timeouts)
@@ -362,12 +363,14 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                            "since are dropped next", REPLAY_MAX)
             logger.log(TRACE, "%s - head kept for replay: %r", _who(self.client), key)
 
-    def _replay(self, entry: Replay, data: bytes, start: int, how: str = "replayed") -> None:
+    def _replay(self, entry: Replay, data: bytes, start: int, how: str = "replayed") -> bool:
         """What llhttp's callbacks do for a whole message, for a head parsed before or read
-        by SCAN (``how``: "scanned"); the per-message parse state, _url, _body_bytes...,
-        is llhttp's alone: not touched."""
+        by SCAN (``how``: "scanned", or "kept": scanned, to be kept); the per-message parse
+        state, _url, _body_bytes..., is llhttp's alone: not touched. False when the head
+        was refused."""
         if self._trace:
-            logger.log(TRACE, "%s - head %s: %r", _who(self.client), how, data[:start - 4])
+            logger.log(TRACE, "%s - head %s: %r", _who(self.client),
+                       "scanned" if how == "kept" else how, data[:start - 4])
         try:
             head = entry.head
             self._head_complete(head, entry.method, entry.url, entry.version,
@@ -376,12 +379,13 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 self._parsing.feed_body(data[start:])
         except ProtocolError as err:
             self.send_error(err.status, err.reason)
-            return
+            return False
         except Exception:  # pragma: no cover - a bug in a cycle factory
             logger.exception("error while starting a request")
             self.send_error(500, "Internal Server Error")
-            return
+            return False
         self.on_message_complete()
+        return True
 
     def _check_open_head(self, data: bytes, begins: int) -> None:
         """httptools buffers a header line until its end: bound what one head may take even
@@ -707,7 +711,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             return cycle.is_head
         if self._completing is not None:  # refused while its head was checked
             return self._completing == b"HEAD"
-        return bool(self._url) and self.parser.get_method() == b"HEAD"
+        # llhttp's method is the request's only while llhttp reads its head (a replayed or
+        # scanned request leaves the last one llhttp parsed behind)
+        return self._in_head and bool(self._url) and self.parser.get_method() == b"HEAD"
 
     # -- timeouts (driven by the server's once-a-tick sweep, no per-request timers) -------
     def check_timeouts(self, now: float) -> None:
