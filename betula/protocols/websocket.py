@@ -84,9 +84,23 @@ def handshake_protocol(config: Any, select: Callable[[], str | None]) -> ServerP
         extensions.append(ServerPerMessageDeflateFactory(
             server_max_window_bits=12, client_max_window_bits=12,
             compress_settings={"memLevel": 5}))
-    return ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
-                          select_subprotocol=lambda _proto, _offered: select(),
-                          logger=_frames_logger)
+    return _ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
+                           select_subprotocol=lambda _proto, _offered: select(),
+                           logger=_frames_logger)
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' server protocol with one reading of RFC 6455 changed: a close frame in
+    the middle of a fragmented message (control frames may come between fragments, §5.4)
+    is a clean close that drops the unfinished message, where websockets fails the
+    connection with 1002 ("incomplete fragmented message"). Autobahn's case 7.1.5 (a
+    fragment, a close, the next fragment) expects the clean close; so do browsers, which
+    close a socket whatever was in flight."""
+
+    def recv_frame(self, frame: Any) -> None:
+        if frame.opcode is _CLOSE and self.current_size is not None:
+            self.current_size = None  # (websockets' count of the unfinished message)
+        super().recv_frame(frame)
 
 
 class BytePipe(Protocol):
