@@ -323,6 +323,20 @@ SETTINGS: tuple[Setting, ...] = (
             boolean=True),
     Setting("date_header", True, "Send a 'Date' header.", _bool, "http", boolean=True),
     # -- WebSocket -----------------------------------------------------------------------
+    Setting("http2", True, "Serve HTTP/2: over TLS when the client picks h2 (ALPN), in the clear "
+            "when it opens with the HTTP/2 preface (prior knowledge), on the same port as "
+            "HTTP/1.1.", _bool, "http2", boolean=True),
+    Setting("h2_max_concurrent_streams", 100, "Streams one HTTP/2 client may have open at once "
+            "(more are refused with REFUSED_STREAM).", _positive_int, "http2", metavar="N"),
+    Setting("h2_initial_window_size", 256 * KIB, "Bytes of request body one HTTP/2 stream may "
+            "send before the app reads them (flow control window, at most 2^31-1).",
+            lambda v: min(_positive_int(v), 2**31 - 1), "http2", metavar="BYTES"),
+    Setting("h2_max_frame_size", 16 * KIB, "Largest HTTP/2 frame payload the server takes "
+            "(16384 to 16777215).", lambda v: min(max(_positive_int(v), 16384), 16777215),
+            "http2", metavar="BYTES"),
+    Setting("h2_max_header_list_size", 64 * KIB, "Largest decoded HTTP/2 header list in bytes "
+            "(a bigger one ends the connection: an HPACK bomb).", _positive_int, "http2",
+            metavar="BYTES"),
     Setting("ws", "auto", "WebSocket support: 'auto' (or 'websockets') upgrades WebSocket "
             "requests to ASGI apps; 'none' answers them as plain HTTP.", _choice, "websocket",
             choices=("auto", "websockets", "none")),

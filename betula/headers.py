@@ -12,8 +12,10 @@ from typing import Any
 
 from .cache import BoundedCache
 
-__all__ = ["HOP_BY_HOP", "NO_BODY_STATUS", "checked_name", "checked_value", "content_length",
-           "is_token", "response_length"]
+__all__ = ["FIELD_LISTS", "HOP_BY_HOP", "NO_BODY_STATUS", "checked_fields", "checked_name",
+           "checked_value", "content_length", "is_token", "response_length"]
+
+Pairs = tuple[tuple[bytes, bytes], ...]
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1). The server owns
 # them: an app's Connection: close is honoured, the rest are dropped and re-derived.
@@ -87,3 +89,41 @@ def response_length(headers: Iterable[Any]) -> int | None:
                 raise RuntimeError(f"conflicting Content-Length values {length} and {given}")
             length = given
     return length
+
+
+# Header lists seen before (apps answer with the same ones over and over), keyed by the
+# tuple of the app's pairs -> (the checked pairs, the Content-Length or None).
+FIELD_LISTS: BoundedCache[tuple[Any, ...], tuple[Pairs, int | None]] = BoundedCache(1024)
+
+
+def checked_fields(headers: Iterable[Any]) -> tuple[Pairs, int | None]:
+    """An app's fields checked by the HTTP/1 rules (RuntimeError for a bad one): the pairs
+    as bytes, names lowered, hop-by-hop fields left out; and the Content-Length or None."""
+    key = None
+    if headers.__class__ is list and headers and headers[0].__class__ is tuple:  # type: ignore[attr-defined]
+        try:
+            key = tuple(headers)
+            cached = FIELD_LISTS.entries.get(key) or FIELD_LISTS.recall(key)
+        except TypeError:  # an unhashable pair further on: checked one by one
+            key = cached = None
+        if cached is not None:
+            return cached
+    pairs = []
+    length: int | None = None
+    for name, value in headers if key is None else key:
+        name = as_bytes(name)
+        value = as_bytes(value)
+        lowered = checked_name(name)
+        checked_value(name, value)
+        if lowered in HOP_BY_HOP:
+            continue
+        if lowered == b"content-length":
+            given = content_length(value)
+            if length is not None and length != given:
+                raise RuntimeError(f"conflicting Content-Length values {length} and {given}")
+            length = given
+        pairs.append((lowered, value))
+    result = (tuple(pairs), length)
+    if key is not None:
+        FIELD_LISTS.keep(key, result)
+    return result

@@ -152,5 +152,6 @@ def create_ssl_context(config: Any) -> ssl.SSLContext | None:
             ctx.set_ciphers(config.ssl_ciphers)
         except ssl.SSLError as exc:
             raise ListenerError(f"invalid TLS ciphers {config.ssl_ciphers!r}: {exc}") from None
-    ctx.set_alpn_protocols(["http/1.1"])
+    # h2 first where HTTP/2 is on: a client offering both gets it (RFC 7301)
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return ctx

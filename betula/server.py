@@ -21,6 +21,7 @@ from .endpoint import Endpoint
 from .hooks import call_hook
 from .listeners import describe
 from .protocols.h1 import HTTP1Connection, HTTP1Shared
+from .protocols.h2 import H2Shared, HTTP2Connection
 from .routing import Router
 from .state import WorkerState
 from .wsgi.pool import ThreadPool
@@ -55,7 +56,7 @@ class Worker:
     (``WorkerState``), the apps and which one answers (``Router``), what its HTTP/1
     connections share (``HTTP1Shared``) and the WSGI thread pool it owns."""
 
-    __slots__ = ("state", "router", "h1", "pool", "connection")
+    __slots__ = ("state", "router", "h1", "h2", "pool", "connection")
 
     def __init__(self, config: Any, endpoints: list[Endpoint] | Any,
                  loop: asyncio.AbstractEventLoop, interface: str = "asgi") -> None:
@@ -69,9 +70,13 @@ class Worker:
         self.router = Router(endpoints, self.state, websockets=config.ws != "none",
                              root_path=config.root_path)
         self.h1 = HTTP1Shared(config, loop)
+        # HTTP/2 on the same listeners (a connection starts as HTTP/1 and hands over).
+        self.h2 = H2Shared(config, loop) if config.http2 else None
+        h2 = functools.partial(HTTP2Connection, self.h2, self.state, self.router.http) \
+            if self.h2 is not None else None
         # The listeners' protocol factory: a new HTTP/1 connection.
         self.connection = functools.partial(HTTP1Connection, self.h1, self.state,
-                                            self.router.http, self.router.websocket)
+                                            self.router.http, self.router.websocket, h2)
 
 
 def new_event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
@@ -199,6 +204,8 @@ class Server:
             if second != last_date:
                 last_date = second
                 worker.h1.refresh_date()
+                if worker.h2 is not None:
+                    worker.h2.refresh_date()
                 if self.notify is not None:
                     self.notify(b"H")
                 if not recycling:

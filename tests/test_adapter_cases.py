@@ -13,8 +13,9 @@ Runners (``RUNNERS``: name -> fixture; a runner is anything with ``facts`` and
   body cut short is one whose framing never ended).
 - ``memory``: ``betula.exchange.run_exchange`` in this process: the real adapter over the
   in-memory stream, no socket.
-- ``h2``: to come with HTTP/2. Add a fixture that returns a runner and one line to
-  ``RUNNERS``; the cases stay as they are.
+- ``h2``: the same servers as ``http1`` (HTTP/2 by prior knowledge on the same port), the
+  ``h2`` library as the client (tests/support/h2client.py), a new connection per request:
+  the body as DATA frames (``chunks`` one frame each), 1xx as informational HEADERS.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 import pytest
 
 from betula.exchange import run_exchange
+from tests.support.h2client import H2Client
 from tests.adapter_cases import CASES, Case, resolve
 from tests.apps import adapter_case_apps as apps
 from tests.support.logs import new_id
@@ -236,11 +238,58 @@ def memory_runner() -> MemoryRunner:
     return MemoryRunner(run_exchange)
 
 
+# -- h2: the same servers, HTTP/2 by prior knowledge --------------------------------------------
+# Request fields HTTP/2 does not carry (RFC 9113 §8.2.2); TE only as "trailers".
+_CONNECTION_FIELDS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                      "upgrade", "host"}
+
+
+class H2Runner:
+    facts = {"http_version": "2", "server_protocol": "HTTP/2"}
+
+    def __init__(self, servers: dict[str, ServerProcess]) -> None:
+        self.servers = servers
+
+    def exchange(self, interface: str, request: Request) -> Outcome:
+        server = self.servers[interface]
+        headers = tuple((name.lower(), value) for name, value in request.headers
+                        if name.lower() not in _CONNECTION_FIELDS
+                        and (name.lower() != "te" or value.lower() == "trailers"))
+        if request.chunks is None and request.needs_length():
+            headers += (("content-length", str(len(request.body))),)
+        with H2Client(server.host, server.port) as client:
+            has_body = request.chunks is not None or request.needs_length()
+            sid = client.request(request.method, request.target, headers, authority=HOST,
+                                 body=request.body if has_body and request.chunks is None
+                                 else None, chunks=request.chunks)
+            result = client.results[sid]
+            try:
+                client.read_until(lambda: result.ended or result.reset is not None
+                                  or client.closed)
+            except AssertionError:
+                pass  # (a response never completed: the outcome says so)
+        return Outcome(
+            status=result.status or None,
+            headers=app_fields([(n, v) for n, v in result.headers if not n.startswith(b":")]),
+            body=result.body,
+            trailers=app_fields(result.trailers),
+            informational=[(status, app_fields([(n, v) for n, v in fields
+                                                if not n.startswith(b":")]))
+                           for status, fields in result.informational],
+            complete=result.ended and result.reset is None,
+        )
+
+
+@pytest.fixture(scope="module")
+def h2_runner(http1_runner: HTTP1Runner) -> H2Runner:
+    return H2Runner(http1_runner.servers)
+
+
 # -- the registry: runner name -> the fixture that gives it --------------------------------------
 RUNNERS: dict[str, str] = {
     "http1": "http1_runner",
     "memory": "memory_runner",
-    # "h2": "h2_runner",  (HTTP/2: a runner with facts {"http_version": "2", ...})
+    "h2": "h2_runner",
 }
 
 

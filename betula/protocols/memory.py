@@ -17,21 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from ..cache import BoundedCache
-from ..headers import (
-    HOP_BY_HOP,
-    NO_BODY_STATUS,
-    as_bytes,
-    checked_name,
-    checked_value,
-    content_length,
-)
+from ..headers import FIELD_LISTS, NO_BODY_STATUS, checked_fields
 from ..http_common import phrase
 
-__all__ = ["MemoryResponse", "MemoryStream", "checked_fields"]
+__all__ = ["MemoryResponse", "MemoryStream"]
 
 logger = logging.getLogger("betula.error")
 
@@ -70,44 +62,6 @@ class MemoryResponse:
         return (f"MemoryResponse(status={self.status}, headers={self.headers}, body={body!r}, "
                 f"trailers={self.trailers}, informational={self.informational}, "
                 f"complete={self.complete}, aborted={self.aborted}, failed={self.failed})")
-
-
-# Header lists seen before (apps answer with the same ones over and over), keyed by the
-# tuple of the app's pairs -> (the checked pairs, the Content-Length or None).
-_LISTS: BoundedCache[tuple[Any, ...], tuple[Pairs, int | None]] = BoundedCache(1024)
-
-
-def checked_fields(headers: Iterable[Any]) -> tuple[Pairs, int | None]:
-    """An app's fields checked by the HTTP/1 rules (RuntimeError for a bad one): the pairs
-    as bytes, names lowered, hop-by-hop fields left out; and the Content-Length or None."""
-    key = None
-    if headers.__class__ is list and headers and headers[0].__class__ is tuple:  # type: ignore[attr-defined]
-        try:
-            key = tuple(headers)
-            cached = _LISTS.entries.get(key) or _LISTS.recall(key)
-        except TypeError:  # an unhashable pair further on: checked one by one
-            key = cached = None
-        if cached is not None:
-            return cached
-    pairs = []
-    length: int | None = None
-    for name, value in headers if key is None else key:
-        name = as_bytes(name)
-        value = as_bytes(value)
-        lowered = checked_name(name)
-        checked_value(name, value)
-        if lowered in HOP_BY_HOP:
-            continue
-        if lowered == b"content-length":
-            given = content_length(value)
-            if length is not None and length != given:
-                raise RuntimeError(f"conflicting Content-Length values {length} and {given}")
-            length = given
-        pairs.append((lowered, value))
-    result = (tuple(pairs), length)
-    if key is not None:
-        _LISTS.keep(key, result)
-    return result
 
 
 class MemoryStream:
@@ -166,7 +120,7 @@ class MemoryStream:
         cached = None
         if headers.__class__ is list and headers and headers[0].__class__ is tuple:
             try:  # checked_fields' cache hit, inline (once a request)
-                cached = _LISTS.entries.get(tuple(headers))
+                cached = FIELD_LISTS.entries.get(tuple(headers))
             except TypeError:
                 pass
         pairs, length = cached or checked_fields(headers)

@@ -42,6 +42,9 @@ from .response import HTTP1Response
 from .shared import REPLAY_MAX
 from .upgrade import HTTP1WebSocket
 
+# The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge opens with it.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 if TYPE_CHECKING:  # pragma: no cover
     from ...state import WorkerState
     from .shared import HTTP1Shared
@@ -99,6 +102,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_in_head",
         "_limits",
         "_scan_limits",
+        "_h2",
+        "_maybe_h2",
+        "_preface",
         "_heads",
         "_body_limit",
         "_trailer_bytes",
@@ -137,8 +143,14 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     )
 
     def __init__(self, shared: HTTP1Shared, state: WorkerState, http: Callable[..., Any],
-                 websocket: Callable[..., Any] | None = None) -> None:
+                 websocket: Callable[..., Any] | None = None,
+                 h2: Callable[[], Any] | None = None) -> None:
         self.shared = shared
+        # A new HTTP/2 connection, to hand the transport to (ALPN h2, or the preface);
+        # None: HTTP/1.1 only. _maybe_h2: the first bytes are still to come.
+        self._h2 = h2
+        self._maybe_h2 = h2 is not None
+        self._preface = b""  # the start of a preface split across reads
         self.state = state
         self.config = shared.config
         self.loop = state.loop
@@ -217,6 +229,11 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self.sockname = _addr(transport.get_extra_info("sockname"))
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+            if self._h2 is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                    self._switch_to_h2(b"")
+                    return
         self._state = _IDLE
         self._state_since = self.state.clock
 
@@ -230,6 +247,18 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._wake_drain()
 
     def data_received(self, data: bytes) -> None:
+        if self._maybe_h2:
+            # The connection's first bytes: the HTTP/2 preface (prior knowledge) hands the
+            # connection over; anything else is HTTP/1.1 from here on.
+            if self._preface:
+                data, self._preface = self._preface + data, b""
+            if data[:1] == b"P" and PREFACE.startswith(data[:24]):
+                if len(data) >= 24:
+                    self._switch_to_h2(data)
+                else:
+                    self._preface = data  # more of the preface to come
+                return
+            self._maybe_h2 = False
         if self._closed or self._done_reading or self._pending_error is not None:
             if self._upgrade and not self._closed:
                 # Early frames, kept for the WebSocket; reading goes on (bounded) so that
@@ -605,6 +634,17 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
         self._read_paused = False
         protocol.attach(self.transport, data)  # resumes reading
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        """Hand the transport to a new HTTP/2 connection, with the bytes read so far; this
+        connection object is done."""
+        self._closed = True
+        self._maybe_h2 = False
+        self.state.connections.discard(self)
+        conn = self._h2()  # type: ignore[misc]
+        transport = self.transport
+        transport.set_protocol(conn)  # type: ignore[union-attr]
+        conn.begin(transport, self.scheme, self.client, self.sockname, data)
 
     def pause_reading(self) -> None:
         if not self._read_paused and not self._closed:

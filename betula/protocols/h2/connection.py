@@ -1,0 +1,342 @@
+"""HTTP/2 connection protocol (RFC 9113) on the ``h2`` state machine: frames in, request
+streams out to the same adapters HTTP/1.1 drives; each stream is an ``H2Stream``.
+
+Reached from the HTTP/1 connection on the same port: over TLS when ALPN picked ``h2``,
+in the clear when the client opens with the connection preface (prior knowledge). Output
+is written once per read and once per loop turn (``H2Shared.mark_dirty``), not per frame.
+
+Flow control both ways: the connection's receive window is granted whole at the start
+(CONNECTION_WINDOW) and credited as bytes arrive, so one stream whose app does not read
+never starves the others; each stream's window is credited as its app takes the body
+(``H2Stream.received``, ``resume_reading``). Response bytes wait in their stream's outbox
+for the client's windows (``blocked``, pumped on WINDOW_UPDATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error, ProtocolError
+from h2.settings import Settings
+from hyperframe.frame import GoAwayFrame
+
+from ...http_common import ProtocolError as HTTPError
+from .shared import CONNECTION_WINDOW
+from .stream import H2Stream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...state import WorkerState
+    from .shared import H2Shared
+
+__all__ = ["HTTP2Connection", "PREFACE"]
+
+logger = logging.getLogger("betula.error")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Fields of a request that describe the HTTP/1 connection, never sent over HTTP/2 (h2
+# refuses them on the way in).
+_PSEUDO = (b":method", b":path", b":scheme", b":authority", b":protocol")
+
+
+class HTTP2Connection(asyncio.Protocol):
+    """One HTTP/2 connection: the h2 state machine and its request streams."""
+
+    def __init__(self, shared: H2Shared, state: WorkerState, http: Any,
+                 websocket: Any = None) -> None:
+        self.shared = shared
+        self.state = state
+        self.config = shared.config
+        self.loop = state.loop
+        self._http_factory = http
+        self._ws_factory = websocket
+        self.h2 = H2Connection(config=shared.h2_config)
+        self.transport: Any = None
+        self.scheme = "http"
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int] | None = None
+        self.iface_cache: Any = None  # the adapter's per-connection template, for every stream
+        self.streams: dict[int, H2Stream] = {}
+        self.blocked: dict[int, H2Stream] = {}  # streams waiting for the client's window
+        self.transport_paused = False
+        self._dirty = False
+        self._closed = False
+        self._draining = False
+        self._goaway_id = 2**31 - 1  # streams above it are refused (graceful stop)
+        self._idle_since = state.loop.time() if state.loop is not None else 0.0
+        self._conn_unacked = 0
+
+    # -- the switch from HTTP/1 ------------------------------------------------------------
+    def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
+              data: bytes) -> None:
+        """Take over ``transport`` from the HTTP/1 connection (after ALPN or the preface),
+        with the bytes read so far."""
+        self.transport = transport
+        self.scheme = scheme
+        self.client = client
+        self.sockname = sockname
+        self.state.connections.add(self)
+        h2 = self.h2
+        # A new Settings object, not update(): h2 takes updated values only once the client
+        # acknowledges them, and would announce its defaults meanwhile.
+        h2.local_settings = Settings(client=False, initial_values=self.shared.settings)
+        h2.initiate_connection()
+        # What replacing the settings does not tell h2's own state (it takes them when the
+        # client acknowledges): the frame size and the header list bound it enforces.
+        h2.max_inbound_frame_size = self.config.h2_max_frame_size
+        h2.decoder.max_header_list_size = self.config.h2_max_header_list_size
+        h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.flush()
+        if data:
+            self.data_received(data)
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:  # pragma: no cover - see begin()
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.state.connections.discard(self)
+        for stream in list(self.streams.values()):
+            stream._lost()
+        self.streams.clear()
+        self.blocked.clear()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.transport_paused = True
+        for stream in self.streams.values():
+            stream.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.transport_paused = False
+        self.pump_blocked()
+        for stream in list(self.streams.values()):
+            if not stream._out_bytes and stream.write_paused:
+                stream.pump()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as exc:  # h2 has queued the GOAWAY with its error code
+            logger.info("%s - HTTP/2 protocol error: %s", _who(self.client), exc)
+            self.flush()
+            self.close()
+            return
+        starts = []
+        for event in events:
+            kind = event.__class__
+            if kind is DataReceived:
+                self._on_data(event)
+            elif kind is RequestReceived:
+                stream = self._on_request(event)
+                if stream is not None:
+                    starts.append(stream)
+            elif kind is StreamEnded:
+                self._on_end(event.stream_id)
+            elif kind is WindowUpdated:
+                if event.stream_id:
+                    stream = self.blocked.pop(event.stream_id, None)
+                    if stream is not None:
+                        stream.pump()
+                else:
+                    self.pump_blocked()
+            elif kind is StreamReset:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream._lost()
+            elif kind is RemoteSettingsChanged:
+                self.pump_blocked()
+            elif kind is TrailersReceived:
+                pass  # request trailers are dropped, as on HTTP/1.1
+            elif kind is ConnectionTerminated:
+                self.flush()
+                self.close()
+                return
+        for stream in starts:
+            cycle = stream.cycle
+            if cycle is not None and not cycle.started and not stream.done:
+                cycle.start()
+        self.flush()
+
+    # -- events ----------------------------------------------------------------------------
+    def _on_request(self, event: RequestReceived) -> H2Stream | None:
+        sid = event.stream_id
+        if sid > self._goaway_id or len(self.streams) >= self.shared.max_streams:
+            self._refuse(sid, ErrorCodes.REFUSED_STREAM)
+            return None
+        method = path = authority = b""
+        fields = []
+        for name, value in event.headers:
+            if name[0] == 58:  # ":"
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+            else:
+                fields.append((name, value))
+        if authority and not any(name == b"host" for name, _ in fields):
+            fields.insert(0, (b"host", authority))  # the ASGI spec: host from :authority
+        stream = H2Stream(self, sid)
+        self.streams[sid] = stream
+        stream.iface_cache = self.iface_cache
+        self._idle_since = 0.0
+        ended = event.stream_ended is not None
+        if method == b"CONNECT" or not path or (path[0] != 47 and path != b"*"):
+            stream.fail_response(501 if method == b"CONNECT" else 400,
+                                 "CONNECT is not supported" if method == b"CONNECT"
+                                 else "Invalid :path")
+            return None
+        if self.state.limit_concurrency and self.state.over_limit():
+            stream.fail_response(503, "Service Unavailable: too many connections")
+            return None
+        expect = any(name == b"expect" and value.lower() == b"100-continue"
+                     for name, value in fields)
+        try:
+            stream.cycle = self._http_factory(stream, method, path, tuple(fields), "2", True,
+                                              not ended, expect, True)
+        except HTTPError as err:  # --limit-concurrency and the like
+            stream.fail_response(err.status, err.reason)
+            return None
+        self.iface_cache = stream.iface_cache
+        return stream
+
+    def _on_data(self, event: DataReceived) -> None:
+        size = event.flow_controlled_length
+        # The connection's window: credited on arrival (each stream keeps to its own).
+        self._conn_unacked += size
+        if self._conn_unacked >= CONNECTION_WINDOW // 2:
+            self.h2.increment_flow_control_window(self._conn_unacked)
+            self._conn_unacked = 0
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.done and stream.cycle is None:
+            return  # a stream answered or refused: its data is dropped
+        stream.received(size)
+        limit = self.config.limit_request_body
+        if limit and stream.body_bytes > limit:
+            if stream.response_status == 0 and not stream.cycle.response_started:
+                stream.cycle.connection_lost()
+                stream.fail_response(413, "Request Entity Too Large")
+            stream.reset(ErrorCodes.CANCEL)
+            return
+        cycle = stream.cycle
+        if cycle is not None and not stream.done:
+            cycle.feed_body(event.data)
+
+    def _on_end(self, sid: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is None or stream.cycle is None:
+            return
+        cycle = stream.cycle
+        if not cycle.body_complete:
+            cycle.end_body()
+
+    def _refuse(self, sid: int, code: int) -> None:
+        try:
+            self.h2.reset_stream(sid, code)
+        except H2Error:
+            pass
+
+    # -- output ----------------------------------------------------------------------------
+    def mark_dirty(self) -> None:
+        if not self._dirty and not self._closed:
+            self._dirty = True
+            self.shared.mark_dirty(self)
+
+    def flush(self) -> None:
+        self._dirty = False
+        if self._closed:
+            return
+        data = self.h2.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def pump_blocked(self) -> None:
+        if self.transport_paused:
+            return
+        blocked, self.blocked = self.blocked, {}
+        for stream in blocked.values():
+            stream.pump()
+
+    def stream_sent(self, stream: H2Stream) -> None:
+        """END_STREAM is out for ``stream``."""
+        if stream.done:
+            self.stream_finished(stream)
+
+    def stream_finished(self, stream: H2Stream) -> None:
+        """``stream``'s exchange is over (its response complete and sent, or reset)."""
+        sid = stream.stream_id
+        if not stream._ended and not stream._closed:
+            return  # still sending (its outbox waits for window): not over yet
+        if self.streams.pop(sid, None) is None:
+            return
+        self.blocked.pop(sid, None)
+        cycle = stream.cycle
+        if cycle is not None and not cycle.body_complete and not stream._closed:
+            # The response is complete before the request body: stop the client sending
+            # (RFC 9113 §8.1).
+            self._refuse(sid, ErrorCodes.NO_ERROR)
+            self.mark_dirty()
+        if not self.streams:
+            self._idle_since = self.loop.time()
+            if self._draining:
+                self.flush()
+                self.close()
+
+    # -- the worker's calls ----------------------------------------------------------------
+    def check_timeouts(self, now: float) -> None:
+        if self._closed:
+            return
+        if not self.streams and self._idle_since and \
+                now - self._idle_since > self.config.timeout_keep_alive:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY naming the last stream taken; those finish, then close.
+        (Written by hand: h2's close_connection() would end every stream now.)"""
+        if self._closed or self._draining:
+            return
+        self._draining = True
+        self._goaway_id = self.h2.highest_inbound_stream_id
+        self.flush()
+        self.transport.write(GoAwayFrame(0, last_stream_id=self._goaway_id,
+                                         error_code=0).serialize())
+        for stream in list(self.streams.values()):
+            cycle = stream.cycle
+            if cycle is not None:
+                cycle.server_shutdown()
+        if not self.streams:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _who(client: Any) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"

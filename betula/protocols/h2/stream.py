@@ -1,0 +1,316 @@
+"""One HTTP/2 request stream: the ``Stream`` (``protocols/stream.py``) an adapter answers
+through, as it answers through an HTTP/1 connection.
+
+The response goes out as HEADERS and DATA frames through the connection's h2 state
+machine. Body bytes wait in the stream's outbox until the client's windows (this stream's
+and the connection's) let them go; ``write_paused`` is set while more than OUTBOX_HIGH
+bytes wait or the transport is paused, so the adapter's ``send()`` waits (``drain``).
+Request body: the connection credits the client's window as the app takes the body; a
+paused stream (the adapter holds enough) gets no credit until it resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
+from h2.exceptions import H2Error
+
+from ...headers import NO_BODY_STATUS, checked_fields
+from ...http_common import phrase
+from ..flow import WriteFlow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connection import HTTP2Connection
+
+__all__ = ["H2Stream"]
+
+logger = logging.getLogger("betula.error")
+
+# Response bytes a stream may hold for the client's window before send() waits.
+OUTBOX_HIGH = 64 * 1024
+FILE_CHUNK = 64 * 1024
+_STATUS = {}  # status -> its :status field
+
+
+def _status_field(status: int) -> tuple[bytes, bytes]:
+    field = _STATUS.get(status)
+    if field is None:
+        field = _STATUS[status] = (b":status", str(status).encode("ascii"))
+    return field
+
+
+class H2Stream(WriteFlow):
+    """A request stream of an ``HTTP2Connection``."""
+
+    __slots__ = ("conn", "h2", "stream_id", "cycle", "loop", "scheme", "client", "sockname",
+                 "iface_cache", "response_status", "response_bytes", "trailers_pending",
+                 "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
+                 "_out_bytes", "_end", "_ended", "_trailers", "_length", "_no_body",
+                 "_head_sent", "_paused", "_unacked", "body_bytes", "done", "_reset")
+
+    def __init__(self, conn: HTTP2Connection, stream_id: int) -> None:
+        self.conn = conn
+        self.h2 = conn.h2
+        self.stream_id = stream_id
+        self.cycle: Any = None
+        self.loop = conn.loop
+        self.scheme = conn.scheme
+        self.client = conn.client
+        self.sockname = conn.sockname
+        self.iface_cache: Any = None
+        self.response_status = 0
+        self.response_bytes = 0
+        self.trailers_pending = False
+        self.write_paused = conn.transport_paused
+        self._closed = False  # reset, or the connection is gone: nothing more goes out
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_callbacks: list[Callable[[], None]] = []
+        self._out: deque[memoryview] = deque()  # body bytes waiting for window
+        self._out_bytes = 0
+        self._end = False  # the body is complete (END_STREAM once the outbox is empty)
+        self._ended = False  # END_STREAM sent
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._length: int | None = None  # the app's Content-Length
+        self._no_body = False
+        self._head_sent = False
+        self._paused = False  # the adapter holds enough request body: no credit
+        self._unacked = 0  # request body bytes received and not yet credited back
+        self.body_bytes = 0  # request body bytes received
+        self.done = False  # the response is complete (or given up)
+        self._reset = False
+
+    # -- response --------------------------------------------------------------------------
+    def _fields(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
+        pairs, length = checked_fields(headers)
+        self._length = length
+        fields = [_status_field(status)]
+        fields.extend(pairs)
+        have = {name for name, _ in pairs} if pairs else ()
+        for field in self.conn.shared.default_fields:
+            if field[0] not in have:
+                fields.append(field)
+        return fields
+
+    def send_informational(self, status: int, headers: Any) -> None:
+        if self._closed or self._head_sent:
+            return
+        pairs = checked_fields(headers)[0] if headers else ()
+        self._call(self.h2.send_headers, self.stream_id, [_status_field(status), *pairs])
+
+    def respond(self, status: int, headers: Any, body: bytes, reason: str | None = None
+                ) -> None:
+        self.start_response(status, headers, False, reason)
+        self.send_data(body, True)
+
+    def start_response(self, status: int, headers: Any, trailers: bool = False,
+                       reason: str | None = None) -> None:
+        """The head goes out now (HTTP/2 has no reason phrase: ``reason`` is dropped)."""
+        cycle = self.cycle
+        fields = self._fields(status, headers)
+        self.response_status = status
+        self.response_bytes = 0
+        self._no_body = (cycle is not None and cycle.is_head) or status in NO_BODY_STATUS
+        self.trailers_pending = trailers
+        if self._closed:
+            return
+        self._head_sent = True
+        self._call(self.h2.send_headers, self.stream_id, fields)
+
+    def send_data(self, body: bytes, end: bool) -> None:
+        length = len(body)
+        if length and not self._no_body:
+            expected = self._length
+            if expected is not None and self.response_bytes + length > expected:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.response_bytes += length
+            if not self._closed:
+                self._out.append(memoryview(body))
+                self._out_bytes += length
+        if end:
+            expected = self._length
+            if expected is not None and self.response_bytes < expected and not self._no_body:
+                logger.error("response body shorter than its Content-Length (%d < %d)",
+                             self.response_bytes, expected)
+                self.cut_short()
+                return
+            if not self.trailers_pending:
+                self._end = True
+        if not self._closed:
+            self.pump()
+            if self._out_bytes > OUTBOX_HIGH:
+                self.write_paused = True
+
+    def send_trailers(self, headers: Any, end: bool = True) -> None:
+        pairs = checked_fields(headers)[0]
+        trailers = self._trailers
+        if trailers is None:
+            trailers = self._trailers = []
+        trailers.extend(pairs)
+        if end:
+            self.trailers_pending = False
+            self._end = True
+            if not self._closed:
+                self.pump()
+
+    async def send_file(self, fd: int, offset: int, count: int, end: bool) -> int:
+        """No sendfile on HTTP/2 (the bytes go in DATA frames): read and send in chunks,
+        waiting for the client's window."""
+        sent = 0
+        while sent < count and not self._closed:
+            chunk = os.pread(fd, min(FILE_CHUNK, count - sent), offset + sent)
+            if not chunk:
+                break
+            sent += len(chunk)
+            self.send_data(chunk, end and sent == count)
+            if self.write_paused:
+                await self.drain()
+        if sent < count and not self._closed:
+            self.cut_short()
+        elif end and count == 0:
+            self.send_data(b"", True)
+        return sent
+
+    def fail_response(self, status: int = 500, reason: str = "Internal Server Error") -> None:
+        body = f"{status} {phrase(status)}: {reason}\n".encode()
+        self.response_status = status
+        cycle = self.cycle
+        is_head = cycle is not None and cycle.is_head
+        fields = [(b"content-type", b"text/plain; charset=utf-8"),
+                  (b"content-length", str(len(body)).encode("ascii"))]
+        self.start_response(status, fields)
+        self.send_data(b"" if is_head else body, True)
+        self.response_bytes = 0
+        self._finished()
+
+    def cut_short(self) -> None:
+        """The response cannot complete: reset this stream (the others go on)."""
+        self.reset(ErrorCodes.INTERNAL_ERROR)
+
+    def end_for_shutdown(self) -> None:
+        """A graceful stop ends a streaming response: cleanly where its length allows."""
+        if self._length is None or self.response_bytes == self._length:
+            self.trailers_pending = False
+            self._end = True
+            self.pump()
+        else:
+            self.reset(ErrorCodes.CANCEL)
+
+    # -- sending ---------------------------------------------------------------------------
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except H2Error:  # the stream closed under us (the client reset it)
+            self._lost()
+            return
+        self.conn.mark_dirty()
+
+    def pump(self) -> None:
+        """Send what the windows allow; END_STREAM (or the trailers) once all is out."""
+        out = self._out
+        h2 = self.h2
+        sid = self.stream_id
+        try:
+            if out:
+                window = h2.local_flow_control_window(sid)
+                frame = h2.max_outbound_frame_size
+                while out and window > 0:
+                    chunk = out[0]
+                    size = min(len(chunk), window, frame)
+                    if size == len(chunk):
+                        out.popleft()
+                    else:
+                        out[0] = chunk[size:]
+                        chunk = chunk[:size]
+                    last = not out and self._end and self._trailers is None
+                    h2.send_data(sid, chunk.tobytes(), end_stream=last)
+                    window -= size
+                    self._out_bytes -= size
+                    if last:
+                        self._ended = True
+                self.conn.mark_dirty()
+                if out:
+                    self.conn.blocked[sid] = self
+            if not out and self._end and not self._ended:
+                self._ended = True
+                if self._trailers is not None:
+                    h2.send_headers(sid, self._trailers, end_stream=True)
+                else:
+                    h2.end_stream(sid)
+                self.conn.mark_dirty()
+        except H2Error:
+            self._lost()
+            return
+        if self.write_paused and self._out_bytes <= OUTBOX_HIGH \
+                and not self.conn.transport_paused:
+            self.write_paused = False
+            self._wake_drain()
+        if self._ended:
+            self.conn.stream_sent(self)
+
+    # -- request body flow control --------------------------------------------------------
+    def received(self, size: int) -> None:
+        """``size`` bytes of request body arrived (the connection credited its window)."""
+        self.body_bytes += size
+        self._unacked += size
+        if not self._paused and self._unacked >= self.conn.shared.window // 2:
+            self._credit()
+
+    def _credit(self) -> None:
+        unacked, self._unacked = self._unacked, 0
+        if unacked and not self._reset:
+            try:
+                self.h2.increment_flow_control_window(unacked, stream_id=self.stream_id)
+            except H2Error:  # the stream closed meanwhile: nothing to credit
+                return
+            self.conn.mark_dirty()
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._credit()
+
+    # -- the exchange's end ----------------------------------------------------------------
+    def cycle_done(self, handler: Any) -> None:
+        self.done = True
+        self._finished()
+
+    def body_finished(self, handler: Any) -> None:
+        self._finished()
+
+    def _finished(self) -> None:
+        self.done = True
+        self.conn.stream_finished(self)
+
+    def reset(self, code: int) -> None:
+        """End this stream with RST_STREAM ``code``; the app is told the client left."""
+        if not self._reset:
+            self._reset = True
+            if not self._ended:
+                try:
+                    self.h2.reset_stream(self.stream_id, code)
+                except H2Error:
+                    pass
+                self.conn.mark_dirty()
+        self._lost()
+
+    def _lost(self) -> None:
+        """The stream is over for the app: reset (by either side) or the connection gone."""
+        self._closed = True
+        self._reset = True
+        self._out.clear()
+        self._out_bytes = 0
+        self._wake_drain()
+        cycle = self.cycle
+        if cycle is not None and not cycle.disconnected:
+            cycle.connection_lost()
+        self.done = True
+        self.conn.stream_finished(self)

@@ -1,0 +1,217 @@
+"""HTTP/2 (issue 15, first slice): prior knowledge and ALPN on the HTTP/1.1 port, the same
+ASGI and WSGI adapters, concurrent streams, flow control both ways, resets, graceful stop.
+
+Clients: the ``h2`` library at the frame level (tests/support/h2client.py), ``httpx`` with
+HTTP/2 over TLS (ALPN), ``curl --http2-prior-knowledge``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import subprocess
+
+import httpx
+import pytest
+import trustme
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, StreamEnded
+from hyperframe.frame import DataFrame
+
+from tests.support.h2client import H2Client
+from tests.support.need import program
+from tests.support.tcp import wait_server_read
+from tests.support.wire import recv_until_closed, request
+
+APP = "tests.apps.h2_apps:app"
+WSGI = ("tests.apps.h2_apps:wsgi_app", "--interface", "wsgi")
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def client(srv, **kwargs) -> H2Client:  # type: ignore[no-untyped-def]
+    return H2Client(srv.host, srv.port, **kwargs)
+
+
+def test_prior_knowledge_and_http11_share_the_port(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    with client(srv) as h2:
+        result = h2.wait(h2.request("GET", "/scope?a=1"))
+    assert result.status == 200
+    scope = json.loads(result.body)
+    assert scope["http_version"] == "2"
+    assert (scope["method"], scope["scheme"], scope["path"], scope["query_string"]) == \
+        ("GET", "http", "/scope", "a=1")
+    assert scope["headers"][0] == ["host", "test"]  # from :authority, first (ASGI spec)
+    assert recv_until_closed_http11(srv).startswith(b"HTTP/1.1 200")
+
+
+def recv_until_closed_http11(srv) -> bytes:  # type: ignore[no-untyped-def]
+    with srv.connect() as sock:
+        sock.sendall(request("/fast", headers=("Host: t", "Connection: close")))
+        return recv_until_closed(sock)
+
+
+def test_without_http2_the_preface_is_http11s(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP, "--no-http2")
+    with srv.connect() as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        data = recv_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 505") or data.startswith(b"HTTP/1.1 400"), data
+
+
+def test_a_preface_split_across_reads_is_taken(serve) -> None:  # type: ignore[no-untyped-def]
+    """The preface in two reads (the server sees a first read of 5 bytes: it waits for the
+    second before reading its first bytes as TCP_NODELAY sends them)."""
+    srv = serve(APP)
+    conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    data = conn.data_to_send()
+    with srv.connect() as sock:
+        sock.sendall(data[:5])
+        wait_server_read(sock)  # the 5 bytes are read by the server before the rest comes
+        sock.sendall(data[5:])
+        conn.send_headers(1, [(b":method", b"GET"), (b":path", b"/cookies"),
+                              (b":scheme", b"http"), (b":authority", b"t")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        body, ended = b"", False
+        sock.settimeout(10)
+        while not ended:
+            chunk = sock.recv(65536)
+            assert chunk, "closed"
+            for event in conn.receive_data(chunk):
+                if isinstance(event, DataReceived):
+                    body += event.data
+                elif isinstance(event, StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    assert body == b"ok"
+
+
+def test_repeated_response_fields_arrive_intact(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    with client(srv) as h2:
+        result = h2.wait(h2.request("GET", "/cookies"))
+    assert result.header(b"set-cookie") == [b"a=1", b"b=2; Path=/", b"c=3"]
+    assert result.header(b"x-multi") == [b"one", b"two"]
+    assert result.header(b"date") and result.header(b"server") == [b"betula"]
+
+
+def test_request_bodies_reach_the_app(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    body = bytes(range(256)) * 2000  # 512 KB: more than the stream's first window
+    with client(srv) as h2:
+        sid = h2.request("POST", "/echo", body=body)
+        result = h2.wait(sid)
+    assert result.status == 200 and result.body == body
+
+
+def test_streams_of_one_connection_run_concurrently(serve) -> None:  # type: ignore[no-untyped-def]
+    """Stream 1 waits until stream 3 has been answered: served one after the other, it
+    would never end."""
+    srv = serve(APP)
+    with client(srv) as h2:
+        held = h2.request("GET", "/hold?id=c1")
+        release = h2.request("GET", "/release?id=c1")
+        assert h2.wait(release).body == b"released"
+        assert h2.wait(held).body == b"held c1"
+
+
+def test_responses_wait_for_the_clients_window(serve) -> None:  # type: ignore[no-untyped-def]
+    """A client granting 1000 bytes a stream gets 1000 until it credits more (h2 itself
+    fails the client on a window violation), then the rest; two streams share the
+    connection's window and both finish."""
+    srv = serve(APP)
+    with client(srv, window=1000, auto_credit=False) as h2:
+        one = h2.request("GET", "/big?n=100000")
+        two = h2.request("GET", "/big?n=50000")
+        h2.read_until(lambda: len(h2.results[one].body) == 1000
+                      and len(h2.results[two].body) == 1000)
+        h2.credit(4000, one)
+        h2.read_until(lambda: len(h2.results[one].body) == 5000)
+        assert len(h2.results[two].body) == 1000
+        for sid, size in ((one, 100000), (two, 50000)):
+            h2.credit(size, sid)
+        h2.credit(200000)  # the connection's window too
+        assert h2.wait(one).body == b"x" * 100000
+        assert h2.wait(two).body == b"x" * 50000
+    assert srv.wait_for_log(r"big: sent 100000")
+
+
+def test_a_reset_stream_tells_the_app_and_spares_the_others(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    with client(srv) as h2:
+        sid = h2.request("GET", "/wait-disconnect?id=r1")
+        h2.read_until(lambda: h2.results[sid].body == b"first")
+        h2.reset(sid)
+        assert srv.wait_for_log(r"disconnect r1")
+        assert h2.wait(h2.request("GET", "/cookies")).status == 200
+
+
+def test_data_for_a_finished_stream_does_no_harm(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    with client(srv) as h2:
+        sid = h2.request("GET", "/cookies")
+        h2.wait(sid)
+        frame = DataFrame(sid)
+        frame.data = b"late"
+        frame.flags.add("END_STREAM")
+        h2.sock.sendall(frame.serialize())
+        assert h2.wait(h2.request("GET", "/cookies")).status == 200
+
+
+def test_graceful_stop_sends_goaway_ends_the_stream_then_closes(serve) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while a stream streams: GOAWAY names it as the last stream taken, its app
+    is told the client is gone (as on HTTP/1.1), the stream ends, the connection closes."""
+    srv = serve(APP, "--timeout-graceful-shutdown", "10")
+    with client(srv) as h2:
+        sid = h2.request("GET", "/wait-disconnect?id=g1")
+        h2.read_until(lambda: h2.results[sid].body == b"first")
+        srv.send_signal(signal.SIGTERM)
+        h2.read_until(lambda: h2.goaway is not None)
+        assert h2.goaway.last_stream_id == sid and h2.goaway.error_code == 0
+        result = h2.results[sid]
+        h2.read_until(lambda: h2.closed)
+        assert result.ended or result.reset is not None
+    assert srv.wait_for_log(r"disconnect g1")
+    assert srv.wait_exit() == 0
+
+
+def test_wsgi_over_http2(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(*WSGI)
+    with client(srv) as h2:
+        env = json.loads(h2.wait(h2.request("GET", "/environ?q=1")).body)
+        posted = h2.wait(h2.request("POST", "/echo", body=b"w" * 300000))
+    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert (env["REQUEST_METHOD"], env["PATH_INFO"], env["QUERY_STRING"], env["HTTP_HOST"]) \
+        == ("GET", "/environ", "q=1", "test")
+    assert posted.body == b"w" * 300000
+    assert posted.header(b"set-cookie") == [b"w=1", b"v=2"]
+
+
+def test_curl_prior_knowledge(serve) -> None:  # type: ignore[no-untyped-def]
+    curl = program("curl", "apt-get install curl")
+    srv = serve(APP)
+    out = subprocess.run([curl, "-s", "--http2-prior-knowledge", "-d", "curl body",
+                          f"http://{srv.host}:{srv.port}/echo", "-w", "\\n%{http_version}"],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    assert out == "curl body\n2"
+
+
+def test_alpn_h2_over_tls_with_httpx(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(keyfile)
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    srv = serve(APP, "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with httpx.Client(http2=True, verify=context) as http:
+        response = http.get(f"https://127.0.0.1:{srv.port}/scope")
+        assert response.http_version == "HTTP/2"
+        assert json.loads(response.content)["scheme"] == "https"
+    with httpx.Client(http2=False, verify=context) as http:  # ALPN http/1.1 still served
+        assert http.get(f"https://127.0.0.1:{srv.port}/scope").http_version == "HTTP/1.1"
