@@ -17,7 +17,9 @@ import pytest
 import trustme
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.errors import ErrorCodes
 from h2.events import DataReceived, StreamEnded
+from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
 from tests.support.h2client import H2Client
@@ -177,6 +179,25 @@ def test_graceful_stop_sends_goaway_ends_the_stream_then_closes(serve) -> None: 
         assert result.ended or result.reset is not None
     assert srv.wait_for_log(r"disconnect g1")
     assert srv.wait_exit() == 0
+
+
+def test_a_stream_over_the_limit_is_refused_alone(serve) -> None:  # type: ignore[no-untyped-def]
+    """--h2-max-concurrent-streams 2: the SETTINGS say 2; a third open stream gets
+    REFUSED_STREAM (RFC 9113 §5.1.2) and the two go on; then a new stream is served."""
+    srv = serve(APP, "--h2-max-concurrent-streams", "2")
+    with client(srv) as h2:
+        h2.ignore_stream_limit()
+        assert h2.conn.remote_settings[SettingCodes.MAX_CONCURRENT_STREAMS] == 2
+        one = h2.request("GET", "/hold?id=l1")
+        two = h2.request("GET", "/hold?id=l2")
+        assert srv.wait_for_log(r"holding l2")
+        three = h2.request("GET", "/release?id=l1")
+        h2.read_until(lambda: h2.results[three].reset is not None)
+        assert h2.results[three].reset == ErrorCodes.REFUSED_STREAM
+        assert not h2.results[one].ended and not h2.results[two].ended
+    with client(srv) as other:  # releases them from another connection
+        assert other.wait(other.request("GET", "/release?id=l1")).body == b"released"
+        assert other.wait(other.request("GET", "/release?id=l2")).body == b"released"
 
 
 def test_wsgi_over_http2(serve) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,12 @@ import h2.events
 import h2.settings
 
 
+class _Unlimited(h2.settings.Settings):
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2**31 - 1
+
+
 @dataclass
 class Result:
     """What came back on one stream."""
@@ -92,6 +98,11 @@ class H2Client:
             self._flush()
             if not view:
                 return
+
+    def ignore_stream_limit(self) -> None:
+        """Open streams past the server's MAX_CONCURRENT_STREAMS (h2 would refuse to)."""
+        self.read_until(lambda: self.conn.remote_settings.max_concurrent_streams < 2**32)
+        self.conn.remote_settings.__class__ = _Unlimited
 
     def reset(self, sid: int) -> None:
         self.conn.reset_stream(sid, 8)  # CANCEL

@@ -52,6 +52,18 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _PSEUDO = (b":method", b":path", b":scheme", b":authority", b":protocol")
 
 
+class _Settings(Settings):
+    """The settings Betula announces, with h2's own stream limit lifted: one stream over
+    MAX_CONCURRENT_STREAMS is a connection error in h2 (GOAWAY, every stream lost), where
+    RFC 9113 §5.1.2 refuses that stream only (REFUSED_STREAM, which a client may retry):
+    the connection counts and refuses (``_on_request``). The SETTINGS frame still carries
+    the real value (h2 sends the mapping's items, not this property)."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2**31 - 1
+
+
 class HTTP2Connection(asyncio.Protocol):
     """One HTTP/2 connection: the h2 state machine and its request streams."""
 
@@ -92,7 +104,7 @@ class HTTP2Connection(asyncio.Protocol):
         h2 = self.h2
         # A new Settings object, not update(): h2 takes updated values only once the client
         # acknowledges them, and would announce its defaults meanwhile.
-        h2.local_settings = Settings(client=False, initial_values=self.shared.settings)
+        h2.local_settings = _Settings(client=False, initial_values=self.shared.settings)
         h2.initiate_connection()
         # What replacing the settings does not tell h2's own state (it takes them when the
         # client acknowledges): the frame size and the header list bound it enforces.
