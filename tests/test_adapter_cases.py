@@ -29,9 +29,9 @@ from typing import Any, Protocol
 import pytest
 
 from betula.exchange import run_exchange
-from tests.support.h2client import H2Client
 from tests.adapter_cases import CASES, Case, resolve
 from tests.apps import adapter_case_apps as apps
+from tests.support.h2client import H2Client
 from tests.support.logs import new_id
 from tests.support.server import ServerProcess
 from tests.support.wire import RawReader
