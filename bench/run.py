@@ -55,7 +55,7 @@ HOST = "127.0.0.1"
 
 # Installed into the peers venv, never into Betula's dependencies.
 PEER_PACKAGES = ["uvicorn[standard]", "httptools", "uvloop", "granian", "gunicorn", "wsproto",
-                 "fastapi", "starlette", "flask", "django"]
+                 "fastapi", "starlette", "flask", "django", "hypercorn"]
 
 # App target per interface: the same routes and bodies in both.
 APP_TARGETS = {
@@ -200,6 +200,12 @@ def _granian_argv(venv: Path, port: int, app: str) -> list[str]:
     ]
 
 
+def _granian_h2_argv(venv: Path, port: int, app: str) -> list[str]:
+    argv = _granian_argv(venv, port, app)
+    argv[argv.index("--http") + 1] = "2"
+    return argv
+
+
 def _granian_wsgi_argv(venv: Path, port: int, app: str) -> list[str]:
     # Choices (checked against `granian --help` and granian/server/common.py,
     # granian 2.x):
@@ -263,6 +269,15 @@ SERVERS: dict[str, Server] = {
         Server("betula", "asgi", _betula_argv, family="betula", needs_venv=False),
         Server("uvicorn", "asgi", _uvicorn_argv, distribution="uvicorn"),
         Server("granian", "asgi", _granian_argv, distribution="granian"),
+        # HTTP/2 peers (the h2-* scenarios, h2c by prior knowledge): granian with its HTTP/2
+        # stack only (its default "auto" answers HTTP/1.1 too; --http 2 is its h2 mode),
+        # and hypercorn (h2 on the h2 library, as Betula).
+        Server("granian-h2", "asgi", _granian_h2_argv, distribution="granian",
+               executable="granian"),
+        Server("hypercorn", "asgi", lambda v, p, a: [
+            str(v / "bin" / "hypercorn"), "--bind", f"{HOST}:{p}", "--workers", "1",
+            "--worker-class", "uvloop", "--log-level", "warning", a],
+            distribution="hypercorn"),
         # The framing libraries compared on the echo benchmark inside one server: uvicorn's
         # default WebSocket stack is websockets' sans-I/O protocol (as Betula's); this one
         # runs the same uvicorn on wsproto.
@@ -403,6 +418,30 @@ SCENARIOS: dict[str, dict] = {
             "lua": None,
             "connections": 32,
             "check": ("GET", None, STREAM_BODY),
+            "interfaces": ("asgi",),
+        },
+        # HTTP/2 in the clear by prior knowledge (issue 15), driven by h2load (nghttp2-client):
+        # 64 connections x 10 concurrent streams; p99 from h2load's per-request log.
+        {
+            "name": "h2-hello",
+            "path": "/",
+            "tool": "h2load",
+            "check": ("H2", None, HELLO_BODY),
+            "interfaces": ("asgi",),
+        },
+        {
+            "name": "h2-64k",
+            "path": "/64k",
+            "tool": "h2load",
+            "check": ("H2", None, BIG_BODY),
+            "interfaces": ("asgi",),
+        },
+        {
+            "name": "h2-post4k",
+            "path": "/echo",
+            "tool": "h2load",
+            "post": POST_BODY,
+            "check": ("H2", POST_BODY, POST_BODY),
             "interfaces": ("asgi",),
         },
         {
@@ -567,7 +606,12 @@ class Running:
             if rc is not None:
                 return f"exited with code {rc} before answering"
             try:
-                http_request(self.port, "GET", "/", None)
+                if self.server.name.endswith("-h2"):  # HTTP/2 only: an h2 request answers
+                    parsed, text = run_h2load(self.port, "/", 5, 1, 0, requests=1)
+                    if parsed is None or parsed["non_2xx"]:
+                        raise OSError(text.strip()[-200:])
+                else:
+                    http_request(self.port, "GET", "/", None)
                 return None
             except (OSError, http.client.HTTPException) as exc:
                 last_err = f"{type(exc).__name__}: {exc}"
@@ -739,8 +783,70 @@ def run_wsload(port: int, path: str, duration: int, connections: int,
     }, text
 
 
+H2_STREAMS = 10  # concurrent streams per connection (h2load -m)
+
+
+def run_h2load(port: int, path: str, duration: int, connections: int, cpu: int,
+               body: bytes | None = None, requests: int | None = None) -> tuple[dict | None, str]:
+    """h2load over h2c (prior knowledge): req/s, and p50/p99 from its per-request log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log_file = Path(tmp) / "requests.log"
+        cmd = ["taskset", "-c", str(cpu), "h2load", f"-c{connections}", f"-m{H2_STREAMS}",
+               "-t1", f"--log-file={log_file}"]
+        if requests is not None:
+            cmd += ["-n", str(requests)]
+        else:
+            cmd += ["-D", str(duration)]
+        if body is not None:
+            data = Path(tmp) / "body"
+            data.write_bytes(body)
+            cmd += ["-d", str(data)]
+        cmd.append(f"http://{HOST}:{port}{path}")
+        try:
+            out = _capture(cmd, timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            return None, "h2load timed out"
+        text = out.stdout + out.stderr
+        m = re.search(r"finished in ([\d.]+)[mu]?s, ([\d.]+) req/s", text)
+        done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                         r"(\d+) failed, (\d+) errored", text)
+        codes = re.search(r"status codes: (\d+) 2xx", text)
+        if out.returncode != 0 or not m or not done:
+            return None, f"h2load exited {out.returncode}: {text.strip()[-500:]}"
+        times = sorted(int(line.split()[2]) for line in log_file.read_text().splitlines()
+                       if len(line.split()) >= 3)
+    if not times:
+        return None, f"h2load logged no request: {text.strip()[-300:]}"
+    ok = int(codes.group(1)) if codes else 0
+    succeeded = int(done.group(3))
+    return {
+        "rps": float(m.group(2)), "requests": succeeded,
+        "p50_ms": times[len(times) // 2] / 1000, "p99_ms": times[int(len(times) * 0.99)] / 1000,
+        "p90_ms": times[int(len(times) * 0.9)] / 1000, "avg_ms": None,
+        "non_2xx": max(0, succeeded - ok),  # (-D: 2xx counts streams cut at the end too)
+        "socket_errors": {"connect": 0, "read": int(done.group(4)) + int(done.group(5)),
+                          "write": 0, "timeout": 0},
+    }, text
+
+
+def check_h2(port: int, scen: dict) -> str | None:
+    """One request over h2c (h2load -n1): a 2xx, and the body's size as expected."""
+    _method, body, expected = scen["check"]
+    parsed, text = run_h2load(port, scen["path"], 10, 1, 0, body, requests=1)
+    if parsed is None:
+        return text
+    if parsed["non_2xx"] or parsed["requests"] != 1:
+        return f"h2load: not one 2xx answer: {text.strip()[-300:]}"
+    size = re.search(r"traffic: .*?(\d+) \(\d+\) data", text)
+    if size and int(size.group(1)) != len(expected):
+        return f"h2 body of {size.group(1)} bytes, expected {len(expected)}"
+    return None
+
+
 def check_scenario(port: int, scen: dict) -> str | None:
     method, body, expected = scen["check"]
+    if method == "H2":
+        return check_h2(port, scen)
     if method == "WS":
         try:
             got = ws_echo_check(port, body)
@@ -792,10 +898,12 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
         url_base = f"http://{HOST}:{port}"
         if args.warmup > 0:
             log(f"{server.name}: warm-up {args.warmup}s")
-            if any(s.get("tool") != "wsload" for s in scenarios):
+            if any(s.get("tool") is None for s in scenarios):
                 run_wrk(url_base + "/", args.warmup, args.connections, args.client_cpu, None)
             if any(s.get("tool") == "wsload" for s in scenarios):
                 run_wsload(port, "/ws", args.warmup, args.connections, args.client_cpu)
+            if any(s.get("tool") == "h2load" for s in scenarios):
+                run_h2load(port, "/", args.warmup, args.connections, args.client_cpu)
 
         for scen in scenarios:
             if server.interface not in scen["interfaces"]:
@@ -812,6 +920,9 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
             if tool == "wsload":
                 parsed, text = run_wsload(port, scen["path"], args.duration, args.connections,
                                           args.client_cpu)
+            elif tool == "h2load":
+                parsed, text = run_h2load(port, scen["path"], args.duration, args.connections,
+                                          args.client_cpu, scen.get("post"))
             else:
                 parsed, text = run_wrk(
                     url_base + scen["path"],
