@@ -22,6 +22,7 @@ from h2.events import DataReceived, StreamEnded
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
+from betula.protocols.h2.connection import RESET_BURST
 from tests.support.h2client import H2Client
 from tests.support.need import program
 from tests.support.tcp import wait_server_read
@@ -198,6 +199,37 @@ def test_a_stream_over_the_limit_is_refused_alone(serve) -> None:  # type: ignor
     with client(srv) as other:  # releases them from another connection
         assert other.wait(other.request("GET", "/release?id=l1")).body == b"released"
         assert other.wait(other.request("GET", "/release?id=l2")).body == b"released"
+
+
+def test_rapid_reset_ends_the_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    """CVE-2023-44487: streams opened and reset at once, over and over, end with GOAWAY
+    ENHANCE_YOUR_CALM (the server stops starting work it never finishes); a client that
+    resets a few streams is served as before."""
+    srv = serve(APP)
+    with client(srv) as calm:  # a few resets: fine
+        for _ in range(20):
+            calm.reset(calm.request("GET", "/wait-disconnect?id=calm"))
+        assert calm.wait(calm.request("GET", "/cookies")).status == 200
+    with client(srv) as attacker:
+        for _ in range(RESET_BURST + 100):  # far faster than RESET_RATE refills
+            if attacker.closed or attacker.goaway is not None:
+                break
+            sid = attacker.conn.get_next_available_stream_id()
+            attacker.conn.send_headers(sid, [(b":method", b"GET"),
+                                             (b":path", b"/wait-disconnect?id=x"),
+                                             (b":scheme", b"http"), (b":authority", b"t")],
+                                       end_stream=True)
+            attacker.conn.reset_stream(sid, ErrorCodes.CANCEL)
+            try:
+                attacker.sock.sendall(attacker.conn.data_to_send())
+            except OSError:
+                break
+        attacker.read_until(lambda: attacker.goaway is not None or attacker.closed)
+        assert attacker.goaway is not None
+        assert attacker.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert srv.wait_for_log(r"rapid reset")
+    with client(srv) as after:  # the server is fine
+        assert after.wait(after.request("GET", "/cookies")).status == 200
 
 
 def test_wsgi_over_http2(serve) -> None:  # type: ignore[no-untyped-def]

@@ -47,6 +47,13 @@ __all__ = ["HTTP2Connection", "PREFACE"]
 logger = logging.getLogger("betula.error")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Rapid reset (CVE-2023-44487): a client that opens streams and resets them before their
+# answer makes the server start work it never finishes. Each such reset takes a token from
+# a bucket of RESET_BURST that refills at RESET_RATE a second; an empty bucket ends the
+# connection (GOAWAY ENHANCE_YOUR_CALM). A browser cancelling navigations and downloads
+# stays far below.
+RESET_BURST = 200
+RESET_RATE = 100.0
 # Fields of a request that describe the HTTP/1 connection, never sent over HTTP/2 (h2
 # refuses them on the way in).
 _PSEUDO = (b":method", b":path", b":scheme", b":authority", b":protocol")
@@ -90,6 +97,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._goaway_id = 2**31 - 1  # streams above it are refused (graceful stop)
         self._idle_since = state.loop.time() if state.loop is not None else 0.0
         self._conn_unacked = 0
+        self._reset_tokens = float(RESET_BURST)
+        self._reset_time = 0.0
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
@@ -174,6 +183,8 @@ class HTTP2Connection(asyncio.Protocol):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._lost()
+                    if not self._reset_allowed():
+                        return
             elif kind is RemoteSettingsChanged:
                 self.pump_blocked()
             elif kind is TrailersReceived:
@@ -261,6 +272,22 @@ class HTTP2Connection(asyncio.Protocol):
         cycle = stream.cycle
         if not cycle.body_complete:
             cycle.end_body()
+
+    def _reset_allowed(self) -> bool:
+        """A client reset of an unanswered stream: take a token (see RESET_BURST); none
+        left: GOAWAY ENHANCE_YOUR_CALM and close."""
+        now = self.loop.time()
+        tokens = min(RESET_BURST, self._reset_tokens + (now - self._reset_time) * RESET_RATE)
+        self._reset_time = now
+        if tokens < 1:
+            logger.warning("%s - HTTP/2 client reset streams faster than %d a second: closing "
+                           "(rapid reset)", _who(self.client), RESET_RATE)
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.flush()
+            self.close()
+            return False
+        self._reset_tokens = tokens - 1
+        return True
 
     def _refuse(self, sid: int, code: int) -> None:
         try:
