@@ -26,7 +26,7 @@ from betula.protocols.h2.connection import RESET_BURST
 from tests.support.h2client import H2Client
 from tests.support.need import program
 from tests.support.tcp import wait_server_read
-from tests.support.wire import recv_until_closed, request
+from tests.support.wire import recv_until, recv_until_closed, request
 
 APP = "tests.apps.h2_apps:app"
 WSGI = ("tests.apps.h2_apps:wsgi_app", "--interface", "wsgi")
@@ -230,6 +230,74 @@ def test_rapid_reset_ends_the_connection(serve) -> None:  # type: ignore[no-unty
     assert srv.wait_for_log(r"rapid reset")
     with client(srv) as after:  # the server is fine
         assert after.wait(after.request("GET", "/cookies")).status == 200
+
+
+def _upgrade_request(settings: bytes, path: str = "/scope", extra: str = "") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            f"Upgrade: h2c\r\nHTTP2-Settings: {settings.decode()}\r\n{extra}\r\n").encode()
+
+
+def test_upgrade_h2c_answers_the_request_on_stream_1(serve) -> None:  # type: ignore[no-untyped-def]
+    """RFC 7540 §3.2: 101, then the first request's answer on stream 1 over HTTP/2, and
+    the connection goes on as HTTP/2."""
+    srv = serve(APP)
+    conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    settings = conn.initiate_upgrade_connection()
+    with srv.connect() as sock:
+        sock.sendall(_upgrade_request(settings))
+        head = recv_until(sock, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
+        rest = head.partition(b"\r\n\r\n")[2]
+        sock.sendall(conn.data_to_send())  # the preface and SETTINGS
+        streams: dict[int, bytes] = {}
+        ended: set[int] = set()
+
+        def feed(data: bytes) -> None:
+            for event in conn.receive_data(data):
+                if isinstance(event, DataReceived):
+                    streams[event.stream_id] = streams.get(event.stream_id, b"") + event.data
+                elif isinstance(event, StreamEnded):
+                    ended.add(event.stream_id)
+            sock.sendall(conn.data_to_send())
+
+        if rest:
+            feed(rest)
+        sock.settimeout(10)
+        while 1 not in ended:
+            feed(sock.recv(65536))
+        scope = json.loads(streams[1])
+        assert scope["http_version"] == "2" and scope["path"] == "/scope"
+        names = [name for name, _ in scope["headers"]]
+        assert "upgrade" not in names and "http2-settings" not in names
+        assert "connection" not in names and names[0] == "host"
+        sid = conn.get_next_available_stream_id()  # the connection is HTTP/2 now
+        conn.send_headers(sid, [(b":method", b"GET"), (b":path", b"/cookies"),
+                                (b":scheme", b"http"), (b":authority", b"t")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        while sid not in ended:
+            feed(sock.recv(65536))
+        assert streams[sid] == b"ok"
+
+
+@pytest.mark.parametrize("settings, extra", [
+    (b"!!not base64!!", ""),  # HTTP2-Settings that do not decode
+    (b"AAMAAABkAAQAAP__", "Content-Length: 2\r\n"),  # a body: answered as HTTP/1.1
+], ids=["bad-settings", "with-body"])
+def test_an_upgrade_that_cannot_be_done_is_answered_as_http11(serve, settings, extra) -> None:  # type: ignore[no-untyped-def]
+    srv = serve(APP)
+    with srv.connect() as sock:
+        sock.sendall(_upgrade_request(settings, "/echo", extra) + (b"hi" if extra else b""))
+        data = recv_until(sock, b"\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200"), data
+
+
+def test_curl_upgrades_with_h2c(serve) -> None:  # type: ignore[no-untyped-def]
+    curl = program("curl", "apt-get install curl")
+    srv = serve(APP)
+    out = subprocess.run([curl, "-s", "--http2", f"http://{srv.host}:{srv.port}/cookies",
+                          "-w", "\n%{http_version}"], capture_output=True, text=True,
+                         timeout=20, check=True).stdout
+    assert out == "ok\n2"
 
 
 def test_wsgi_over_http2(serve) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from ...headers import is_token
 from ...http_common import ProtocolError
 from ...logs import TRACE
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
+from .h2c import SWITCHING, Upgrade, h2c_upgrade
 from .head import (
     HEAD_CACHE_BYTES,
     SCAN,
@@ -105,6 +106,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_h2",
         "_maybe_h2",
         "_preface",
+        "_h2c",
         "_heads",
         "_body_limit",
         "_trailer_bytes",
@@ -151,6 +153,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._h2 = h2
         self._maybe_h2 = h2 is not None
         self._preface = b""  # the start of a preface split across reads
+        self._h2c: Upgrade | None = None  # an Upgrade: h2c to do once llhttp stops
         self.state = state
         self.config = shared.config
         self.loop = state.loop
@@ -323,6 +326,11 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
+            if self._h2c is not None and self._state == _BUSY:  # Upgrade: h2c, checked
+                self.transport.write(SWITCHING)  # type: ignore[union-attr]
+                upgrade, self._h2c = self._h2c, None
+                self._switch_to_h2(data[exc.args[0]:] if exc.args else b"", upgrade)
+                return
             # The parser stops at an upgrade request. A WebSocket cycle may take the
             # connection over (upgrade_to) with the bytes that followed; any other request
             # is answered as plain HTTP, then the connection closes.
@@ -523,6 +531,13 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 raise ProtocolError(505, "HTTP Version Not Supported")
         method = parser.get_method()
         if head.upgrade:
+            if self._h2 is not None and self.scheme == "http" and not head.has_body \
+                    and self.cycle is None and not self.pipeline and self._served == 0:
+                self._h2c = h2c_upgrade(method, self._url, head.headers)
+                if self._h2c is not None:
+                    self._head_complete(head, method, self._url, version, parser_keep_alive,
+                                        False, h2c=True)
+                    return
             websocket = parser.should_upgrade() and _wants_websocket(head.headers)
         else:
             websocket = False
@@ -531,7 +546,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._head_complete(head, method, self._url, version, parser_keep_alive, websocket)
 
     def _head_complete(self, head: HeadInfo, method: bytes, url: bytes, version: str,
-                       parser_keep_alive: bool, websocket: bool) -> None:
+                       parser_keep_alive: bool, websocket: bool, h2c: bool = False) -> None:
         """A request's head is complete and parsed: check it and start its handler."""
         self._completing = method  # (a refusal of a HEAD request has no body)
         if head.error is not None:
@@ -561,6 +576,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
             keep_alive = False  # the server is stopping: this request is the last
         if self._limit_concurrency and self.state.over_limit():
             raise ProtocolError(503, "Service Unavailable: too many connections")
+        if h2c:  # checked like any head; stream 1 of the HTTP/2 connection answers it
+            self._completing = None
+            self._state = _BUSY
+            return
         factory = self._http_factory
         if websocket and self._ws_factory is not None:
             factory = self._ws_factory
@@ -635,16 +654,16 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self._read_paused = False
         protocol.attach(self.transport, data)  # resumes reading
 
-    def _switch_to_h2(self, data: bytes) -> None:
-        """Hand the transport to a new HTTP/2 connection, with the bytes read so far; this
-        connection object is done."""
+    def _switch_to_h2(self, data: bytes, upgrade: Upgrade | None = None) -> None:
+        """Hand the transport to a new HTTP/2 connection, with the bytes read so far (and
+        the request an Upgrade: h2c made stream 1); this connection object is done."""
         self._closed = True
         self._maybe_h2 = False
         self.state.connections.discard(self)
         conn = self._h2()  # type: ignore[misc]
         transport = self.transport
         transport.set_protocol(conn)  # type: ignore[union-attr]
-        conn.begin(transport, self.scheme, self.client, self.sockname, data)
+        conn.begin(transport, self.scheme, self.client, self.sockname, data, upgrade)
 
     def pause_reading(self) -> None:
         if not self._read_paused and not self._closed:

@@ -102,9 +102,10 @@ class HTTP2Connection(asyncio.Protocol):
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
-              data: bytes) -> None:
-        """Take over ``transport`` from the HTTP/1 connection (after ALPN or the preface),
-        with the bytes read so far."""
+              data: bytes, upgrade: Any = None) -> None:
+        """Take over ``transport`` from the HTTP/1 connection (after ALPN, the preface or
+        an ``Upgrade: h2c``: then ``upgrade`` is the request stream 1 answers, with the
+        client's settings), with the bytes read so far."""
         self.transport = transport
         self.scheme = scheme
         self.client = client
@@ -114,12 +115,17 @@ class HTTP2Connection(asyncio.Protocol):
         # A new Settings object, not update(): h2 takes updated values only once the client
         # acknowledges them, and would announce its defaults meanwhile.
         h2.local_settings = _Settings(client=False, initial_values=self.shared.settings)
-        h2.initiate_connection()
+        if upgrade is None:
+            h2.initiate_connection()
+        else:
+            h2.initiate_upgrade_connection(upgrade.settings)
         # What replacing the settings does not tell h2's own state (it takes them when the
         # client acknowledges): the frame size and the header list bound it enforces.
         h2.max_inbound_frame_size = self.config.h2_max_frame_size
         h2.decoder.max_header_list_size = self.config.h2_max_header_list_size
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        if upgrade is not None:
+            self._upgraded(upgrade)
         self.flush()
         if data:
             self.data_received(data)
@@ -242,6 +248,17 @@ class HTTP2Connection(asyncio.Protocol):
             return None
         self.iface_cache = stream.iface_cache
         return stream
+
+    def _upgraded(self, upgrade: Any) -> None:
+        """Stream 1: the HTTP/1.1 request that asked for the upgrade (no body)."""
+        stream = H2Stream(self, 1)
+        self.streams[1] = stream
+        stream.iface_cache = self.iface_cache
+        self._idle_since = 0.0
+        stream.cycle = self._http_factory(stream, upgrade.method, upgrade.url,
+                                          upgrade.headers, "2", True, False, False, True)
+        self.iface_cache = stream.iface_cache
+        stream.cycle.start()
 
     def _on_data(self, event: DataReceived) -> None:
         size = event.flow_controlled_length
