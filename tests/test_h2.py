@@ -22,7 +22,7 @@ from h2.events import DataReceived, StreamEnded
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
-from betula.protocols.h2.connection import RESET_BURST
+from betula.protocols.h2.connection import CONTROL_BURST, RESET_BURST
 from tests.support.h2client import H2Client
 from tests.support.need import program
 from tests.support.tcp import wait_server_read
@@ -230,6 +230,33 @@ def test_rapid_reset_ends_the_connection(serve) -> None:  # type: ignore[no-unty
     assert srv.wait_for_log(r"rapid reset")
     with client(srv) as after:  # the server is fine
         assert after.wait(after.request("GET", "/cookies")).status == 200
+
+
+@pytest.mark.parametrize("frame", ["ping", "settings", "empty-data"])
+def test_control_frame_floods_end_the_connection(serve, frame: str) -> None:  # type: ignore[no-untyped-def]
+    """PING and SETTINGS floods (each makes the server answer) and empty DATA frames (each
+    makes it do nothing) end with GOAWAY ENHANCE_YOUR_CALM; a few are fine."""
+    srv = serve(APP)
+    with client(srv) as h2:
+        sid = h2.request("POST", "/echo", end=False)
+        for n in range(CONTROL_BURST + 500):
+            if frame == "ping":
+                h2.conn.ping(n.to_bytes(8, "big"))
+            elif frame == "settings":
+                h2.conn.update_settings({SettingCodes.MAX_HEADER_LIST_SIZE: 65536 + n % 2})
+            else:
+                h2.conn.send_data(sid, b"")
+            if n == 10:  # a few: the connection still serves
+                h2.sock.sendall(h2.conn.data_to_send())
+                assert h2.wait(h2.request("GET", "/cookies")).status == 200
+            data = h2.conn.data_to_send()
+            try:
+                h2.sock.sendall(data)
+            except OSError:
+                break
+        h2.read_until(lambda: h2.goaway is not None or h2.closed)
+        assert h2.goaway is not None and h2.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert srv.wait_for_log(r"\(flood\)")
 
 
 def _upgrade_request(settings: bytes, path: str = "/scope", extra: str = "") -> bytes:

@@ -23,11 +23,14 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    PingReceived,
+    PriorityUpdated,
     RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
     StreamReset,
     TrailersReceived,
+    UnknownFrameReceived,
     WindowUpdated,
 )
 from h2.exceptions import H2Error, ProtocolError
@@ -54,6 +57,11 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # stays far below.
 RESET_BURST = 200
 RESET_RATE = 100.0
+# Floods (PING and SETTINGS, which make the server answer; empty DATA, PRIORITY and unknown
+# frames, which make it do nothing): each takes a token of a bucket of CONTROL_BURST that
+# refills at CONTROL_RATE a second; an empty bucket ends the connection the same way.
+CONTROL_BURST = 1000
+CONTROL_RATE = 200.0
 # Fields of a request that describe the HTTP/1 connection, never sent over HTTP/2 (h2
 # refuses them on the way in).
 _PSEUDO = (b":method", b":path", b":scheme", b":authority", b":protocol")
@@ -99,6 +107,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._conn_unacked = 0
         self._reset_tokens = float(RESET_BURST)
         self._reset_time = 0.0
+        self._control_tokens = float(CONTROL_BURST)
+        self._control_time = 0.0
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
@@ -171,6 +181,9 @@ class HTTP2Connection(asyncio.Protocol):
         for event in events:
             kind = event.__class__
             if kind is DataReceived:
+                if not event.flow_controlled_length and event.stream_ended is None \
+                        and not self._control_allowed():
+                    return  # an empty DATA frame does nothing: counted as a flood
                 self._on_data(event)
             elif kind is RequestReceived:
                 stream = self._on_request(event)
@@ -192,7 +205,13 @@ class HTTP2Connection(asyncio.Protocol):
                     if not self._reset_allowed():
                         return
             elif kind is RemoteSettingsChanged:
+                if not self._control_allowed():
+                    return
                 self.pump_blocked()
+            elif kind is PingReceived or kind is PriorityUpdated \
+                    or kind is UnknownFrameReceived:
+                if not self._control_allowed():
+                    return
             elif kind is TrailersReceived:
                 pass  # request trailers are dropped, as on HTTP/1.1
             elif kind is ConnectionTerminated:
@@ -297,14 +316,30 @@ class HTTP2Connection(asyncio.Protocol):
         tokens = min(RESET_BURST, self._reset_tokens + (now - self._reset_time) * RESET_RATE)
         self._reset_time = now
         if tokens < 1:
-            logger.warning("%s - HTTP/2 client reset streams faster than %d a second: closing "
-                           "(rapid reset)", _who(self.client), RESET_RATE)
-            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
-            self.flush()
-            self.close()
+            self._calm_down("reset streams", RESET_RATE, "rapid reset")
             return False
         self._reset_tokens = tokens - 1
         return True
+
+    def _control_allowed(self) -> bool:
+        """A PING, SETTINGS, PRIORITY, unknown or empty DATA frame: take a token (see
+        CONTROL_BURST); none left: GOAWAY ENHANCE_YOUR_CALM and close."""
+        now = self.loop.time()
+        tokens = min(CONTROL_BURST,
+                     self._control_tokens + (now - self._control_time) * CONTROL_RATE)
+        self._control_time = now
+        if tokens < 1:
+            self._calm_down("sent control frames", CONTROL_RATE, "flood")
+            return False
+        self._control_tokens = tokens - 1
+        return True
+
+    def _calm_down(self, what: str, rate: float, name: str) -> None:
+        logger.warning("%s - HTTP/2 client %s faster than %d a second: closing (%s)",
+                       _who(self.client), what, rate, name)
+        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+        self.flush()
+        self.close()
 
     def _refuse(self, sid: int, code: int) -> None:
         try:
