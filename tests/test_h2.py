@@ -12,6 +12,7 @@ import signal
 import ssl
 import subprocess
 
+import hpack
 import httpx
 import pytest
 import trustme
@@ -20,7 +21,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import DataReceived, StreamEnded
 from h2.settings import SettingCodes
-from hyperframe.frame import DataFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
 
 from betula.protocols.h2.connection import CONTROL_BURST, RESET_BURST
 from tests.support.h2client import H2Client
@@ -257,6 +258,34 @@ def test_control_frame_floods_end_the_connection(serve, frame: str) -> None:  # 
         h2.read_until(lambda: h2.goaway is not None or h2.closed)
         assert h2.goaway is not None and h2.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     assert srv.wait_for_log(r"\(flood\)")
+
+
+def test_a_continuation_flood_ends_the_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    """HEADERS without END_HEADERS, then CONTINUATION frames without end (CVE-2024-27316's
+    kind): the connection ends early (h2 counts them) and nothing is buffered past that;
+    other clients are served."""
+    srv = serve(APP)
+    with client(srv) as h2:
+        encoder = hpack.Encoder()
+        frame = HeadersFrame(1)
+        frame.data = encoder.encode([(b":method", b"GET"), (b":path", b"/cookies"),
+                                     (b":scheme", b"http"), (b":authority", b"t")])
+        frame.flags.add("END_STREAM")
+        h2.sock.sendall(frame.serialize())
+        sent = 0
+        for _ in range(2000):  # 32 MB if all were taken
+            more = ContinuationFrame(1)
+            more.data = encoder.encode([(b"x-pad", b"a" * 16000)])
+            try:
+                h2.sock.sendall(more.serialize())
+            except OSError:
+                break
+            sent += 1
+        assert sent < 2000
+        h2.read_until(lambda: h2.goaway is not None or h2.closed)
+    assert srv.wait_for_log(r"HTTP/2 protocol error: Too many continuation frames")
+    with client(srv) as other:
+        assert other.wait(other.request("GET", "/cookies")).status == 200
 
 
 def _upgrade_request(settings: bytes, path: str = "/scope", extra: str = "") -> bytes:
