@@ -288,6 +288,19 @@ def test_a_continuation_flood_ends_the_connection(serve) -> None:  # type: ignor
         assert other.wait(other.request("GET", "/cookies")).status == 200
 
 
+def test_a_stalled_request_body_times_out_alone(serve) -> None:  # type: ignore[no-untyped-def]
+    """--timeout-request-body: a stream whose body stops arriving gets a 408 (and the app
+    is told the client left); the connection and its other streams go on."""
+    srv = serve(APP, "--timeout-request-body", "1")
+    with client(srv) as h2:
+        sid = h2.request("POST", "/echo", (("content-length", "10"),), body=b"12345",
+                         end=False)
+        result = h2.wait(sid, timeout=15)
+        assert result.status == 408, result
+        assert h2.wait(h2.request("GET", "/cookies")).status == 200
+    assert srv.wait_for_log(r"request body timed out")
+
+
 def _upgrade_request(settings: bytes, path: str = "/scope", extra: str = "") -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             f"Upgrade: h2c\r\nHTTP2-Settings: {settings.decode()}\r\n{extra}\r\n").encode()

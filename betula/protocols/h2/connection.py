@@ -395,11 +395,28 @@ class HTTP2Connection(asyncio.Protocol):
 
     # -- the worker's calls ----------------------------------------------------------------
     def check_timeouts(self, now: float) -> None:
+        """Once a tick: an idle connection past --timeout-keep-alive gets GOAWAY; a stream
+        whose body stopped arriving for --timeout-request-body gets a 408 (RST_STREAM
+        once its response has begun)."""
         if self._closed:
             return
         if not self.streams and self._idle_since and \
                 now - self._idle_since > self.config.timeout_keep_alive:
             self.shutdown()
+            return
+        limit = self.config.timeout_request_body
+        for stream in list(self.streams.values()):
+            if stream.waits_for_body and now - stream.body_since > limit:
+                logger.info("%s - HTTP/2 stream %d: request body timed out",
+                            _who(self.client), stream.stream_id)
+                cycle = stream.cycle
+                if not cycle.response_started and stream.response_status == 0:
+                    cycle.connection_lost()
+                    stream.fail_response(408, "Request Timeout")
+                    self._refuse(stream.stream_id, ErrorCodes.NO_ERROR)
+                else:
+                    stream.reset(ErrorCodes.CANCEL)
+                self.mark_dirty()
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY naming the last stream taken; those finish, then close.

@@ -52,7 +52,8 @@ class H2Stream(WriteFlow):
                  "iface_cache", "response_status", "response_bytes", "trailers_pending",
                  "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
                  "_out_bytes", "_end", "_ended", "_trailers", "_length", "_no_body",
-                 "_head_sent", "_paused", "_unacked", "body_bytes", "done", "_reset")
+                 "_head_sent", "_paused", "_unacked", "body_bytes", "done", "_reset",
+                 "body_since")
 
     def __init__(self, conn: HTTP2Connection, stream_id: int) -> None:
         self.conn = conn
@@ -82,6 +83,7 @@ class H2Stream(WriteFlow):
         self._paused = False  # the adapter holds enough request body: no credit
         self._unacked = 0  # request body bytes received and not yet credited back
         self.body_bytes = 0  # request body bytes received
+        self.body_since = conn.state.clock  # when body bytes last came (see check_timeouts)
         self.done = False  # the response is complete (or given up)
         self._reset = False
 
@@ -257,6 +259,7 @@ class H2Stream(WriteFlow):
     def received(self, size: int) -> None:
         """``size`` bytes of request body arrived (the connection credited its window)."""
         self.body_bytes += size
+        self.body_since = self.conn.state.clock
         self._unacked += size
         if not self._paused and self._unacked >= self.conn.shared.window // 2:
             self._credit()
@@ -276,7 +279,16 @@ class H2Stream(WriteFlow):
     def resume_reading(self) -> None:
         if self._paused:
             self._paused = False
+            self.body_since = self.conn.state.clock  # our pause is not the client's delay
             self._credit()
+
+    @property
+    def waits_for_body(self) -> bool:
+        """The app reads a body the client has not finished sending (and we are not holding
+        it back)."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.body_complete and not self._paused \
+            and not self.done
 
     # -- the exchange's end ----------------------------------------------------------------
     def cycle_done(self, handler: Any) -> None:
