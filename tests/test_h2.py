@@ -25,6 +25,7 @@ from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
 
 from betula.protocols.h2.connection import CONTROL_BURST, RESET_BURST
 from tests.support.h2client import H2Client
+from tests.support.memory import MIB, PeakRSS
 from tests.support.need import program
 from tests.support.tcp import wait_server_read
 from tests.support.wire import recv_until, recv_until_closed, request
@@ -405,3 +406,53 @@ def test_alpn_h2_over_tls_with_httpx(serve, tmp_path) -> None:  # type: ignore[n
         assert json.loads(response.content)["scheme"] == "https"
     with httpx.Client(http2=False, verify=context) as http:  # ALPN http/1.1 still served
         assert http.get(f"https://127.0.0.1:{srv.port}/scope").http_version == "HTTP/1.1"
+
+
+FLOW = "tests.apps.flow_apps:app"
+
+
+def test_a_large_upload_to_a_slow_app_keeps_memory_flat(serve) -> None:  # type: ignore[no-untyped-def]
+    """64 MiB up one stream to an app that reads slowly: the stream's window is credited
+    only as the app takes the body, so the server holds about a window and its high-water
+    mark, never the upload (peak RSS, as for HTTP/1.1)."""
+    srv = serve(FLOW)
+    with client(srv) as h2:  # warm-up: first-use allocations go into the baseline
+        assert h2.wait(h2.request("POST", "/slow-upload", body=b"x" * 300_000)).status == 200
+    peak = PeakRSS(srv.proc.pid)
+    size = 64 * MIB
+    with client(srv) as h2:
+        sid = h2.request("POST", "/slow-upload", (("content-length", str(size)),),
+                         body=None, end=False)
+        block = b"u" * MIB
+        for i in range(size // MIB):
+            h2.send_data(sid, block, end=i == size // MIB - 1)
+        result = h2.wait(sid, timeout=60)
+    assert result.status == 200, result
+    assert json.loads(result.body)["bytes"] == size
+    growth = peak.growth()
+    assert growth < 6 * MIB, f"peak RSS grew by {growth / MIB:.1f} MiB"
+
+
+def test_a_stalled_upload_does_not_hold_the_other_streams(serve) -> None:  # type: ignore[no-untyped-def]
+    """One stream's app stops reading: its client may send a window and the adapter's
+    high-water mark, then no more (no credit comes), while the connection's window
+    (credited as bytes arrive) lets the other streams go on."""
+    srv = serve(FLOW)
+    token = "st1"
+    window = 256 * 1024  # --h2-initial-window-size's default, and BODY_HIGH_WATER
+    with client(srv) as h2:
+        sid = h2.request("POST", f"/stalled-upload?token={token}",
+                         (("content-length", str(8 * MIB)),), body=None, end=False)
+        total = 0
+        for _ in range(6):  # send whatever the stream's window allows, round after round
+            allowed = h2.conn.local_flow_control_window(sid)
+            if allowed:
+                h2.send_data(sid, b"s" * allowed)
+                total += allowed
+            h2.wait(h2.request("GET", f"/received?token={token}"))  # the server has read it
+        assert h2.conn.local_flow_control_window(sid) == 0
+        assert window <= total <= 3 * window, total
+        other = h2.request("POST", "/slow-upload", body=b"o" * (2 * MIB))
+        assert json.loads(h2.wait(other, timeout=30).body)["bytes"] == 2 * MIB
+        h2.reset(sid)  # (the app then sees the client leave)
+        h2.wait(h2.request("GET", f"/release?token={token}"))
