@@ -232,17 +232,23 @@ class HTTP2Connection(asyncio.Protocol):
             return None
         method = path = authority = b""
         fields = []
-        for name, value in event.headers:
+        host = expect = False
+        for field in event.headers:  # one pass: h2 has checked the pseudo-header rules
+            name = field[0]
             if name[0] == 58:  # ":"
                 if name == b":method":
-                    method = value
+                    method = field[1]
                 elif name == b":path":
-                    path = value
+                    path = field[1]
                 elif name == b":authority":
-                    authority = value
-            else:
-                fields.append((name, value))
-        if authority and not any(name == b"host" for name, _ in fields):
+                    authority = field[1]
+                continue
+            if name == b"host":
+                host = True
+            elif name == b"expect":
+                expect = field[1].lower() == b"100-continue"
+            fields.append(field)
+        if authority and not host:
             fields.insert(0, (b"host", authority))  # the ASGI spec: host from :authority
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
@@ -257,8 +263,6 @@ class HTTP2Connection(asyncio.Protocol):
         if self.state.limit_concurrency and self.state.over_limit():
             stream.fail_response(503, "Service Unavailable: too many connections")
             return None
-        expect = any(name == b"expect" and value.lower() == b"100-continue"
-                     for name, value in fields)
         try:
             stream.cycle = self._http_factory(stream, method, path, tuple(fields), "2", True,
                                               not ended, expect, True)

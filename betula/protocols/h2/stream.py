@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
+from ...cache import BoundedCache
 from ...headers import NO_BODY_STATUS, checked_fields
 from ...http_common import phrase
 from ..flow import WriteFlow
@@ -36,6 +37,8 @@ logger = logging.getLogger("betula.error")
 OUTBOX_HIGH = 64 * 1024
 FILE_CHUNK = 64 * 1024
 _STATUS = {}  # status -> its :status field
+# (status, checked pairs, Date/Server fields) -> the HEADERS fields (h2 only reads them)
+_FIELDS: BoundedCache[tuple[Any, ...], tuple[tuple[bytes, bytes], ...]] = BoundedCache(1024)
 
 
 def _status_field(status: int) -> tuple[bytes, bytes]:
@@ -88,15 +91,19 @@ class H2Stream(WriteFlow):
         self._reset = False
 
     # -- response --------------------------------------------------------------------------
-    def _fields(self, status: int, headers: Any) -> list[tuple[bytes, bytes]]:
+    def _fields(self, status: int, headers: Any) -> tuple[tuple[bytes, bytes], ...]:
+        """The response's HEADERS fields: :status, the app's (checked), Date and Server
+        where the app gave none; worked out once per (status, field list, defaults)."""
         pairs, length = checked_fields(headers)
         self._length = length
-        fields = [_status_field(status)]
-        fields.extend(pairs)
-        have = {name for name, _ in pairs} if pairs else ()
-        for field in self.conn.shared.default_fields:
-            if field[0] not in have:
-                fields.append(field)
+        defaults = self.conn.shared.default_fields
+        key = (status, pairs, defaults)
+        fields = _FIELDS.entries.get(key)
+        if fields is None:
+            have = {name for name, _ in pairs}
+            fields = (_status_field(status), *pairs,
+                      *(field for field in defaults if field[0] not in have))
+            _FIELDS.keep(key, fields)
         return fields
 
     def send_informational(self, status: int, headers: Any) -> None:
