@@ -127,12 +127,23 @@ class H2Client:
             if not data:
                 self.closed = True
                 continue
-            if self.goaway is not None:
-                self._after_goaway(data)
-                continue
-            for event in self.conn.receive_data(data):
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Give h2 the frames one at a time: the frames after a GOAWAY in the same read must
+        not reach it (see _after_goaway)."""
+        self._inbuf = getattr(self, "_inbuf", b"") + data
+        while len(self._inbuf) >= 9 and self.goaway is None:
+            end = 9 + int.from_bytes(self._inbuf[:3], "big")
+            if len(self._inbuf) < end:
+                break
+            frame, self._inbuf = self._inbuf[:end], self._inbuf[end:]
+            for event in self.conn.receive_data(frame):
                 self._event(event)
-            self._flush()
+        self._flush()
+        if self.goaway is not None and self._inbuf:
+            rest, self._inbuf = self._inbuf, b""
+            self._after_goaway(rest)
 
     def _after_goaway(self, data: bytes) -> None:
         """h2 refuses every frame once the server's GOAWAY came (its CLOSED state), while
