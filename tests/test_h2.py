@@ -302,6 +302,25 @@ def test_a_stalled_request_body_times_out_alone(serve) -> None:  # type: ignore[
     assert srv.wait_for_log(r"request body timed out")
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["whole-header", "header-across-reads"])
+def test_a_frame_over_the_size_limit_ends_the_connection_at_its_header(serve, split) -> None:  # type: ignore[no-untyped-def]
+    """A DATA frame declaring 16 MiB: GOAWAY FRAME_SIZE_ERROR as soon as its 9-byte header
+    is read, without waiting for (and buffering) its bytes."""
+    srv = serve(APP)
+    with client(srv) as h2:
+        assert h2.wait(h2.request("GET", "/cookies")).status == 200  # frames before: fine
+        sid = h2.request("POST", "/echo", end=False)
+        header = (16 * MIB - 1).to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+        if split:
+            h2.sock.sendall(header[:4])
+            wait_server_read(h2.sock)
+            h2.sock.sendall(header[4:] + b"x" * 100)
+        else:
+            h2.sock.sendall(header + b"x" * 100)
+        h2.read_until(lambda: h2.goaway is not None)
+        assert h2.goaway.error_code == ErrorCodes.FRAME_SIZE_ERROR
+
+
 def _upgrade_request(settings: bytes, path: str = "/scope", extra: str = "") -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             f"Upgrade: h2c\r\nHTTP2-Settings: {settings.decode()}\r\n{extra}\r\n").encode()

@@ -109,6 +109,11 @@ class HTTP2Connection(asyncio.Protocol):
         self._reset_time = 0.0
         self._control_tokens = float(CONTROL_BURST)
         self._control_time = 0.0
+        # Frame boundaries, followed as bytes arrive (see _frame_sizes_ok): bytes to skip
+        # before the next frame header (the client's 24-byte preface first), and the part
+        # of a header cut by a read.
+        self._skip = 24
+        self._header = b""
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
@@ -169,6 +174,8 @@ class HTTP2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
+            return
+        if not self._frame_sizes_ok(data):
             return
         try:
             events = self.h2.receive_data(data)
@@ -312,6 +319,39 @@ class HTTP2Connection(asyncio.Protocol):
         cycle = stream.cycle
         if not cycle.body_complete:
             cycle.end_body()
+
+    def _frame_sizes_ok(self, data: bytes) -> bool:
+        """Read the frame headers in ``data``: a frame longer than --h2-max-frame-size ends
+        the connection (GOAWAY FRAME_SIZE_ERROR) from its 9-byte header, before its bytes
+        come (h2 checks the length only once it holds the whole frame: a client declaring
+        16 MiB frames would make the server buffer 16 MiB a connection)."""
+        pos = self._skip
+        size = len(data)
+        header = self._header
+        limit = self.config.h2_max_frame_size
+        while pos < size:
+            if header or size - pos < 9:
+                take = 9 - len(header)
+                header += data[pos:pos + take]
+                pos += take
+                if len(header) < 9:
+                    break
+                length = int.from_bytes(header[:3], "big")
+                header = b""
+            else:
+                length = int.from_bytes(data[pos:pos + 3], "big")
+                pos += 9
+            if length > limit:
+                logger.info("%s - HTTP/2 frame of %d bytes, over %d", _who(self.client),
+                            length, limit)
+                self.h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
+                self.flush()
+                self.close()
+                return False
+            pos += length
+        self._skip = pos - size if pos > size else 0
+        self._header = header
+        return True
 
     def _reset_allowed(self) -> bool:
         """A client reset of an unanswered stream: take a token (see RESET_BURST); none
