@@ -8,15 +8,7 @@
 
 import json
 
-
-async def _lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+from tests.apps.lifespan_stub import serve_lifespan
 
 
 def _scope_view(scope):
@@ -58,7 +50,7 @@ async def _drain(receive):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await serve_lifespan(receive, send)
         return
     await _drain(receive)
     path = scope["path"]
@@ -75,7 +67,7 @@ def create_app():
 
     async def made(scope, receive, send):
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         await _drain(receive)
         await _send(send, 200, b"made by factory")

@@ -20,6 +20,8 @@ import asyncio
 import os
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 def _read_text() -> str:
     path = os.environ.get("BETULA_TEST_TEXT_FILE")
@@ -39,16 +41,6 @@ async def _answer(send, body: bytes, status: int = 200) -> None:
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _sse(receive, send) -> None:
@@ -82,7 +74,7 @@ async def _sse(receive, send) -> None:
 
 async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await serve_lifespan(receive, send)
         return
     path = scope["path"]
     if path == "/sse":

@@ -32,6 +32,8 @@ import hashlib
 import os
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 _events: dict[str, asyncio.Event] = {}
 _reads: dict[str, int] = {}  # /send: the messages the client says it has read
 
@@ -142,13 +144,8 @@ _ROUTES = {"/echo": _echo, "/close": _close, "/send": _send, "/hold": _hold}
 async def app(scope, receive, send):
     kind = scope["type"]
     if kind == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     query = _query(scope)
     rid = query.get("id", "-")
     if kind == "http":
