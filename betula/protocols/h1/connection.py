@@ -29,7 +29,7 @@ from ...headers import is_token
 from ...http_common import ProtocolError
 from ...logs import TRACE
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
-from .h2c import SWITCHING, Upgrade, h2c_upgrade
+from .h2c import PREFACE, SWITCHING, Upgrade, h2c_upgrade
 from .head import (
     HEAD_CACHE_BYTES,
     SCAN,
@@ -42,9 +42,6 @@ from .head import (
 from .response import HTTP1Response
 from .shared import REPLAY_MAX
 from .upgrade import HTTP1WebSocket
-
-# The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge opens with it.
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...state import WorkerState
@@ -276,6 +273,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         entry = None
         record = 0
         how = "replayed"
+        keep = False  # a scanned head seen before: kept for replay once served
         if not self._head_started:
             # At a message boundary. A head byte for byte the same as one parsed before
             # (clients repeat their head request after request) is not parsed again: its
@@ -299,11 +297,12 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                     scanned = SCAN(data, *self._scan_limits) if SCAN is not None else None
                     if scanned is not None:
                         entry = scanned_replay(scanned)
-                        how = "scanned" if not admitted else "kept"  # (kept once served)
+                        how = "scanned"
+                        keep = admitted
                     elif admitted:
                         record = end  # kept if llhttp accepts it and it qualifies
         if entry is not None:
-            if self._replay(entry, data, end + 4, how) and how == "kept":
+            if self._replay(entry, data, end + 4, how) and keep:
                 self._keep_replay(key, entry)  # a head the checks let through, as llhttp's
         else:
             self._parse(data, record)
@@ -402,12 +401,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
 
     def _replay(self, entry: Replay, data: bytes, start: int, how: str = "replayed") -> bool:
         """What llhttp's callbacks do for a whole message, for a head parsed before or read
-        by SCAN (``how``: "scanned", or "kept": scanned, to be kept); the per-message parse
-        state, _url, _body_bytes..., is llhttp's alone: not touched. False when the head
-        was refused."""
+        by SCAN (``how``: "scanned"); the per-message parse state, _url, _body_bytes...,
+        is llhttp's alone: not touched. False when the head was refused."""
         if self._trace:
-            logger.log(TRACE, "%s - head %s: %r", _who(self.client),
-                       "scanned" if how == "kept" else how, data[:start - 4])
+            logger.log(TRACE, "%s - head %s: %r", _who(self.client), how, data[:start - 4])
         try:
             head = entry.head
             self._head_complete(head, entry.method, entry.url, entry.version,

@@ -1,6 +1,6 @@
-"""HTTP/1.1 to HTTP/2 in the clear by ``Upgrade: h2c`` (RFC 7540 §3.2; RFC 9113 deprecates
-it, curl and nghttp still send it): which requests qualify, the 101, and the request
-as stream 1 sees it.
+"""HTTP/1.1 to HTTP/2 in the clear: the preface of prior knowledge, and ``Upgrade: h2c``
+(RFC 7540 §3.2; RFC 9113 deprecates it, curl and nghttp still send it): which requests
+qualify, the 101, and the request as stream 1 sees it.
 
 A request qualifies when it has no body, comes first on its connection (nothing
 pipelined), over plain TCP, with the ``h2c`` token in Upgrade, ``Upgrade`` and
@@ -14,8 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["SWITCHING", "Upgrade", "h2c_upgrade"]
+__all__ = ["PREFACE", "SWITCHING", "Upgrade", "h2c_upgrade"]
 
+# The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge opens with it
+# (HTTP1Connection.data_received hands such a connection over).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 # What stream 1 does not get of the HTTP/1.1 head: the fields of that connection.

@@ -2,7 +2,7 @@
 WSGI adapters as HTTP/1.1, one ``H2Stream`` per request (see docs/design/http2.md for the
 plan this follows and what is still to come)."""
 
-from .connection import PREFACE, HTTP2Connection
+from .connection import HTTP2Connection
 from .shared import H2Shared
 
-__all__ = ["H2Shared", "HTTP2Connection", "PREFACE"]
+__all__ = ["H2Shared", "HTTP2Connection"]

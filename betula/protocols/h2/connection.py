@@ -45,11 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...state import WorkerState
     from .shared import H2Shared
 
-__all__ = ["HTTP2Connection", "PREFACE"]
+__all__ = ["HTTP2Connection"]
 
 logger = logging.getLogger("betula.error")
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them before their
 # answer makes the server start work it never finishes. Each such reset takes a token from
 # a bucket of RESET_BURST that refills at RESET_RATE a second; an empty bucket ends the
@@ -62,9 +61,30 @@ RESET_RATE = 100.0
 # refills at CONTROL_RATE a second; an empty bucket ends the connection the same way.
 CONTROL_BURST = 1000
 CONTROL_RATE = 200.0
-# Fields of a request that describe the HTTP/1 connection, never sent over HTTP/2 (h2
-# refuses them on the way in).
-_PSEUDO = (b":method", b":path", b":scheme", b":authority", b":protocol")
+
+
+class _Bucket:
+    """A token bucket: ``burst`` tokens, refilled at ``rate`` a second; ``what`` and
+    ``name`` say in the log what ran it out."""
+
+    __slots__ = ("burst", "rate", "what", "name", "tokens", "time")
+
+    def __init__(self, burst: int, rate: float, what: str, name: str) -> None:
+        self.burst = burst
+        self.rate = rate
+        self.what = what
+        self.name = name
+        self.tokens = float(burst)
+        self.time = 0.0
+
+    def take(self, now: float) -> bool:
+        """One token, if there is one left at ``now``."""
+        tokens = min(self.burst, self.tokens + (now - self.time) * self.rate)
+        self.time = now
+        if tokens < 1:
+            return False
+        self.tokens = tokens - 1
+        return True
 
 
 class _Settings(Settings):
@@ -105,10 +125,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._goaway_id = 2**31 - 1  # streams above it are refused (graceful stop)
         self._idle_since = state.loop.time() if state.loop is not None else 0.0
         self._conn_unacked = 0
-        self._reset_tokens = float(RESET_BURST)
-        self._reset_time = 0.0
-        self._control_tokens = float(CONTROL_BURST)
-        self._control_time = 0.0
+        self._resets = _Bucket(RESET_BURST, RESET_RATE, "reset streams", "rapid reset")
+        self._controls = _Bucket(CONTROL_BURST, CONTROL_RATE, "sent control frames", "flood")
         # Frame boundaries, followed as bytes arrive (see _frame_sizes_ok): bytes to skip
         # before the next frame header (the client's 24-byte preface first), and the part
         # of a header cut by a read.
@@ -153,7 +171,7 @@ class HTTP2Connection(asyncio.Protocol):
         self._closed = True
         self.state.connections.discard(self)
         for stream in list(self.streams.values()):
-            stream._lost()
+            stream.lost()
         self.streams.clear()
         self.blocked.clear()
 
@@ -169,8 +187,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.transport_paused = False
         self.pump_blocked()
         for stream in list(self.streams.values()):
-            if not stream._out_bytes and stream.write_paused:
-                stream.pump()
+            stream.transport_resumed()
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -189,7 +206,7 @@ class HTTP2Connection(asyncio.Protocol):
             kind = event.__class__
             if kind is DataReceived:
                 if not event.flow_controlled_length and event.stream_ended is None \
-                        and not self._control_allowed():
+                        and not self._allowed(self._controls):
                     return  # an empty DATA frame does nothing: counted as a flood
                 self._on_data(event)
             elif kind is RequestReceived:
@@ -208,16 +225,16 @@ class HTTP2Connection(asyncio.Protocol):
             elif kind is StreamReset:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream._lost()
-                    if not self._reset_allowed():
+                    stream.lost()
+                    if not self._allowed(self._resets):
                         return
             elif kind is RemoteSettingsChanged:
-                if not self._control_allowed():
+                if not self._allowed(self._controls):
                     return
                 self.pump_blocked()
             elif kind is PingReceived or kind is PriorityUpdated \
                     or kind is UnknownFrameReceived:
-                if not self._control_allowed():
+                if not self._allowed(self._controls):
                     return
             elif kind is TrailersReceived:
                 pass  # request trailers are dropped, as on HTTP/1.1
@@ -298,19 +315,18 @@ class HTTP2Connection(asyncio.Protocol):
             self.h2.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.done and stream.cycle is None:
+        if stream is None or stream.cycle is None or stream.done:
             return  # a stream answered or refused: its data is dropped
         stream.received(size)
+        cycle = stream.cycle
         limit = self.config.limit_request_body
         if limit and stream.body_bytes > limit:
-            if stream.response_status == 0 and not stream.cycle.response_started:
-                stream.cycle.connection_lost()
+            if stream.response_status == 0 and not cycle.response_started:
+                cycle.connection_lost()
                 stream.fail_response(413, "Request Entity Too Large")
             stream.reset(ErrorCodes.CANCEL)
             return
-        cycle = stream.cycle
-        if cycle is not None and not stream.done:
-            cycle.feed_body(event.data)
+        cycle.feed_body(event.data)
 
     def _on_end(self, sid: int) -> None:
         stream = self.streams.get(sid)
@@ -353,37 +369,17 @@ class HTTP2Connection(asyncio.Protocol):
         self._header = header
         return True
 
-    def _reset_allowed(self) -> bool:
-        """A client reset of an unanswered stream: take a token (see RESET_BURST); none
+    def _allowed(self, bucket: _Bucket) -> bool:
+        """A frame ``bucket`` counts (see RESET_BURST, CONTROL_BURST): take a token; none
         left: GOAWAY ENHANCE_YOUR_CALM and close."""
-        now = self.loop.time()
-        tokens = min(RESET_BURST, self._reset_tokens + (now - self._reset_time) * RESET_RATE)
-        self._reset_time = now
-        if tokens < 1:
-            self._calm_down("reset streams", RESET_RATE, "rapid reset")
-            return False
-        self._reset_tokens = tokens - 1
-        return True
-
-    def _control_allowed(self) -> bool:
-        """A PING, SETTINGS, PRIORITY, unknown or empty DATA frame: take a token (see
-        CONTROL_BURST); none left: GOAWAY ENHANCE_YOUR_CALM and close."""
-        now = self.loop.time()
-        tokens = min(CONTROL_BURST,
-                     self._control_tokens + (now - self._control_time) * CONTROL_RATE)
-        self._control_time = now
-        if tokens < 1:
-            self._calm_down("sent control frames", CONTROL_RATE, "flood")
-            return False
-        self._control_tokens = tokens - 1
-        return True
-
-    def _calm_down(self, what: str, rate: float, name: str) -> None:
+        if bucket.take(self.loop.time()):
+            return True
         logger.warning("%s - HTTP/2 client %s faster than %d a second: closing (%s)",
-                       _who(self.client), what, rate, name)
+                       _who(self.client), bucket.what, bucket.rate, bucket.name)
         self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
         self.flush()
         self.close()
+        return False
 
     def _refuse(self, sid: int, code: int) -> None:
         try:
@@ -420,13 +416,13 @@ class HTTP2Connection(asyncio.Protocol):
     def stream_finished(self, stream: H2Stream) -> None:
         """``stream``'s exchange is over (its response complete and sent, or reset)."""
         sid = stream.stream_id
-        if not stream._ended and not stream._closed:
+        if not stream.ended and not stream.closed:
             return  # still sending (its outbox waits for window): not over yet
         if self.streams.pop(sid, None) is None:
             return
         self.blocked.pop(sid, None)
         cycle = stream.cycle
-        if cycle is not None and not cycle.body_complete and not stream._closed:
+        if cycle is not None and not cycle.body_complete and not stream.closed:
             # The response is complete before the request body: stop the client sending
             # (RFC 9113 §8.1).
             self._refuse(sid, ErrorCodes.NO_ERROR)

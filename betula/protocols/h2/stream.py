@@ -54,8 +54,8 @@ class H2Stream(WriteFlow):
     __slots__ = ("conn", "h2", "stream_id", "cycle", "loop", "scheme", "client", "sockname",
                  "iface_cache", "response_status", "response_bytes", "trailers_pending",
                  "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
-                 "_out_bytes", "_end", "_ended", "_trailers", "_length", "_no_body",
-                 "_head_sent", "_paused", "_unacked", "body_bytes", "done", "_reset",
+                 "_out_bytes", "_end", "ended", "_trailers", "_length", "_no_body",
+                 "_head_sent", "_paused", "_unacked", "body_bytes", "done",
                  "body_since")
 
     def __init__(self, conn: HTTP2Connection, stream_id: int) -> None:
@@ -72,13 +72,13 @@ class H2Stream(WriteFlow):
         self.response_bytes = 0
         self.trailers_pending = False
         self.write_paused = conn.transport_paused
-        self._closed = False  # reset, or the connection is gone: nothing more goes out
+        self._closed = False  # reset (either side), or the connection is gone: nothing goes out
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[], None]] = []
         self._out: deque[memoryview] = deque()  # body bytes waiting for window
         self._out_bytes = 0
         self._end = False  # the body is complete (END_STREAM once the outbox is empty)
-        self._ended = False  # END_STREAM sent
+        self.ended = False  # END_STREAM sent
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._length: int | None = None  # the app's Content-Length
         self._no_body = False
@@ -88,7 +88,6 @@ class H2Stream(WriteFlow):
         self.body_bytes = 0  # request body bytes received
         self.body_since = conn.state.clock  # when body bytes last came (see check_timeouts)
         self.done = False  # the response is complete (or given up)
-        self._reset = False
 
     # -- response --------------------------------------------------------------------------
     def _fields(self, status: int, headers: Any) -> tuple[tuple[bytes, bytes], ...]:
@@ -215,7 +214,7 @@ class H2Stream(WriteFlow):
         try:
             method(*args, **kwargs)
         except H2Error:  # the stream closed under us (the client reset it)
-            self._lost()
+            self.lost()
             return
         self.conn.mark_dirty()
 
@@ -241,25 +240,25 @@ class H2Stream(WriteFlow):
                     window -= size
                     self._out_bytes -= size
                     if last:
-                        self._ended = True
+                        self.ended = True
                 self.conn.mark_dirty()
                 if out:
                     self.conn.blocked[sid] = self
-            if not out and self._end and not self._ended:
-                self._ended = True
+            if not out and self._end and not self.ended:
+                self.ended = True
                 if self._trailers is not None:
                     h2.send_headers(sid, self._trailers, end_stream=True)
                 else:
                     h2.end_stream(sid)
                 self.conn.mark_dirty()
         except H2Error:
-            self._lost()
+            self.lost()
             return
         if self.write_paused and self._out_bytes <= OUTBOX_HIGH \
                 and not self.conn.transport_paused:
             self.write_paused = False
             self._wake_drain()
-        if self._ended:
+        if self.ended:
             self.conn.stream_sent(self)
 
     # -- request body flow control --------------------------------------------------------
@@ -273,7 +272,7 @@ class H2Stream(WriteFlow):
 
     def _credit(self) -> None:
         unacked, self._unacked = self._unacked, 0
-        if unacked and not self._reset:
+        if unacked and not self._closed:
             try:
                 self.h2.increment_flow_control_window(unacked, stream_id=self.stream_id)
             except H2Error:  # the stream closed meanwhile: nothing to credit
@@ -311,20 +310,28 @@ class H2Stream(WriteFlow):
 
     def reset(self, code: int) -> None:
         """End this stream with RST_STREAM ``code``; the app is told the client left."""
-        if not self._reset:
-            self._reset = True
-            if not self._ended:
+        if not self._closed:
+            if not self.ended:
                 try:
                     self.h2.reset_stream(self.stream_id, code)
                 except H2Error:
                     pass
                 self.conn.mark_dirty()
-        self._lost()
+        self.lost()
 
-    def _lost(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Reset (by either side) or the connection gone: nothing more goes out."""
+        return self._closed
+
+    def transport_resumed(self) -> None:
+        """The client reads again: a stream paused with nothing waiting may send again."""
+        if self.write_paused and not self._out_bytes:
+            self.pump()
+
+    def lost(self) -> None:
         """The stream is over for the app: reset (by either side) or the connection gone."""
         self._closed = True
-        self._reset = True
         self._out.clear()
         self._out_bytes = 0
         self._wake_drain()
