@@ -61,11 +61,10 @@ BODY_HIGH_WATER = 256 * 1024
 # protocol's --timeout-request-body ends one that stalls). Not for `Expect: 100-continue`:
 # there the body comes only once the app asks for it.
 BODY_PREREAD = 64 * 1024
-# The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
-# standard one, the response may have a body).
 # Streamed chunks the app thread may hand over before the loop takes them (see _send).
 BATCH_CHUNKS = 64
-
+# The app's status ("200 OK"), once validated -> (code, its reason phrase when it is not the
+# standard one, the response may have a body).
 _STATUSES: BoundedCache[str, tuple[int, str | None, bool]] = BoundedCache(256)
 _BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 

@@ -726,8 +726,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
 
     def close(self) -> None:
         if not self._closed:
-            if self.held_out:  # what the app sent goes before the close
-                self.write(b"")
+            self.flush_out()  # what the app sent goes before the close
             self._closed = True
             self.transport.close()  # type: ignore[union-attr]
 

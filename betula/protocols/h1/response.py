@@ -145,8 +145,8 @@ class HTTP1Response:
             if cycle.te_trailers and trailer:
                 head += b"trailer: %b\r\n" % trailer
         self.held_head = head
-        held = shared.held  # flushed once per loop turn if the app suspends
-        if not held:
+        held = shared.held  # shared.hold(self), inline (once a request): flushed at the
+        if not held:  # end of the loop turn if the app suspends
             shared.loop.call_soon(shared.flush_held)
         held.append(self)
 
@@ -197,8 +197,8 @@ class HTTP1Response:
         if head is not None:
             self.held_head = None
             self.write(head + self._framing(None if not end else count))
-        elif self.held_out:
-            self.write(b"")  # the chunks streamed before the file go first
+        else:
+            self.flush_out()  # the chunks streamed before the file go first
         if self._r_no_body:
             if end:
                 self._finish_body()
@@ -225,13 +225,19 @@ class HTTP1Response:
         self.held_head = None
         self.write(head + self._framing(None))
 
+    def flush_out(self) -> None:
+        """The streamed chunks held for the end of the turn go out now (``write`` sends
+        them first, joined)."""
+        if self.held_out:
+            self.write(b"")
+
     def flush_held(self) -> None:
         """The end of a loop turn: the held head, and the chunks sent since, go out; a
         stream paused for the turn may go on."""
         if self.held_head is not None:
             self.flush_head()
-        elif self.held_out:
-            self.write(b"")
+        else:
+            self.flush_out()
         if self.turn_paused:
             self.end_turn_pause()
 
@@ -355,19 +361,16 @@ class HTTP1Response:
                 # instead of a send() each (measured: bench "stream", 200 events a response).
                 out = self.held_out
                 if not out:
-                    held = self.shared.held
-                    if not held:
-                        self.shared.loop.call_soon(self.shared.flush_held)
-                    held.append(self)
+                    self.shared.hold(self)
                 out.append(frame)
                 if len(out) >= HELD_CHUNKS:
                     # Many in one turn: out now, and the app waits for the next turn (its
                     # send() sees write_paused), so that one stream does not hold the
                     # worker while others wait: each sends at most HELD_CHUNKS a turn.
-                    self.write(b"")
+                    self.flush_out()
                     self.turn_paused = self.write_paused = True
                 elif length >= JOIN_LIMIT:
-                    self.write(b"")  # a big one: out now
+                    self.flush_out()  # a big one: out now
         self.response_bytes += length
         expected = self._r_length
         if expected is not None and self.response_bytes > expected and not self._r_no_body:
@@ -377,8 +380,7 @@ class HTTP1Response:
             self._finish_body()
 
     def _finish_body(self) -> None:
-        if self.held_out:
-            self.write(b"")  # before anything of the next response can be written
+        self.flush_out()  # before anything of the next response can be written
         expected = self._r_length
         if expected is not None and self.response_bytes < expected and not self._r_no_body:
             logger.error("response body shorter than its Content-Length (%d < %d)",

@@ -51,6 +51,13 @@ class HTTP1Shared:
     def error_response(self, status: int, reason: str, head: bool = False) -> bytes:
         return error_response(status, reason, self.default_headers, head)
 
+    def hold(self, conn: Any) -> None:
+        """``conn`` holds output (a head, streamed chunks) for the end of this loop turn."""
+        held = self.held
+        if not held:
+            self.loop.call_soon(self.flush_held)
+        held.append(conn)
+
     def flush_held(self) -> None:
         """Send what responses hold back until the end of the loop turn: the heads of
         responses whose app suspended between start and body (a response holds its head so
