@@ -236,7 +236,7 @@ class HTTP1Response:
         stream paused for the turn may go on."""
         if self.held_head is not None:
             self.flush_head()
-        else:
+        elif self.held_out:
             self.flush_out()
         if self.turn_paused:
             self.end_turn_pause()
@@ -380,7 +380,8 @@ class HTTP1Response:
             self._finish_body()
 
     def _finish_body(self) -> None:
-        self.flush_out()  # before anything of the next response can be written
+        if self.held_out:  # (flush_out, inline: once a request)
+            self.flush_out()  # before anything of the next response can be written
         expected = self._r_length
         if expected is not None and self.response_bytes < expected and not self._r_no_body:
             logger.error("response body shorter than its Content-Length (%d < %d)",
