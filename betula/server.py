@@ -71,9 +71,10 @@ class Worker:
                              root_path=config.root_path)
         self.h1 = HTTP1Shared(config, loop)
         # HTTP/2 on the same listeners (a connection starts as HTTP/1 and hands over).
-        self.h2 = H2Shared(config, loop) if config.http2 else None
-        h2 = functools.partial(HTTP2Connection, self.h2, self.state, self.router.http) \
-            if self.h2 is not None else None
+        websocket = self.router.websocket
+        self.h2 = H2Shared(config, loop, websocket is not None) if config.http2 else None
+        h2 = functools.partial(HTTP2Connection, self.h2, self.state, self.router.http,
+                               websocket) if self.h2 is not None else None
         # The listeners' protocol factory: a new HTTP/1 connection.
         self.connection = functools.partial(HTTP1Connection, self.h1, self.state,
                                             self.router.http, self.router.websocket, h2)

@@ -48,6 +48,7 @@ class WebSocketCycle:
     response_complete = False
     disconnected = False
     body_complete = True
+    is_head = False
     keep_alive = False  # if the app does not accept, the connection ends with its answer
     task: asyncio.Task[None] | None = None
 
@@ -286,7 +287,7 @@ class WebSocketCycle:
         if not accepted:  # pragma: no cover - the handshake was checked before the app ran
             self._state = _CLOSED
             return
-        self._access(101)
+        self._access(self.stream.accept_status)
 
     def _close(self, message: dict[str, Any]) -> None:
         state = self._state

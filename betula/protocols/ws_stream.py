@@ -44,6 +44,7 @@ class WebSocketStream(Protocol):
     client: tuple[str, int] | None  # the peer's address (None for a Unix socket)
     sockname: tuple[str, int] | None  # the listener's address
     handshake_error: int  # 0, or the status that refuses an invalid handshake (400, 426 ...)
+    accept_status: int  # the status accepting answers with (HTTP/1.1: 101; HTTP/2: 200)
 
     # -- the handshake's answer (once) -------------------------------------------------------
     def reject_handshake(self) -> None:

@@ -71,6 +71,8 @@ def render_refusal(response: Response, defaults: bytes) -> bytes:
 class HTTP1WebSocket:
     """The WebSocket stream of one HTTP/1.1 upgrade request, from the handshake to the close."""
 
+    accept_status = 101  # Switching Protocols
+
     __slots__ = ("conn", "handler", "scheme", "client", "sockname", "handshake_error",
                  "protocol", "ws", "_take_over", "_request", "_refusal", "_subprotocol",
                  "_shutdown", "_deny_head", "_deny_length", "_deny_body")

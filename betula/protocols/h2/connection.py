@@ -254,7 +254,7 @@ class HTTP2Connection(asyncio.Protocol):
         if sid > self._goaway_id or len(self.streams) >= self.shared.max_streams:
             self._refuse(sid, ErrorCodes.REFUSED_STREAM)
             return None
-        method = path = authority = b""
+        method = path = authority = protocol = b""
         fields = []
         host = expect = False
         for field in event.headers:  # one pass: h2 has checked the pseudo-header rules
@@ -266,6 +266,8 @@ class HTTP2Connection(asyncio.Protocol):
                     path = field[1]
                 elif name == b":authority":
                     authority = field[1]
+                elif name == b":protocol":
+                    protocol = field[1]
                 continue
             if name == b"host":
                 host = True
@@ -279,19 +281,32 @@ class HTTP2Connection(asyncio.Protocol):
         stream.iface_cache = self.iface_cache
         self._idle_since = 0.0
         ended = event.stream_ended is not None
-        if method == b"CONNECT" or not path or (path[0] != 47 and path != b"*"):
-            stream.fail_response(501 if method == b"CONNECT" else 400,
-                                 "CONNECT is not supported" if method == b"CONNECT"
-                                 else "Invalid :path")
+        factory = self._http_factory
+        if method == b"CONNECT":
+            # Extended CONNECT (RFC 8441) opens a WebSocket; any other CONNECT (a tunnel)
+            # is not served.
+            if protocol.lower() != b"websocket" or self._ws_factory is None:
+                stream.fail_response(501, "CONNECT is not supported" if not protocol
+                                     else "Unsupported :protocol")
+                return None
+            factory = self._ws_factory
+        if not path or (path[0] != 47 and path != b"*"):
+            stream.fail_response(400, "Invalid :path")
             return None
         if self.state.limit_concurrency and self.state.over_limit():
             stream.fail_response(503, "Service Unavailable: too many connections")
             return None
         try:
-            stream.cycle = self._http_factory(stream, method, path, tuple(fields), "2", True,
-                                              not ended, expect, True)
+            stream.cycle = factory(stream, method, path, tuple(fields), "2", True, not ended,
+                                   expect, True)
         except HTTPError as err:  # --limit-concurrency and the like
             stream.fail_response(err.status, err.reason)
+            return None
+        if factory is self._ws_factory and stream.websocket is None:
+            # The app there is no WebSocket app (a WSGI mount answers upgrades as HTTP):
+            # over HTTP/2 its 2xx would read as an open WebSocket, so it is not run.
+            stream.cycle = None
+            stream.fail_response(501, "No WebSocket endpoint at this path")
             return None
         self.iface_cache = stream.iface_cache
         return stream
@@ -318,6 +333,9 @@ class HTTP2Connection(asyncio.Protocol):
         if stream is None or stream.cycle is None or stream.done:
             return  # a stream answered or refused: its data is dropped
         stream.received(size)
+        if stream.websocket is not None:
+            stream.websocket.data(event.data)
+            return
         cycle = stream.cycle
         limit = self.config.limit_request_body
         if limit and stream.body_bytes > limit:
@@ -331,6 +349,9 @@ class HTTP2Connection(asyncio.Protocol):
     def _on_end(self, sid: int) -> None:
         stream = self.streams.get(sid)
         if stream is None or stream.cycle is None:
+            return
+        if stream.websocket is not None:
+            stream.websocket.end()
             return
         cycle = stream.cycle
         if not cycle.body_complete:

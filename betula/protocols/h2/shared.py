@@ -19,12 +19,13 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 
 class H2Shared:
     """Per worker: h2's configuration (shared, read-only), the settings values, the
-    Date/Server fields (refreshed by the worker's tick) and the dirty connections."""
+    Date/Server fields (refreshed by the worker's tick) and the dirty connections.
+    ``websocket``: the worker answers WebSockets (SETTINGS_ENABLE_CONNECT_PROTOCOL)."""
 
     __slots__ = ("config", "loop", "h2_config", "settings", "max_streams", "window",
                  "default_fields", "dirty")
 
-    def __init__(self, config: Any, loop: Any) -> None:
+    def __init__(self, config: Any, loop: Any, websocket: bool = False) -> None:
         self.config = config
         self.loop = loop
         # Bytes in and out (no str decoding); inbound fields checked by h2 (pseudo-header
@@ -43,6 +44,8 @@ class H2Shared:
             SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
             SettingCodes.ENABLE_PUSH: 0,
         }
+        if websocket:  # WebSocket by extended CONNECT (RFC 8441 §3)
+            self.settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
         self.dirty: list[Any] = []
         self.refresh_date()
 

@@ -25,6 +25,7 @@ from ...cache import BoundedCache
 from ...headers import NO_BODY_STATUS, checked_fields
 from ...http_common import phrase
 from ..flow import WriteFlow
+from .websocket import H2WebSocket
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import HTTP2Connection
@@ -56,7 +57,7 @@ class H2Stream(WriteFlow):
                  "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
                  "_out_bytes", "_end", "ended", "_trailers", "_length", "_no_body",
                  "_head_sent", "_paused", "_unacked", "body_bytes", "done",
-                 "body_since")
+                 "body_since", "websocket")
 
     def __init__(self, conn: HTTP2Connection, stream_id: int) -> None:
         self.conn = conn
@@ -88,6 +89,7 @@ class H2Stream(WriteFlow):
         self.body_bytes = 0  # request body bytes received
         self.body_since = conn.state.clock  # when body bytes last came (see check_timeouts)
         self.done = False  # the response is complete (or given up)
+        self.websocket: H2WebSocket | None = None  # an extended CONNECT's (RFC 8441)
 
     # -- response --------------------------------------------------------------------------
     def _fields(self, status: int, headers: Any) -> tuple[tuple[bytes, bytes], ...]:
@@ -209,6 +211,19 @@ class H2Stream(WriteFlow):
         else:
             self.reset(ErrorCodes.CANCEL)
 
+    def upgrade_to(self, handler: Any, method: bytes, url: bytes,
+                   headers: tuple[tuple[bytes, bytes], ...], http_version: str) -> H2WebSocket:
+        """The WebSocket stream (``ws_stream.WebSocketStream``) of this extended CONNECT,
+        which the adapter's ``handler`` answers; from now on the connection gives this
+        stream's DATA and END_STREAM to it (``H2WebSocket.data``, ``end``)."""
+        websocket = self.websocket = H2WebSocket(self, handler, headers)
+        return websocket
+
+    @property
+    def unsent(self) -> int:
+        """Body bytes given and still waiting for the client's window."""
+        return self._out_bytes
+
     # -- sending ---------------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:
@@ -259,6 +274,8 @@ class H2Stream(WriteFlow):
             self.write_paused = False
             self._wake_drain()
         if self.ended:
+            if self.websocket is not None:
+                self.websocket.lost()  # END_STREAM: the pipe is closed
             self.conn.stream_sent(self)
 
     # -- request body flow control --------------------------------------------------------
@@ -338,5 +355,7 @@ class H2Stream(WriteFlow):
         cycle = self.cycle
         if cycle is not None and not cycle.disconnected:
             cycle.connection_lost()
+        if self.websocket is not None:
+            self.websocket.lost()
         self.done = True
         self.conn.stream_finished(self)
