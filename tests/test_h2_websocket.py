@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 
 import pytest
+import trustme
 from h2.settings import SettingCodes
 from websockets.frames import Opcode
 
+from tests.support import need
 from tests.support.h2client import H2Client
 from tests.support.h2ws import H2WebSocket
 from tests.support.logs import new_id
+from tests.support.procs import stop_browser
 from tests.support.server import ServerProcess
 
 APP = "tests.apps.ws_apps:app"
@@ -273,3 +277,48 @@ def test_graceful_stop_closes_open_websockets_with_1001(serve) -> None:  # type:
         client.read_until(lambda: client.goaway is not None or client.closed)
     assert record(srv, rid)["disconnect"]["code"] == 1001
     assert srv.proc.wait(10) == 0
+
+
+# -- headless Chromium over TLS ---------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_chromium_loads_a_page_over_h2_and_opens_a_websocket_on_it(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ALPN h2 for the page (``nextHopProtocol``), and the page's WebSocket goes over the
+    same HTTP/2 connection when Chromium takes the server's extended CONNECT."""
+    chromium = need.program("chromium", "apt-get install chromium; .ci/run installs it")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(keyfile)
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    srv = serve("tests.apps.h2_browser:app", "--ssl-certfile", str(certfile),
+                "--ssl-keyfile", str(keyfile))
+    tag = new_id()
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    browser_log = tmp_path / "chromium.log"
+    with open(browser_log, "wb") as log:
+        proc = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--ignore-certificate-errors", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}",
+             f"https://127.0.0.1:{srv.port}/?tag={tag}"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        line = srv.wait_for_log(rf"H2B result {tag} ", 60)
+        closed = srv.wait_for_log(rf"H2B ws-closed {tag} ", 10) if line else None
+    finally:
+        stop_browser(proc)
+    if line is None:
+        pytest.fail(f"the page never reported back.\nserver log:\n{srv.log}\n"
+                    f"chromium output (tail):\n{browser_log.read_text(errors='replace')[-3000:]}")
+    result = json.loads(line.split(f"H2B result {tag} ", 1)[1])
+    assert result["nextHopProtocol"] == "h2"
+    assert result["http_version"] == "2"
+    assert result["echo"] == "hello over h2 from chromium"
+    assert result["extensions"].startswith("permessage-deflate")
+    opened = srv.wait_for_log(rf"H2B ws {tag} ", 1)
+    assert json.loads(opened.split(f"H2B ws {tag} ", 1)[1]) == {
+        "http_version": "2", "scheme": "wss"}
+    assert closed is not None and '"code": 1000' in closed

@@ -28,6 +28,7 @@ from websockets.sync.client import ClientConnection
 
 from tests.support import need
 from tests.support.logs import new_id
+from tests.support.procs import stop_browser
 from tests.support.server import ServerProcess
 from tests.support.wire import RawReader
 from tests.support.wsclient import closed_by_server, handshake, new_key, ws_connect
@@ -409,18 +410,6 @@ def test_fastapi_lifespan_state(fastapi):
 
 
 # -- headless Chromium ----------------------------------------------------------------------------
-def _stop_browser(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: Chromium and its helpers
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL was sent
-        pass
-
-
 @pytest.mark.timeout(120)
 def test_chromium_page_talks_to_betula_over_websocket(servers, tmp_path):
     chromium = need.program("chromium", "apt-get install chromium; .ci/run installs it")
@@ -443,7 +432,7 @@ def test_chromium_page_talks_to_betula_over_websocket(servers, tmp_path):
         line = served.server.wait_for_log(r"WSFW result " + t + r" ", 60)
         elapsed = time.monotonic() - started
     finally:
-        _stop_browser(proc)
+        stop_browser(proc)
         shutil.rmtree(profile, ignore_errors=True)
     if line is None:
         tail = browser_log.read_text(errors="replace")[-3000:]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,3 +58,17 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def stop_browser(proc: subprocess.Popen) -> None:
+    """Kill a browser started in its own session (``start_new_session``): it and its
+    helper processes."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL was sent
+        pass
