@@ -8,6 +8,7 @@ HTTP/2 over TLS (ALPN), ``curl --http2-prior-knowledge``.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -387,6 +388,28 @@ def test_curl_upgrades_with_h2c(serve) -> None:  # type: ignore[no-untyped-def]
                           "-w", "\n%{http_version}"], capture_output=True, text=True,
                          timeout=20, check=True).stdout
     assert out == "ok\n2"
+
+
+@pytest.mark.parametrize("upgrade", [True, False], ids=["h2c-upgrade", "prior-knowledge"])
+def test_nghttp_gets_early_hints_the_body_and_trailers(serve, upgrade) -> None:  # type: ignore[no-untyped-def]
+    nghttp = program("nghttp", "apt-get install nghttp2-client")
+    srv = serve(APP)
+    argv = [nghttp, "-v", f"http://{srv.host}:{srv.port}/trailers"]
+    if upgrade:
+        argv.insert(1, "-u")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout
+    if upgrade:
+        assert "HTTP/1.1 101 Switching Protocols" in out and "HTTP Upgrade success" in out
+    else:
+        assert "HTTP Upgrade" not in out
+    # (the request's stream: 1 after an upgrade, nghttp's next free id otherwise)
+    received = [line.split(") ", 1)[1] for line in out.splitlines()
+                if re.search(r"recv \(stream_id=\d+\) ", line)]
+    assert received[:3] == [":status: 103", "link: </style.css>; rel=preload; as=style",
+                            ":status: 200"]
+    assert received[-1] == "x-digest: sha-256=abc"  # the trailing HEADERS, last
+    assert "with trailers" in out
+    assert "SETTINGS_ENABLE_CONNECT_PROTOCOL(0x08):1" in out
 
 
 def test_wsgi_over_http2(serve) -> None:  # type: ignore[no-untyped-def]

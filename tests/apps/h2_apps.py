@@ -79,6 +79,15 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
                                     (b"x-multi", b"two")])
     elif path == "/echo":
         await _answer(send, await _body(receive))
+    elif path == "/h2spec":
+        # h2spec's target: the whole body read (its length checks come first), then
+        # ``?wait=`` seconds (its stream-limit case needs streams that stay open while it
+        # opens one past the limit); never an empty answer (its flow-control cases need
+        # response bytes).
+        body = await _body(receive)
+        if "wait" in query:
+            await asyncio.sleep(float(query["wait"]))
+        await _answer(send, body or b"h2spec target\n")
     elif path == "/big":
         n = int(query["n"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -96,6 +105,14 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     elif path == "/release":
         _event(query["id"]).set()
         await _answer(send, b"released")
+    elif path == "/trailers":  # early hints, a body, then trailers
+        await send({"type": "http.response.early_hint",
+                    "links": [b"</style.css>; rel=preload; as=style"]})
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain"), (b"trailer", b"x-digest")]})
+        await send({"type": "http.response.body", "body": b"with trailers"})
+        await send({"type": "http.response.trailers",
+                    "headers": [(b"x-digest", b"sha-256=abc")]})
     elif path == "/wait-disconnect":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
