@@ -364,6 +364,18 @@ SCENARIOS: dict[str, dict] = {
             "interfaces": ("asgi",),
         },
         {
+            # The same echo with permessage-deflate, offered as browsers offer it (context
+            # takeover both ways), on JSON-like messages that change every time (wsload.c's
+            # "deflate" mode): what a chat or a dashboard costs. Also reports the server's
+            # CPU per message (zlib is most of it, for every server).
+            "name": "wsecho-deflate",
+            "path": "/ws",
+            "tool": "wsload",
+            "deflate": True,
+            "check": ("WS", WS_MESSAGE, WS_MESSAGE),
+            "interfaces": ("asgi",),
+        },
+        {
             # Browser-like GETs whose heads never repeat (bench/unique.lua: new query,
             # cookie and request id per request, 9 fields): no cache of heads helps here.
             "name": "unique",
@@ -589,6 +601,19 @@ class Running:
             start_new_session=True,
         )
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes (its process group: the master
+        and its workers) have used so far."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # (a process that just ended)
+            if int(fields[2]) == self.proc.pid:  # pgrp; utime and stime follow at 11, 12
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, n: int = 15) -> str:
         try:
             self.logfile.flush()
@@ -754,7 +779,8 @@ def ensure_wsload() -> Path:
     if not WSLOAD_BIN.exists() or WSLOAD_BIN.stat().st_mtime < WSLOAD_SRC.stat().st_mtime:
         WSLOAD_BIN.parent.mkdir(exist_ok=True)
         log(f"building {WSLOAD_BIN.relative_to(REPO_ROOT)}")
-        subprocess.run(["gcc", "-O2", "-o", str(WSLOAD_BIN), str(WSLOAD_SRC)], check=True)
+        subprocess.run(["gcc", "-O2", "-o", str(WSLOAD_BIN), str(WSLOAD_SRC), "-lz"],
+                       check=True)
     return WSLOAD_BIN
 
 
@@ -763,9 +789,10 @@ _WSLOAD_RE = re.compile(r"messages=(\d+) seconds=([\d.]+) rate=([\d.]+) p50_us=(
 
 
 def run_wsload(port: int, path: str, duration: int, connections: int,
-               cpu: int) -> tuple[dict | None, str]:
+               cpu: int, deflate: bool = False) -> tuple[dict | None, str]:
     cmd = ["taskset", "-c", str(cpu), str(ensure_wsload()), HOST, str(port), path,
-           str(connections), str(duration), str(len(WS_MESSAGE))]
+           str(connections), str(duration), str(len(WS_MESSAGE))] + \
+        (["deflate"] if deflate else [])
     try:
         out = _capture(cmd, timeout=duration + 60)
     except subprocess.TimeoutExpired:
@@ -918,8 +945,12 @@ def bench_server(server: Server, scenarios: list[dict], args, versions: dict) ->
             log(f"{server.name}/{name}: {tool} {args.duration}s "
                 f"-c{scen.get('connections', args.connections)}")
             if tool == "wsload":
+                cpu_before = running.cpu_seconds()
                 parsed, text = run_wsload(port, scen["path"], args.duration, args.connections,
-                                          args.client_cpu)
+                                          args.client_cpu, scen.get("deflate", False))
+                if parsed is not None and parsed["requests"]:
+                    parsed["server_cpu_us"] = round(
+                        (running.cpu_seconds() - cpu_before) / parsed["requests"] * 1e6, 1)
             elif tool == "h2load":
                 parsed, text = run_h2load(port, scen["path"], args.duration, args.connections,
                                           args.client_cpu, scen.get("post"))
@@ -1045,8 +1076,9 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
         lines.append(
             f"- wsecho: bench/wsload.c (C, epoll) pinned to CPU {meta['client_cpu']}, "
             f"{meta['connections']} WebSocket connections each sending a 1 KiB text message "
-            "and waiting for its echo (no compression offered); req/s is messages/s, p99 the "
-            "round trip")
+            "and waiting for its echo (no compression offered; wsecho-deflate: "
+            "permessage-deflate, JSON-like messages that change each time); req/s is "
+            "messages/s, p99 the round trip, the server's CPU per message in the notes")
     lines += [
         "",
         "| scenario | server | req/s | p99 ms |",
@@ -1078,6 +1110,9 @@ def render_markdown(meta: dict, records: list[dict], scenarios: list[dict], rati
             lines.append(
                 f"| {name} | {rec['server']} | {res['rps']:,.0f}{flag} | {res['p99_ms']:.2f} |"
             )
+            if res.get("server_cpu_us") is not None:
+                notes.append(f"{rec['server']}/{name}: server CPU {res['server_cpu_us']} µs "
+                             "per message")
     pairs = list(dict.fromkeys(k for d in ratios.values() for k in d))  # server order
     if pairs:
         lines += [

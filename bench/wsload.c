@@ -1,11 +1,17 @@
 /*
  * wsload: WebSocket echo load generator for bench/run.py (issue 5).
  *
- *   wsload HOST PORT PATH CONNECTIONS SECONDS SIZE
+ *   wsload HOST PORT PATH CONNECTIONS SECONDS SIZE [deflate]
  *
- * Opens CONNECTIONS WebSocket connections (no compression offered), then on each one sends a
- * SIZE-byte text message, waits for its echo, records the round trip and sends the next,
- * for SECONDS. Prints one line: messages, messages/s, p50 and p99 round trip (us).
+ * Opens CONNECTIONS WebSocket connections, then on each one sends a SIZE-byte text message,
+ * waits for its echo, records the round trip and sends the next, for SECONDS. Prints one
+ * line: messages, messages/s, p50 and p99 round trip (us).
+ *
+ * Without "deflate" no compression is offered and every message is the same letters. With
+ * it, the client offers permessage-deflate as browsers do ("client_max_window_bits", context
+ * takeover both ways), compresses each message with zlib and inflates each echo, and the
+ * messages are JSON-like text that changes every time (an id, a counter, item lines), so the
+ * server compresses what a chat or dashboard would send.
  *
  * Written in C (one thread, epoll) so that the load generator is not the bottleneck: a
  * Python client on the other CPU tops out below what the servers under test can echo.
@@ -25,6 +31,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_US 1000000 /* histogram range: 1 us buckets up to 1 s, then one overflow bucket */
 
@@ -33,7 +40,12 @@ struct conn {
     unsigned char *buf;
     size_t len, cap;
     double sent_at;
+    long count; /* messages sent on this connection */
+    z_stream out, in; /* permessage-deflate: client to server, server to client */
 };
+
+static int deflating; /* permessage-deflate negotiated */
+static int client_window = 15;
 
 static double now(void) {
     struct timespec ts;
@@ -46,7 +58,7 @@ static void die(const char *what) {
     exit(1);
 }
 
-static int connect_ws(const char *host, const char *port, const char *path) {
+static int connect_ws(const char *host, const char *port, const char *path, int deflate) {
     struct addrinfo hints = {0}, *res;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(host, port, &hints, &res) != 0) {
@@ -63,7 +75,9 @@ static int connect_ws(const char *host, const char *port, const char *path) {
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n", path, host, port);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n", path, host, port,
+                     deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                               "client_max_window_bits\r\n" : "");
     if (write(fd, req, n) != n) die("write handshake");
     char resp[4096];
     size_t got = 0;
@@ -78,6 +92,20 @@ static int connect_ws(const char *host, const char *port, const char *path) {
         fprintf(stderr, "wsload: handshake refused: %.60s\n", resp);
         exit(1);
     }
+    if (deflate) {
+        char *ext = strcasestr(resp, "sec-websocket-extensions:");
+        if (!ext || !strstr(ext, "permessage-deflate")) {
+            fprintf(stderr, "wsload: the server did not take permessage-deflate\n");
+            exit(1);
+        }
+        char *bits = strstr(ext, "client_max_window_bits=");
+        if (bits) client_window = atoi(bits + strlen("client_max_window_bits="));
+        if (strstr(ext, "client_no_context_takeover")) {
+            fprintf(stderr, "wsload: no context takeover is not supported here\n");
+            exit(1);
+        }
+        deflating = 1;
+    }
     return fd;
 }
 
@@ -85,7 +113,7 @@ static size_t make_frame(unsigned char *out, unsigned char opcode, const unsigne
                          size_t size) {
     static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
     size_t h = 0;
-    out[h++] = 0x80 | opcode;
+    out[h++] = 0x80 | opcode; /* (opcode may carry RSV1, 0x40: compressed) */
     if (size < 126) {
         out[h++] = 0x80 | size;
     } else if (size < 65536) {
@@ -114,24 +142,88 @@ static void send_all(int fd, const unsigned char *data, size_t len) {
     }
 }
 
+/* A JSON-like message of exactly SIZE bytes that differs every time (deflate runs). */
+static void json_message(unsigned char *out, size_t size, long id, long count) {
+    size_t n = (size_t)snprintf((char *)out, size, "{\"id\":%ld,\"seq\":%ld,\"user\":\"user%ld\","
+                                "\"items\":[", id, count, (id * 7 + count) % 97);
+    long item = 0;
+    while (n + 80 < size) {
+        n += (size_t)snprintf((char *)out + n, size - n,
+                              "{\"sku\":\"SKU-%ld-%ld\",\"qty\":%ld,\"price\":%ld.%02ld},", item,
+                              (count + item) % 13, (count * 3 + item) % 9 + 1,
+                              (item * 37 + count) % 500, (count + item * 11) % 100);
+        item++;
+    }
+    while (n < size - 2) out[n++] = ' ';
+    out[size - 2] = ']';
+    out[size - 1] = '}';
+}
+
+/* Compress one message (context takeover, sync flush, the 4-byte tail dropped). */
+static size_t deflate_message(z_stream *z, const unsigned char *in, size_t size,
+                              unsigned char *out, size_t cap) {
+    z->next_in = (unsigned char *)in;
+    z->avail_in = size;
+    z->next_out = out;
+    z->avail_out = cap;
+    if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in) {
+        fprintf(stderr, "wsload: deflate failed\n");
+        exit(1);
+    }
+    return cap - z->avail_out - 4;
+}
+
+/* Inflate an echo; returns its length (or (size_t)-1). */
+static size_t inflate_message(z_stream *z, unsigned char *in, size_t len, unsigned char *out,
+                              size_t cap) {
+    static unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
+    z->next_out = out;
+    z->avail_out = cap;
+    z->next_in = in;
+    z->avail_in = len;
+    int rc = inflate(z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR) return (size_t)-1;
+    z->next_in = tail;
+    z->avail_in = 4;
+    rc = inflate(z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR) return (size_t)-1;
+    return cap - z->avail_out;
+}
+
+static size_t next_frame(struct conn *c, long id, unsigned char *payload, size_t size,
+                         unsigned char *scratch, unsigned char *frame, size_t plain_len) {
+    if (!deflating) return plain_len; /* the same frame every time */
+    json_message(payload, size, id, c->count++);
+    size_t clen = deflate_message(&c->out, payload, size, scratch, size + 1024);
+    return make_frame(frame, 0x40 | 0x1, scratch, clen);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS SIZE\n");
+    if (argc != 7 && !(argc == 8 && strcmp(argv[7], "deflate") == 0)) {
+        fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS SIZE [deflate]\n");
         return 2;
     }
+    int deflate_wanted = argc == 8;
     const char *host = argv[1], *port = argv[2], *path = argv[3];
     int nconn = atoi(argv[4]);
     double seconds = atof(argv[5]);
     size_t size = (size_t)atol(argv[6]);
     unsigned char *payload = malloc(size);
     for (size_t i = 0; i < size; i++) payload[i] = 'a' + i % 26;
-    unsigned char *frame = malloc(size + 14);
+    unsigned char *frame = malloc(size + 1024 + 14);
+    unsigned char *scratch = malloc(size + 1024);
+    unsigned char *echo = malloc(size + 1);
     size_t frame_len = make_frame(frame, 0x1, payload, size);
     unsigned int *hist = calloc(MAX_US + 1, sizeof *hist);
     struct conn *conns = calloc(nconn, sizeof *conns);
     int ep = epoll_create1(0);
     for (int i = 0; i < nconn; i++) {
-        conns[i].fd = connect_ws(host, port, path);
+        conns[i].fd = connect_ws(host, port, path, deflate_wanted);
+        if (deflate_wanted) {
+            if (deflateInit2(&conns[i].out, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -client_window,
+                             8, Z_DEFAULT_STRATEGY) != Z_OK ||
+                inflateInit2(&conns[i].in, -15) != Z_OK) die("zlib init");
+        }
         conns[i].cap = size + 4096;
         conns[i].buf = malloc(conns[i].cap);
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
@@ -142,7 +234,8 @@ int main(int argc, char **argv) {
     int open = nconn;
     for (int i = 0; i < nconn; i++) {
         conns[i].sent_at = now();
-        send_all(conns[i].fd, frame, frame_len);
+        size_t len = next_frame(&conns[i], i, payload, size, scratch, frame, frame_len);
+        send_all(conns[i].fd, frame, len);
     }
     struct epoll_event events[256];
     while (open > 0) {
@@ -188,13 +281,18 @@ int main(int argc, char **argv) {
                 } else if (opcode == 0x8) { /* the server closed */
                     errors++;
                 } else if (opcode == 0x1 || opcode == 0x2) {
-                    if (plen != size) errors++;
+                    size_t got = plen;
+                    if (c->buf[0] & 0x40) /* RSV1: compressed */
+                        got = inflate_message(&c->in, c->buf + h, plen, echo, size + 1);
+                    if (got != size) errors++;
                     long us = (long)((t - c->sent_at) * 1e6);
                     hist[us > MAX_US ? MAX_US : (us < 0 ? 0 : us)]++;
                     messages++;
                     if (t < end) {
                         c->sent_at = t;
-                        send_all(c->fd, frame, frame_len);
+                        size_t len = next_frame(c, c - conns, payload, size, scratch, frame,
+                                                frame_len);
+                        send_all(c->fd, frame, len);
                     } else {
                         close(c->fd);
                         c->fd = -1;

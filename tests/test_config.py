@@ -77,6 +77,7 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "date_header": ("0", "false", False),
     "log_level": ("warning", '"warning"', "warning"),
     "access_log": ("no", "false", False),
+    "ws_deflate_level": ("1", "1", 1),
 }
 # Settings that are only valid together with another one.
 COMPANIONS: dict[str, dict[str, str]] = {
@@ -276,6 +277,8 @@ INVALID_CLI = [
     (["--root-path", "no-leading-slash"], "root_path"),
     (["--ssl-cert-reqs", "maybe", "--ssl-ca-certs", "/ca.pem"], "ssl_cert_reqs"),
     (["--backlog", "-5"], "backlog"),
+    (["--ws-deflate-level", "0"], "ws_deflate_level"),
+    (["--ws-deflate-level", "10"], "ws_deflate_level"),
 ]
 
 

@@ -21,6 +21,7 @@ import select
 import socket
 import struct
 import threading
+import zlib
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -1022,3 +1023,54 @@ def test_server_frames_are_unmasked_and_minimal(ws):
             else:
                 assert length == 127 and struct.unpack("!Q", conn.exact(8))[0] == n
             assert conn.exact(n) == b"q" * n
+
+
+# -- permessage-deflate on the fast path (betula/protocols/ws_deflate.py) -----------------
+
+def test_corrupt_compressed_data_closes_1002(ws):
+    ident = new_id()
+    with RawWS.connect(ws, f"/echo?id={ident}", extensions="permessage-deflate") as conn:
+        conn.send_text("fine first")
+        assert conn.recv_text() == "fine first"
+        conn.send(TEXT, b"\xff\xfe\xfd not deflate data", rsv=RSV1)
+        assert_failed_with(ws, conn, ident, 1002)
+
+
+def test_fragmented_and_whole_compressed_messages_share_one_context(ws):
+    """A fragmented compressed message (websockets inflates it) between whole ones (the
+    fast path inflates them) on one connection with context takeover: every message comes
+    out right, so both paths read the same zlib stream; the echoes keep one context too."""
+    with RawWS.connect(ws, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
+        assert "client_no_context_takeover" not in conn.deflate
+        words = random.Random(9).randbytes(600).hex()
+        for i in range(6):
+            text = f"{i} {words} " + "again and again " * 40
+            data = text.encode()
+            if i % 2:  # fragmented: the compressed bytes cut in three frames
+                bits = conn.window_bits("client")
+                if conn.deflater is None:
+                    conn.deflater = zlib.compressobj(6, zlib.DEFLATED, -max(bits, 9))
+                out = conn.deflater.compress(data) + conn.deflater.flush(zlib.Z_SYNC_FLUSH)
+                out = out[:-4]
+                third = len(out) // 3
+                conn.send(TEXT, out[:third], fin=False, rsv=RSV1)
+                conn.send(CONT, out[third:2 * third], fin=False)
+                conn.send(CONT, out[2 * third:])
+            else:
+                conn.send_compressed(TEXT, data)
+            f = conn.recv_frame()
+            assert f.opcode == TEXT and f.rsv == RSV1
+            assert conn.inflate(f.payload) == data, i
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_deflate_level_setting_is_what_compresses(serve, level):
+    server = serve(APP, "--ws-deflate-level", str(level))
+    text = (" ".join(f"item-{i % 37}:{(i * 7919) % 1000}" for i in range(3000))).encode()
+    with RawWS.connect(server, f"/echo?id={new_id()}", extensions="permessage-deflate") as conn:
+        conn.send_compressed(TEXT, text)
+        f = conn.recv_frame()
+        assert conn.inflate(f.payload) == text
+    expected = zlib.compressobj(level, zlib.DEFLATED, -SERVER_WINDOW_BITS, 5)
+    wanted = expected.compress(text) + expected.flush(zlib.Z_SYNC_FLUSH)
+    assert f.payload == wanted[:-4]  # byte for byte: zlib at that level, the server's window

@@ -15,10 +15,12 @@ It knows nothing of ASGI or of HTTP: a *handler* (``ws_stream.WebSocketHandler``
 ``on_message(data)`` (str or bytes) and, once, ``on_close(code, reason)``.
 
 One fast path of our own, because the echo benchmark's profile put websockets' generator
-parser and frame objects at a third of the server's time: when no extension is in use, a
-complete, unfragmented, masked text or binary frame within the size limit is unmasked (with
-websockets' C ``apply_mask``) and delivered here, and outgoing messages are framed here
-(bench/ws_framing.py: 1.6 us against 8.3 us per echoed message). Every other frame (control
+parser and frame objects at a third of the server's time: when no extension is in use, or
+permessage-deflate alone, a complete, unfragmented, masked text or binary frame within the
+size limit is unmasked (with websockets' C ``apply_mask``), inflated when compressed
+(``ws_deflate.py``, on websockets' own zlib streams) and delivered here, and outgoing
+messages are compressed and framed here (bench/ws_framing.py: 1.6 us against 8.3 us per
+echoed message without compression). Every other frame (control
 frames, fragments, anything invalid or over the limit) goes to websockets, and only ever as
 whole frames, so its parser never holds a partial frame when the fast path takes the next.
 """
@@ -33,17 +35,21 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from .ws_deflate import Deflate
 from .ws_stream import (
     ABNORMAL,
     GOING_AWAY,
     INTERNAL_ERROR,
     INVALID_DATA,
+    MESSAGE_TOO_BIG,
     NORMAL,
+    PROTOCOL_ERROR,
     ConnectionClosed,
 )
 
@@ -83,7 +89,7 @@ def handshake_protocol(config: Any, select: Callable[[], str | None]) -> ServerP
         # compressed connection near 64 KiB of zlib state instead of about 320 KiB.
         extensions.append(ServerPerMessageDeflateFactory(
             server_max_window_bits=12, client_max_window_bits=12,
-            compress_settings={"memLevel": 5}))
+            compress_settings={"memLevel": 5, "level": config.ws_deflate_level}))
     return _ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
                            select_subprotocol=lambda _proto, _offered: select(),
                            logger=_frames_logger)
@@ -166,8 +172,10 @@ class WebSocketConnection:
         self._pong_handle: asyncio.TimerHandle | None = None
         self._pong_payload: bytes | None = None
         self._close_handle: asyncio.TimerHandle | None = None
-        # The fast path (see the module docstring) needs a connection without extensions.
-        self._fast = not protocol.extensions
+        # The fast path (see the module docstring) takes a connection without extensions,
+        # or with permessage-deflate alone (ws_deflate.py compresses for it).
+        self._deflate = Deflate.of(protocol.extensions)
+        self._fast = not protocol.extensions or self._deflate is not None
         self._max_size = protocol.max_message_size or (1 << 62)
         self._buf = bytearray()  # an incomplete frame (fast path)
         self._need = 0  # bytes self._buf must hold before parsing is worth retrying
@@ -237,10 +245,19 @@ class WebSocketConnection:
             if stop > end:
                 self._need = stop - pos
                 break
-            if (b0 == 0x81 or b0 == 0x82) and b1 & 0x80 and self._fragments is None \
-                    and self.proto.state is OPEN:
+            if (b0 == 0x81 or b0 == 0x82 or ((b0 == 0xC1 or b0 == 0xC2) and self._deflate)) \
+                    and b1 & 0x80 and self._fragments is None and self.proto.state is OPEN:
                 payload = apply_mask(data[start:stop], data[start - 4:start])
-                if b0 == 0x81:
+                if b0 & 0x40:  # RSV1: a compressed message
+                    try:
+                        payload = self._deflate.inflate(payload, self._max_size)
+                    except PayloadTooBig as exc:
+                        self._fail(MESSAGE_TOO_BIG, str(exc))
+                        return end
+                    except ProtocolError:
+                        self._fail(PROTOCOL_ERROR, "decompression failed")
+                        return end
+                if b0 & 0x0F == 1:
                     try:
                         handler.on_message(payload.decode())
                     except UnicodeDecodeError:
@@ -416,6 +433,9 @@ class WebSocketConnection:
             else:
                 payload = message  # type: ignore[assignment]
                 first = 0x82
+            if self._deflate is not None:
+                payload = self._deflate.deflate(payload)
+                first |= 0x40  # RSV1: compressed
             length = len(payload)
             if length < 126:
                 head = bytes((first, length))

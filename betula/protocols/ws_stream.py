@@ -18,12 +18,14 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 __all__ = [
-    "ABNORMAL", "GOING_AWAY", "INTERNAL_ERROR", "INVALID_DATA", "NORMAL", "ConnectionClosed",
+    "ABNORMAL", "GOING_AWAY", "INTERNAL_ERROR", "INVALID_DATA", "MESSAGE_TOO_BIG", "NORMAL",
+    "PROTOCOL_ERROR", "ConnectionClosed",
     "WebSocketHandler", "WebSocketStream",
 ]
 
 # Close codes (RFC 6455 §7.4.1).
-NORMAL, GOING_AWAY, ABNORMAL, INVALID_DATA, INTERNAL_ERROR = 1000, 1001, 1006, 1007, 1011
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, ABNORMAL, INVALID_DATA = 1000, 1001, 1002, 1006, 1007
+MESSAGE_TOO_BIG, INTERNAL_ERROR = 1009, 1011
 
 # Response header fields as the app gave them: (name, value) pairs of bytes or str.
 Headers = Iterable[tuple[Any, Any]]
