@@ -38,7 +38,7 @@ from .headers import HOP_BY_HOP
 from .http_common import phrase
 from .importer import import_from_string
 from .protocols.memory import MemoryStream
-from .state import WorkerState
+from .worker_state import WorkerState
 from .wsgi.environ import ERRORS, FileWrapper
 from .wsgi.http import INLINE, WSGICycle
 from .wsgi.io import EMPTY_INPUT

@@ -17,7 +17,7 @@ from .asgi.http import HTTPCycle
 from .endpoint import Endpoint
 from .headers import as_bytes
 from .protocols.memory import MemoryResponse, MemoryStream
-from .state import WorkerState
+from .worker_state import WorkerState
 from .wsgi.http import WSGICycle
 from .wsgi.pool import ThreadPool
 

@@ -19,7 +19,7 @@ from .asgi.http import HTTPCycle
 from .asgi.websocket import WebSocketCycle
 from .endpoint import Endpoint
 from .http_common import split_target
-from .state import WorkerState
+from .worker_state import WorkerState
 from .wsgi.http import WSGICycle
 
 __all__ = ["Endpoint", "Route", "Router"]

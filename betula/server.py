@@ -23,7 +23,7 @@ from .listeners import describe
 from .protocols.h1 import HTTP1Connection, HTTP1Shared
 from .protocols.h2 import H2Shared, HTTP2Connection
 from .routing import Router
-from .state import WorkerState
+from .worker_state import WorkerState
 from .wsgi.pool import ThreadPool
 
 __all__ = ["Endpoint", "Server", "Worker", "new_event_loop"]

@@ -34,7 +34,7 @@ from ..http_common import (
 if TYPE_CHECKING:  # pragma: no cover
     from ..endpoint import Endpoint
     from ..protocols.stream import Stream
-    from ..state import WorkerState
+    from ..worker_state import WorkerState
 
 __all__ = ["HTTPCycle", "ClientDisconnected", "ASGI_EXTENSIONS"]
 

@@ -25,7 +25,7 @@ from .http import ClientDisconnected, caused_by_disconnect, target_parts
 if TYPE_CHECKING:  # pragma: no cover
     from ..endpoint import Endpoint
     from ..protocols.ws_stream import WebSocketStream
-    from ..state import WorkerState
+    from ..worker_state import WorkerState
 
 __all__ = ["WebSocketCycle", "WS_EXTENSIONS"]
 

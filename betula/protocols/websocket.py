@@ -59,7 +59,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
     from websockets.utils import apply_mask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..state import WorkerState
+    from ..worker_state import WorkerState
 
 __all__ = ["BytePipe", "WebSocketConnection", "ConnectionClosed", "handshake_protocol"]
 

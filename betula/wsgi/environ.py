@@ -15,7 +15,7 @@ from .io import ErrorStream
 if TYPE_CHECKING:  # pragma: no cover
     from ..endpoint import Endpoint
     from ..protocols.stream import Stream
-    from ..state import WorkerState
+    from ..worker_state import WorkerState
 
 __all__ = ["ERRORS", "EnvironTemplate", "FileWrapper", "HEADER_ENTRIES", "connection_environ",
            "environ_template", "parse_target", "remember_entries"]

@@ -47,7 +47,7 @@ from .io import EMPTY_INPUT, BodyBuffer, InputStream
 if TYPE_CHECKING:  # pragma: no cover
     from ..endpoint import Endpoint
     from ..protocols.stream import Stream
-    from ..state import WorkerState
+    from ..worker_state import WorkerState
 
 __all__ = ["WSGICycle", "FileWrapper", "INLINE", "InlineLoop", "connection_environ",
            "is_wsgi_app"]

@@ -44,7 +44,7 @@ from .shared import REPLAY_MAX
 from .upgrade import HTTP1WebSocket
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...state import WorkerState
+    from ...worker_state import WorkerState
     from .shared import HTTP1Shared
 
 __all__ = ["HTTP1Connection"]

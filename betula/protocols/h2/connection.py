@@ -42,7 +42,7 @@ from .shared import CONNECTION_WINDOW
 from .stream import H2Stream
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...state import WorkerState
+    from ...worker_state import WorkerState
     from .shared import H2Shared
 
 __all__ = ["HTTP2Connection"]
