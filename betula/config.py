@@ -366,6 +366,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ws_close_timeout", 5.0, "After sending a close frame, wait this long for the "
             "client's before dropping the connection.", _positive_float, "websocket",
             metavar="SECONDS"),
+    # -- shared state and pub/sub -------------------------------------------------------
+    Setting("state_max_bytes", 256 * MIB, "Memory the shared state (betula.state) may hold, "
+            "keys and values counted; a write past it raises StateFull.", _positive_int,
+            "state", metavar="BYTES"),
+    Setting("pubsub_queue", 1000, "Messages one pub/sub subscription may hold for an app "
+            "that is not reading; past it the newest are dropped and the app gets a Gap.",
+            _positive_int, "state", metavar="N"),
     # -- logging -------------------------------------------------------------------------
     Setting("log_level", "info", "Log level.", _choice, "logging",
             choices=("critical", "error", "warning", "info", "debug", "trace")),

@@ -12,6 +12,8 @@ from .hooks import HookError, call_hook
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Server
+from .shared.client import configure as configure_shared
+from .shared.server import StateServer
 from .supervisor import BOOT_FAILED, Supervisor, available_cpus
 from .wsgi.http import is_wsgi_app
 
@@ -80,6 +82,7 @@ def run(config: Any) -> int:
 
 def _run(config: Any) -> int:
     workers = config.workers or available_cpus()
+    configure_shared(config.state_max_bytes, config.pubsub_queue)
     if workers > 1 or config.reload:  # --reload needs a master to roll the workers
         return _run_master(config, workers)
     try:
@@ -116,8 +119,13 @@ def _run_master(config: Any, workers: int) -> int:
         return Server(config, endpoints, sockets, ssl_context=ssl_context,
                       notify=notify).run()
 
+    # The shared state lives in the master: its server runs in a thread of the master, and
+    # the workers inherit where it listens (BETULA_STATE_SOCKET).
+    state_server = StateServer(config.state_max_bytes)
+    state_server.start()
     try:
         return Supervisor(config, sockets, worker_main, workers).run()
     finally:
+        state_server.stop()
         for sock in sockets:
             sock.close()
