@@ -370,6 +370,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("state_max_bytes", 256 * MIB, "Memory the shared state (betula.state) may hold, "
             "keys and values counted; a write past it raises StateFull.", _positive_int,
             "state", metavar="BYTES"),
+    Setting("redis_url", "", "Keep the shared state and pub/sub in this Redis "
+            "(redis://HOST:PORT/DB, rediss://..., unix:///path.sock) instead of the master: "
+            "for workers on several machines. Empty: embedded.", _str, "state",
+            metavar="URL"),
     Setting("pubsub_queue", 1000, "Messages one pub/sub subscription may hold for an app "
             "that is not reading; past it the newest are dropped and the app gets a Gap.",
             _positive_int, "state", metavar="N"),

@@ -82,7 +82,13 @@ def run(config: Any) -> int:
 
 def _run(config: Any) -> int:
     workers = config.workers or available_cpus()
-    configure_shared(config.state_max_bytes, config.pubsub_queue)
+    configure_shared(config.state_max_bytes, config.pubsub_queue, config.redis_url)
+    if config.redis_url:
+        from .shared.redis_backend import check_redis  # (redis-py only when asked for)
+        problem = check_redis(config.redis_url)
+        if problem is not None:
+            print(f"betula: error: {problem}", file=sys.stderr)
+            return 1
     if workers > 1 or config.reload:  # --reload needs a master to roll the workers
         return _run_master(config, workers)
     try:
@@ -121,11 +127,13 @@ def _run_master(config: Any, workers: int) -> int:
 
     # The shared state lives in the master: its server runs in a thread of the master, and
     # the workers inherit where it listens (BETULA_STATE_SOCKET).
-    state_server = StateServer(config.state_max_bytes)
-    state_server.start()
+    state_server = None if config.redis_url else StateServer(config.state_max_bytes)
+    if state_server is not None:
+        state_server.start()
     try:
         return Supervisor(config, sockets, worker_main, workers).run()
     finally:
-        state_server.stop()
+        if state_server is not None:
+            state_server.stop()
         for sock in sockets:
             sock.close()

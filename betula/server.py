@@ -198,6 +198,9 @@ class Server:
         if max_requests and config.limit_max_requests_jitter:
             max_requests += random.randint(0, config.limit_max_requests_jitter)
         recycling = False
+        # A worker outlives its master only by accident (the master was SIGKILLed): it
+        # would go on serving with nobody to stop or replace it. Seen by the parent pid.
+        master = os.getppid() if self.notify is not None else 0
         while True:
             # Wake at the turn of each second too, so Date is never more than a tick stale.
             await asyncio.sleep(min(interval, 1.0005 - time.time() % 1.0))
@@ -209,6 +212,11 @@ class Server:
                     worker.h2.refresh_date()
                 if self.notify is not None:
                     self.notify(b"H")
+                    if os.getppid() != master:
+                        logger.warning("Worker %d: the master (pid %d) is gone: stopping",
+                                       os.getpid(), master)
+                        assert self._stop is not None
+                        self._stop.set()
                 if not recycling:
                     reason = self._recycle_reason(state, max_requests)
                     if reason:

@@ -7,8 +7,9 @@ Each WebSocket (``/ws?room=R&name=N``) subscribes to the topic ``chat.R``; what 
 says is published there, so every client of the room gets it, whichever worker holds its
 connection. ``state.aincr`` keeps each room's head count (exact: atomic in the master), and
 the room's history (its last 20 lines) is a shared list a newcomer reads first (best
-effort: two lines said at the same instant on two workers may keep only one in it). A ``Gap`` (this client's queue overflowed
-or the worker lost the master) is told to the client, who can reload the history.
+effort: two lines said at the same instant on two workers may keep only one in it). A
+``Gap`` (this client's queue overflowed or the worker lost the master) is told to the
+client, who can reload the history.
 """
 
 from __future__ import annotations

@@ -20,14 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from redis import Redis as RedisClient
 from websockets.sync.client import connect as ws_connect
 
 from betula import pubsub, state
 from betula.shared import client as shared_client
 from betula.shared.client import Gap, LocalBackend, Message, SocketBackend
 from betula.shared.hub import Hub, StateError, StateFull
+from betula.shared.redis_backend import RedisBackend
 from betula.shared.server import StateServer
 from tests.support.procs import wait_until
+from tests.support.redis import RedisServer
 
 APP = "tests.apps.state_apps:app"
 
@@ -35,16 +38,32 @@ pytestmark = pytest.mark.timeout(60)
 
 
 # -- the backends -------------------------------------------------------------------------
-@pytest.fixture(params=["local", "master"])
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One redis-server for the module (flushed before each test), 8 MiB of maxmemory
+    without eviction: the bound a Redis deployment sets."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), "--maxmemory", "8mb",
+                         "--maxmemory-policy", "noeviction")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "master", "redis"])
 def backend(request, monkeypatch):  # type: ignore[no-untyped-def]
-    """``betula.state`` and ``betula.pubsub`` of this process on one backend, 4 KiB max."""
+    """``betula.state`` and ``betula.pubsub`` of this process on one backend (the embedded
+    ones bounded to 4 KiB)."""
     server = None
     if request.param == "local":
         chosen = LocalBackend(Hub(4096), queue=5)
-    else:
+    elif request.param == "master":
         server = StateServer(4096)
         path = server.start()
         chosen = SocketBackend(path, queue=5)
+    else:
+        redis = request.getfixturevalue("redis_server")
+        RedisClient.from_url(redis.url).flushall()
+        chosen = RedisBackend(redis.url, queue=5)
+    chosen.kind = request.param  # type: ignore[attr-defined]
     monkeypatch.setattr(shared_client, "_BACKEND", chosen)
     monkeypatch.setattr(shared_client, "_BACKEND_PID", os.getpid())
     yield chosen
@@ -109,6 +128,16 @@ def test_ttl_expires_the_key_everywhere(backend) -> None:  # type: ignore[no-unt
 
 
 def test_memory_is_bounded_and_set_multi_is_all_or_nothing(backend) -> None:  # type: ignore[no-untyped-def]
+    if backend.kind == "redis":  # Redis maxmemory (8 MiB here): fill it up
+        with pytest.raises(StateFull, match="maxmemory"):
+            for i in range(100):
+                state.set(f"fill:{i}", "f" * 100_000)
+        with pytest.raises(StateFull):
+            state.set_multi({"m1": "z" * 500, "m2": "z" * 100_000})
+        assert state.get_multi(["m1", "m2"]) == {"m1": None, "m2": None}
+        state.clear()
+        state.set("more", "y" * 2000)  # room again
+        return
     state.set("big", "x" * 3000)
     with pytest.raises(StateFull, match="state-max-bytes"):
         state.set("more", "y" * 2000)
@@ -147,7 +176,10 @@ def test_publish_reaches_topics_and_patterns_with_sequence_numbers(backend) -> N
         async with pubsub.subscribe("chat.lobby") as lobby, \
                 pubsub.subscribe(patterns=["chat.*"]) as every, \
                 pubsub.subscribe("chat.lobby", patterns=["chat.*"]) as both:
-            assert await pubsub.apublish("chat.lobby", {"text": "hi"}) == 3
+            # Redis counts a subscription once per match (its topic and its pattern);
+            # each is delivered once all the same
+            double = 1 if backend.kind == "redis" else 0
+            assert await pubsub.apublish("chat.lobby", {"text": "hi"}) == 3 + double
             assert await pubsub.apublish("chat.other", "second") == 2
             assert pubsub.publish("news", 1) == 0  # no subscriber: reaches none
             assert await lobby.__anext__() == Message("chat.lobby", {"text": "hi"}, 1)
@@ -156,7 +188,7 @@ def test_publish_reaches_topics_and_patterns_with_sequence_numbers(backend) -> N
             # a topic and a pattern of one subscription that both match: one delivery
             assert [await both.__anext__() for _ in range(2)] == [
                 Message("chat.lobby", {"text": "hi"}, 1), Message("chat.other", "second", 1)]
-            assert await pubsub.apublish("chat.lobby", "again") == 3
+            assert await pubsub.apublish("chat.lobby", "again") == 3 + double
             assert (await lobby.__anext__()).seq == 2
         # unsubscribed on exit
         assert await pubsub.apublish("chat.lobby", "after") == 0
@@ -345,3 +377,80 @@ def test_the_state_server_answers_while_threads_hammer_it() -> None:
         assert backend.call("get", "x") == b"1200"
     finally:
         server.stop()
+
+
+# -- Redis: restarts, startup, several instances -------------------------------------------
+def test_a_redis_restart_is_a_gap_then_messages_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    redis = RedisServer(tmp_path)
+    backend = RedisBackend(redis.url, queue=100)
+
+    async def main() -> None:
+        subscription = await backend.subscribe(["t"], [])
+        await backend.acall("publish", "t", b"1")
+        assert (await asyncio.wait_for(subscription.__anext__(), 10)).data == 1
+        redis.stop()
+        assert await asyncio.wait_for(subscription.__anext__(), 10) == Gap("t", -1)
+        redis.start()  # (same port) the subscription reconnects and subscribes again
+
+        async def delivered() -> Message:
+            for _ in range(200):
+                try:
+                    await backend.acall("publish", "t", b"2")
+                except StateError:
+                    pass  # (the calls' pool reconnects too)
+                try:
+                    item = await asyncio.wait_for(subscription.__anext__(), 0.1)
+                except asyncio.TimeoutError:
+                    continue
+                if isinstance(item, Message):
+                    return item
+            raise AssertionError("no message after Redis came back")
+        item = await delivered()
+        assert item.data == 2
+        assert backend.reconnects >= 1
+        await subscription.aclose()
+    try:
+        run(main())
+    finally:
+        redis.stop()
+
+
+def test_redis_down_at_startup_is_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.server import run_cli
+    code, output = run_cli(APP, "--port", "0", "--redis-url", "redis://127.0.0.1:1/0")
+    assert code == 1
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(
+        "betula: error: cannot reach Redis at redis://127.0.0.1:1/0"), output
+
+
+def test_three_instances_share_one_redis(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Three Betula instances, two workers each, one Redis: exact counters from all of
+    them, a publish from one reaches subscribers on all three, TTLs expire everywhere,
+    and with one instance killed the others go on, consistent."""
+    redis = RedisServer(tmp_path)
+    try:
+        servers = [serve(APP, "--workers", "2", "--redis-url", redis.url) for _ in range(3)]
+        bases = [f"http://{s.host}:{s.port}" for s in servers]
+        with ThreadPoolExecutor(24) as pool:
+            list(pool.map(lambda i: _get(bases[i % 3], "/incr?key=total&n=3"), range(150)))
+        assert [_get(b, "/get?key=total") for b in bases] == [450] * 3
+        subscribers = [ws_connect(f"ws://{s.host}:{s.port}/sub?topic=all", legacy=True)
+                       for s in servers]
+        for client in subscribers:
+            assert client.recv(timeout=10).startswith("ready")
+        assert _get(bases[1], "/publish?topic=all&value=%22everyone%22") == 3
+        for client in subscribers:
+            assert json.loads(client.recv(timeout=10)) == {"topic": "all", "data": "everyone",
+                                                          "seq": 1}
+        _get(bases[0], "/set?key=soon&value=1&ttl=0.2")
+        assert _get(bases[2], "/get?key=soon") in (1, "missing")
+        wait_until(lambda: all(_get(b, "/get?key=soon") == "missing" for b in bases), 10)
+        for client in subscribers:
+            client.close()
+        servers[0].proc.kill()
+        servers[0].proc.wait(10)
+        assert _get(bases[1], "/incr?key=total") == 451
+        assert _get(bases[2], "/get?key=total") == 451
+    finally:
+        redis.stop()

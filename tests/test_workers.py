@@ -422,3 +422,15 @@ def test_a_second_sigint_stops_a_slow_graceful_stop_at_once(serve):
     assert "second interrupt" in srv.log
     for pid in workers:
         assert not alive(pid)
+
+
+def test_workers_stop_when_their_master_is_killed(serve):
+    """A SIGKILLed master cannot stop its workers: each sees its parent gone at its next
+    tick and stops, instead of serving on with nobody to supervise it."""
+    srv = serve(APPS + "app", "--workers", "2")
+    workers = wait_until(lambda: children(srv.proc.pid) if len(children(srv.proc.pid)) == 2
+                         else None, 20)
+    srv.proc.kill()
+    srv.proc.wait(10)
+    wait_until(lambda: not any(alive(pid) for pid in workers), 15)
+    assert srv.wait_for_log(r"the master \(pid \d+\) is gone: stopping", 5) is not None

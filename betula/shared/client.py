@@ -2,6 +2,7 @@
 
 - ``LocalBackend``: a ``Hub`` in this process (a single-process server, or an app run
   outside Betula): direct calls.
+- ``RedisBackend`` (``redis_backend.py``): Redis, with ``--redis-url``.
 - ``SocketBackend``: the master's state server (``server.py``) over its Unix socket, found
   through ``BETULA_STATE_SOCKET``. Sync calls use one blocking connection per thread (one
   round trip each); async calls share one connection per event loop, pipelined (requests
@@ -32,8 +33,10 @@ __all__ = ["Backend", "Gap", "LocalBackend", "Message", "SocketBackend", "Subscr
            "backend", "configure"]
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+REDIS_ENV = "BETULA_REDIS_URL"  # (also how an app run outside Betula reaches the Redis)
 DEFAULT_QUEUE = 1000
-_settings = {"max_bytes": DEFAULT_MAX_BYTES, "queue": DEFAULT_QUEUE}
+_settings: dict[str, Any] = {"max_bytes": DEFAULT_MAX_BYTES, "queue": DEFAULT_QUEUE,
+                             "redis_url": ""}
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class Subscription:
         if self.closed:
             return
         last = self._last.get(topic)
+        if last is not None and seq <= last:
+            return  # delivered already (on Redis, a topic and a pattern of it both match)
         self._last[topic] = seq
         if last is not None and seq > last + 1:  # dropped upstream: the sequence jumped
             self._items.append(Gap(topic, seq - last - 1))
@@ -352,11 +357,13 @@ _BACKEND_PID = 0
 _BACKEND_LOCK = threading.Lock()
 
 
-def configure(max_bytes: int, queue: int) -> None:
-    """The worker's settings (--state-max-bytes, --pubsub-queue), before any call."""
+def configure(max_bytes: int, queue: int, redis_url: str = "") -> None:
+    """The process's settings (--state-max-bytes, --pubsub-queue, --redis-url), before any
+    call."""
     global _BACKEND
     _settings["max_bytes"] = max_bytes
     _settings["queue"] = queue
+    _settings["redis_url"] = redis_url
     _BACKEND = None
 
 
@@ -371,7 +378,13 @@ def backend() -> Backend:
         if _BACKEND is None or _BACKEND_PID != os.getpid():  # (a forked child starts anew)
             path = os.environ.get(SOCKET_ENV)
             queue = _settings["queue"]
-            _BACKEND = SocketBackend(path, queue) if path else \
-                LocalBackend(Hub(_settings["max_bytes"]), queue)
+            url = _settings["redis_url"] or os.environ.get(REDIS_ENV, "")
+            if url:
+                from .redis_backend import RedisBackend  # (redis-py only when asked for)
+                _BACKEND = RedisBackend(url, queue)
+            elif path:
+                _BACKEND = SocketBackend(path, queue)
+            else:
+                _BACKEND = LocalBackend(Hub(_settings["max_bytes"]), queue)
             _BACKEND_PID = os.getpid()
         return _BACKEND
