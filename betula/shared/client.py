@@ -208,17 +208,20 @@ class LocalBackend(Backend):
         self.hub.unsubscribe(subscription.sid)
 
 
-class _AsyncConnection:
-    """One event loop's pipelined connection to the state server."""
+class _AsyncConnection(asyncio.Protocol):
+    """One event loop's pipelined connection to the state server: answers resolve their
+    call's future and pushed messages go to their subscription, as bytes arrive."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.buf = bytearray()
         self.rids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self.broken = False
-        self.task = asyncio.get_running_loop().create_task(self._read())
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
 
     async def call(self, op: str, args: tuple[Any, ...]) -> Any:
         if self.broken:
@@ -226,32 +229,39 @@ class _AsyncConnection:
         rid = next(self.rids)
         future = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
-        self.writer.write(frame((rid, op, *args)))
+        self.transport.write(frame((rid, op, *args)))
         return await future
 
-    async def _read(self) -> None:
-        try:
-            while True:
-                size = HEADER.unpack(await self.reader.readexactly(4))[0]
-                message = marshal.loads(await self.reader.readexactly(size))
-                if message[0] == 0:  # a pushed message: (0, sid, topic, seq, data)
-                    subscription = self.subscriptions.get(message[1])
-                    if subscription is not None:
-                        subscription.deliver(message[2], message[3], message[4])
-                    continue
-                future = self.pending.pop(message[0], None)
-                if future is not None and not future.done():
-                    future.set_result(message)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        finally:
-            self.broken = True
-            for future in self.pending.values():
-                if not future.done():
-                    future.set_exception(StateError("the state server connection is lost"))
-            self.pending.clear()
-            for subscription in self.subscriptions.values():
-                subscription.lost()
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            size = HEADER.unpack_from(buf, pos)[0]
+            if end - pos - 4 < size:
+                break
+            message = marshal.loads(buf[pos + 4:pos + 4 + size])
+            pos += 4 + size
+            if message[0] == 0:  # a pushed message: (0, sid, topic, seq, data)
+                subscription = self.subscriptions.get(message[1])
+                if subscription is not None:
+                    subscription.deliver(message[2], message[3], message[4])
+                continue
+            future = self.pending.pop(message[0], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broken = True
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(StateError("the state server connection is lost"))
+        self.pending.clear()
+        for subscription in self.subscriptions.values():
+            subscription.lost()
 
 
 def _result(answer: tuple[Any, ...]) -> Any:
@@ -312,11 +322,11 @@ class SocketBackend(Backend):
         conn = self._conns.get(loop)
         if conn is None or conn.broken:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.path)
+                _, conn = await loop.create_unix_connection(_AsyncConnection, self.path)
             except OSError as exc:
                 raise StateError(f"cannot reach the state server at {self.path}: {exc}") \
                     from None
-            conn = self._conns[loop] = _AsyncConnection(reader, writer)
+            self._conns[loop] = conn
         return conn
 
     async def acall(self, op: str, *args: Any) -> Any:

@@ -37,38 +37,49 @@ SWEEP_INTERVAL = 1.0
 _sids = itertools.count(1)
 
 
-class _Connection:
-    """One worker's connection."""
+class _Connection(asyncio.Protocol):
+    """One worker's connection: frames parsed as they arrive (no task per connection, no
+    await per frame: a request is answered within the read that completes it)."""
 
-    def __init__(self, hub: Hub, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.reader = reader
-        self.writer = writer
+        self.transport: Any = None
+        self.buf = bytearray()
         self.sids: list[int] = []
 
-    async def serve(self) -> None:
-        hub = self.hub
-        try:
-            while True:
-                head = await self.reader.readexactly(4)
-                size = HEADER.unpack(head)[0]
-                if size > MAX_FRAME:
-                    return
-                request = marshal.loads(await self.reader.readexactly(size))
-                rid, op, args = request[0], request[1], request[2:]
-                try:
-                    result = self._call(hub, op, args)
-                    answer = (rid, True, result)
-                except (StateError, ValueError, TypeError) as exc:
-                    answer = (rid, False, f"{type(exc).__name__}: {exc}")
-                self.writer.write(frame(answer))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            for sid in self.sids:
-                hub.unsubscribe(sid)
-            self.writer.close()
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        out = []
+        end = len(buf)
+        while end - pos >= 4:
+            size = HEADER.unpack_from(buf, pos)[0]
+            if size > MAX_FRAME:
+                self.transport.close()
+                return
+            if end - pos - 4 < size:
+                break
+            request = marshal.loads(buf[pos + 4:pos + 4 + size])
+            pos += 4 + size
+            rid, op, args = request[0], request[1], request[2:]
+            try:
+                answer = (rid, True, self._call(self.hub, op, args))
+            except (StateError, ValueError, TypeError) as exc:
+                answer = (rid, False, f"{type(exc).__name__}: {exc}")
+            out.append(frame(answer))
+        if pos:
+            del buf[:pos]
+        if out:
+            self.transport.write(b"".join(out))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for sid in self.sids:
+            self.hub.unsubscribe(sid)
+        self.sids.clear()
 
     def _call(self, hub: Hub, op: str, args: tuple[Any, ...]) -> Any:
         if op == "get":
@@ -103,10 +114,10 @@ class _Connection:
 
     def _pusher(self, sid: int) -> Any:
         def push(topic: str, seq: int, data: bytes) -> None:
-            transport = self.writer.transport
+            transport = self.transport
             if transport.is_closing() or transport.get_write_buffer_size() > PUSH_HIGH:
-                return
-            self.writer.write(frame((0, sid, topic, seq, data)))
+                return  # dropped: the worker sees the sequence jump
+            transport.write(frame((0, sid, topic, seq, data)))
         return push
 
 
@@ -134,10 +145,14 @@ class StateServer:
         return self.path
 
     def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+        try:
+            import uvloop
+            loop = self._loop = uvloop.new_event_loop()
+        except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+            loop = self._loop = asyncio.new_event_loop()
 
         async def main() -> None:
-            server = await asyncio.start_unix_server(self._accept, self.path)
+            server = await loop.create_unix_server(lambda: _Connection(self.hub), self.path)
             self._ready.set()
             async with server:
                 while True:
@@ -150,10 +165,6 @@ class StateServer:
             pass
         finally:
             loop.close()
-
-    async def _accept(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
-        await _Connection(self.hub, reader, writer).serve()
 
     def stop(self) -> None:
         loop = self._loop
