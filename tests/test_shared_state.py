@@ -454,3 +454,18 @@ def test_three_instances_share_one_redis(serve, tmp_path) -> None:  # type: igno
         assert _get(bases[2], "/get?key=total") == 451
     finally:
         redis.stop()
+
+
+def test_redis_over_a_unix_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sock = tmp_path / "redis.sock"
+    redis = RedisServer(tmp_path, "--unixsocket", str(sock), "--unixsocketperm", "700")
+    try:
+        backend = RedisBackend(f"unix://{sock}?db=0", queue=10)
+        backend.call("set", "k", b"1", None)
+        assert backend.call("incr", "k", 2) == 3
+
+        async def main() -> None:
+            assert await backend.acall("get", "k") == b"3"
+        run(main())
+    finally:
+        redis.stop()
