@@ -424,6 +424,27 @@ def test_redis_down_at_startup_is_one_clear_line(tmp_path) -> None:  # type: ign
         "betula: error: cannot reach Redis at redis://127.0.0.1:1/0"), output
 
 
+def _one_scenario(servers: list) -> None:  # type: ignore[type-arg]
+    """Counters, fan-out and TTLs through ``servers`` (instances sharing one store)."""
+    bases = [f"http://{s.host}:{s.port}" for s in servers]
+    with ThreadPoolExecutor(24) as pool:
+        list(pool.map(lambda i: _get(bases[i % len(bases)], "/incr?key=total&n=3"),
+                      range(150)))
+    assert [_get(b, "/get?key=total") for b in bases] == [450] * len(bases)
+    subscribers = [ws_connect(f"ws://{s.host}:{s.port}/sub?topic=all", legacy=True)
+                   for s in servers for _ in range(3 // len(servers))]
+    for client in subscribers:
+        assert client.recv(timeout=10).startswith("ready")
+    assert _get(bases[-1], "/publish?topic=all&value=%22everyone%22") == 3
+    for client in subscribers:
+        assert json.loads(client.recv(timeout=10)) == {"topic": "all", "data": "everyone",
+                                                      "seq": 1}
+    for client in subscribers:
+        client.close()
+    _get(bases[0], "/set?key=soon&value=1&ttl=0.2")
+    wait_until(lambda: all(_get(b, "/get?key=soon") == "missing" for b in bases), 10)
+
+
 def test_three_instances_share_one_redis(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Three Betula instances, two workers each, one Redis: exact counters from all of
     them, a publish from one reaches subscribers on all three, TTLs expire everywhere,
@@ -431,29 +452,20 @@ def test_three_instances_share_one_redis(serve, tmp_path) -> None:  # type: igno
     redis = RedisServer(tmp_path)
     try:
         servers = [serve(APP, "--workers", "2", "--redis-url", redis.url) for _ in range(3)]
+        _one_scenario(servers)
         bases = [f"http://{s.host}:{s.port}" for s in servers]
-        with ThreadPoolExecutor(24) as pool:
-            list(pool.map(lambda i: _get(bases[i % 3], "/incr?key=total&n=3"), range(150)))
-        assert [_get(b, "/get?key=total") for b in bases] == [450] * 3
-        subscribers = [ws_connect(f"ws://{s.host}:{s.port}/sub?topic=all", legacy=True)
-                       for s in servers]
-        for client in subscribers:
-            assert client.recv(timeout=10).startswith("ready")
-        assert _get(bases[1], "/publish?topic=all&value=%22everyone%22") == 3
-        for client in subscribers:
-            assert json.loads(client.recv(timeout=10)) == {"topic": "all", "data": "everyone",
-                                                          "seq": 1}
-        _get(bases[0], "/set?key=soon&value=1&ttl=0.2")
-        assert _get(bases[2], "/get?key=soon") in (1, "missing")
-        wait_until(lambda: all(_get(b, "/get?key=soon") == "missing" for b in bases), 10)
-        for client in subscribers:
-            client.close()
         servers[0].proc.kill()
         servers[0].proc.wait(10)
         assert _get(bases[1], "/incr?key=total") == 451
         assert _get(bases[2], "/get?key=total") == 451
     finally:
         redis.stop()
+
+
+def test_the_same_scenario_on_one_embedded_instance(serve) -> None:  # type: ignore[no-untyped-def]
+    """What the three Redis instances do, one instance with the embedded backend does
+    alike (same counts, same fan-out, same expiry)."""
+    _one_scenario([serve(APP, "--workers", "2")])
 
 
 def test_redis_over_a_unix_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
