@@ -38,6 +38,7 @@ from h2.settings import Settings
 from hyperframe.frame import GoAwayFrame
 
 from ...http_common import ProtocolError as HTTPError
+from .fields import Malformed, check_trailers, request_head
 from .shared import CONNECTION_WINDOW
 from .stream import H2Stream
 
@@ -236,8 +237,17 @@ class HTTP2Connection(asyncio.Protocol):
                     or kind is UnknownFrameReceived:
                 if not self._allowed(self._controls):
                     return
-            elif kind is TrailersReceived:
-                pass  # request trailers are dropped, as on HTTP/1.1
+            elif kind is TrailersReceived:  # dropped, as on HTTP/1.1, once checked
+                try:
+                    check_trailers(event.headers)
+                except Malformed as exc:
+                    logger.info("%s - HTTP/2 stream %d: malformed trailers: %s",
+                                _who(self.client), event.stream_id, exc)
+                    stream = self.streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.reset(ErrorCodes.PROTOCOL_ERROR)
+                    else:
+                        self._refuse(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
             elif kind is ConnectionTerminated:
                 self.flush()
                 self.close()
@@ -254,28 +264,14 @@ class HTTP2Connection(asyncio.Protocol):
         if sid > self._goaway_id or len(self.streams) >= self.shared.max_streams:
             self._refuse(sid, ErrorCodes.REFUSED_STREAM)
             return None
-        method = path = authority = protocol = b""
-        fields = []
-        host = expect = False
-        for field in event.headers:  # one pass: h2 has checked the pseudo-header rules
-            name = field[0]
-            if name[0] == 58:  # ":"
-                if name == b":method":
-                    method = field[1]
-                elif name == b":path":
-                    path = field[1]
-                elif name == b":authority":
-                    authority = field[1]
-                elif name == b":protocol":
-                    protocol = field[1]
-                continue
-            if name == b"host":
-                host = True
-            elif name == b"expect":
-                expect = field[1].lower() == b"100-continue"
-            fields.append(field)
-        if authority and not host:
-            fields.insert(0, (b"host", authority))  # the ASGI spec: host from :authority
+        try:
+            head = request_head(event.headers)
+        except Malformed as exc:  # RFC 9113 §8.1.1: a stream error, the others go on
+            logger.info("%s - HTTP/2 stream %d: malformed request: %s", _who(self.client),
+                        sid, exc)
+            self._refuse(sid, ErrorCodes.PROTOCOL_ERROR)
+            return None
+        method, path, protocol = head.method, head.path, head.protocol
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
         stream.iface_cache = self.iface_cache
@@ -297,8 +293,8 @@ class HTTP2Connection(asyncio.Protocol):
             stream.fail_response(503, "Service Unavailable: too many connections")
             return None
         try:
-            stream.cycle = factory(stream, method, path, tuple(fields), "2", True, not ended,
-                                   expect, True)
+            stream.cycle = factory(stream, method, path, tuple(head.fields), "2", True,
+                                   not ended, head.expect_continue, True)
         except HTTPError as err:  # --limit-concurrency and the like
             stream.fail_response(err.status, err.reason)
             return None

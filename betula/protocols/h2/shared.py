@@ -28,13 +28,13 @@ class H2Shared:
     def __init__(self, config: Any, loop: Any, websocket: bool = False) -> None:
         self.config = config
         self.loop = loop
-        # Bytes in and out (no str decoding); inbound fields checked by h2 (pseudo-header
-        # rules, connection-specific fields, illegal bytes), outbound ones by Betula
-        # (headers.checked_fields), once per cached list.
+        # Bytes in and out (no str decoding); fields checked by Betula both ways: inbound
+        # by fields.py (h2's rules, in one pass), outbound by headers.checked_fields (once
+        # per cached list). h2 still joins the client's cookie crumbs.
         self.h2_config = H2Configuration(
             client_side=False, header_encoding=None, validate_outbound_headers=False,
             normalize_outbound_headers=False, split_outbound_cookies=False,
-            validate_inbound_headers=True, normalize_inbound_headers=True)
+            validate_inbound_headers=False, normalize_inbound_headers=True)
         self.max_streams = config.h2_max_concurrent_streams
         self.window = config.h2_initial_window_size
         self.settings = {
