@@ -202,7 +202,11 @@ def test_a_slow_subscriber_is_told_what_it_missed(backend) -> None:  # type: ign
         async with pubsub.subscribe("feed") as feed:
             for i in range(8):
                 await pubsub.apublish("feed", i)
-            await asyncio.sleep(0.05)  # (lets the pushed messages arrive: not asserted on)
+            for _ in range(500):  # until all eight reached the subscription (pushed ones
+                if feed.backlog == 8:  # travel on their own)
+                    break
+                await asyncio.sleep(0.01)
+            assert feed.backlog == 8
             got = [await feed.__anext__() for _ in range(5)]
             assert [m.data for m in got] == [0, 1, 2, 3, 4]
             await pubsub.apublish("feed", 8)

@@ -115,6 +115,12 @@ class Subscription:
             waiter.set_result(None)
 
     # -- the app's side -------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Messages (and Gap records) waiting for the app, plus those dropped since the last
+        one it read: how far behind it is."""
+        return len(self._items) + sum(self._dropped.values())
+
     def __aiter__(self) -> Subscription:
         return self
 
