@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -115,6 +116,8 @@ def _run_master(config: Any, workers: int) -> int:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
 
+    master_pid = os.getpid()  # (taken before any fork: see Server.master_pid)
+
     def worker_main(notify: Any) -> int:
         call_hook(config, "on_worker_boot")
         try:
@@ -123,7 +126,7 @@ def _run_master(config: Any, workers: int) -> int:
             print(f"betula: error: {exc}", file=sys.stderr)
             return BOOT_FAILED
         return Server(config, endpoints, sockets, ssl_context=ssl_context,
-                      notify=notify).run()
+                      notify=notify, master_pid=master_pid).run()
 
     # The shared state lives in the master: its server runs in a thread of the master, and
     # the workers inherit where it listens (BETULA_STATE_SOCKET).

@@ -93,11 +93,14 @@ class Server:
 
     def __init__(self, config: Any, endpoints: list[Endpoint], sockets: list[socket.socket],
                  ssl_context: ssl.SSLContext | None = None,
-                 notify: Any = None) -> None:
+                 notify: Any = None, master_pid: int = 0) -> None:
         self.config = config
         # notify(b"R") once serving, b"H" every tick (heartbeat), b"X" to ask to be
         # recycled: the master's side of the pipe (None without a master).
         self.notify = notify
+        # The master's pid, taken before it forked this worker (0: no master): a worker
+        # that finds another parent was orphaned (the master SIGKILLed) and stops.
+        self.master_pid = master_pid
         self.endpoints = endpoints
         self.ssl_context = ssl_context
         self.sockets = sockets
@@ -200,7 +203,7 @@ class Server:
         recycling = False
         # A worker outlives its master only by accident (the master was SIGKILLed): it
         # would go on serving with nobody to stop or replace it. Seen by the parent pid.
-        master = os.getppid() if self.notify is not None else 0
+        master = self.master_pid
         while True:
             # Wake at the turn of each second too, so Date is never more than a tick stale.
             await asyncio.sleep(min(interval, 1.0005 - time.time() % 1.0))
@@ -212,11 +215,12 @@ class Server:
                     worker.h2.refresh_date()
                 if self.notify is not None:
                     self.notify(b"H")
-                    if os.getppid() != master:
-                        logger.warning("Worker %d: the master (pid %d) is gone: stopping",
-                                       os.getpid(), master)
-                        assert self._stop is not None
-                        self._stop.set()
+                if master and os.getppid() != master:
+                    logger.warning("Worker %d: the master (pid %d) is gone: stopping",
+                                   os.getpid(), master)
+                    master = 0  # (said once)
+                    assert self._stop is not None
+                    self._stop.set()
                 if not recycling:
                     reason = self._recycle_reason(state, max_requests)
                     if reason:

@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import pytest
+
 from tests.support.procs import alive, children, wait_until
 from tests.support.wire import read_until_closed, recv_until
 from tests.support.workers import (
@@ -424,10 +426,13 @@ def test_a_second_sigint_stops_a_slow_graceful_stop_at_once(serve):
         assert not alive(pid)
 
 
-def test_workers_stop_when_their_master_is_killed(serve):
+@pytest.mark.parametrize("when", ["serving", "booting"])
+def test_workers_stop_when_their_master_is_killed(serve, when):
     """A SIGKILLed master cannot stop its workers: each sees its parent gone at its next
-    tick and stops, instead of serving on with nobody to supervise it."""
-    srv = serve(APPS + "app", "--workers", "2")
+    tick and stops, instead of serving on with nobody to supervise it; also when the
+    master dies before the workers have started (they compare with the master's pid taken
+    before the fork, not with their parent at start)."""
+    srv = serve(APPS + "app", "--workers", "2", wait=when == "serving")
     workers = wait_until(lambda: children(srv.proc.pid) if len(children(srv.proc.pid)) == 2
                          else None, 20)
     srv.proc.kill()
