@@ -27,7 +27,8 @@ async def _respond(send, status, headers, body):
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive, send):
+async def serve_lifespan(receive, send):
+    """Answer the lifespan protocol (nothing to start or stop); also bench/state_app.py's."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -69,7 +70,7 @@ async def app(scope, receive, send):
     elif kind == "websocket":
         await _ws_echo(receive, send)
     elif kind == "lifespan":
-        await _lifespan(receive, send)
+        await serve_lifespan(receive, send)
 
 
 async def _ws_echo(receive, send):

@@ -8,6 +8,7 @@ import os
 import time
 from urllib.parse import parse_qs
 
+from bench.app_asgi import serve_lifespan
 from betula import pubsub, state
 
 HELLO = b"Hello, world!"
@@ -50,11 +51,8 @@ async def _timed(op: str, n: int) -> list[float]:
 
 async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     await receive()
     path = scope["path"]
     if path == "/hello":

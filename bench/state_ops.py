@@ -1,8 +1,9 @@
 """Shared state and pub/sub, measured from a request handler (issue 16): ops/s and p99 of
 ``get``, ``set``, ``incr`` and ``publish`` on the embedded backend (1 worker: in-process;
 2 workers: the master over its Unix socket) and on Redis, beside a bare ``redis.asyncio``
-call; then the request rate of a hello endpoint with one ``incr`` per request against the
-same endpoint without it (wrk, server pinned to CPU 1, wrk to CPU 0).
+call; then the request rate and p99 of a plain ASGI endpoint and of a FastAPI view with one
+``incr`` per request against the same without it, on heads that never repeat (wrk with
+bench/unique.lua, server pinned to CPU 1, wrk to CPU 0).
 
     python bench/state_ops.py [--calls 2000] [--duration 5]
 
@@ -44,10 +45,11 @@ def _wait(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
-def _server(workers: int, extra: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+def _server(workers: int, extra: list[str], env: dict[str, str],
+            app: str = "bench.state_app:app") -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, "-m", "betula", "bench.state_app:app",
+        ["taskset", "-c", "1", sys.executable, "-m", "betula", app,
          "--port", str(port), "--workers", str(workers), "--no-access-log",
          "--log-level", "warning", *extra], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -61,11 +63,16 @@ def _ops(port: int, op: str, calls: int) -> dict:
     return sorted(runs, key=lambda r: r["ops_per_s"])[1]  # the median of three
 
 
-def _wrk(port: int, path: str, duration: int) -> float:
+def _wrk(port: int, path: str, duration: int) -> tuple[float, float]:
+    """req/s and p99 (ms) of wrk on ``path`` with heads that never repeat
+    (bench/unique.lua: a new query string, cookie and request id every request)."""
     out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", "-c64", f"-d{duration}s",
+                          "--latency", "-s", str(ROOT / "bench" / "unique.lua"),
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
+    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def main() -> None:
@@ -94,9 +101,16 @@ def main() -> None:
                 for op in ops:
                     rows.append((name, op, _ops(port, op, args.calls)))
                 _wrk(port, "/hello", 2)  # warm-up
-                plain = _wrk(port, "/hello", args.duration)
-                counted = _wrk(port, "/hello-incr", args.duration)
-                hello.append((name, plain, counted))
+                hello.append((name, "plain ASGI", _wrk(port, "/hello", args.duration),
+                              _wrk(port, "/hello-incr", args.duration)))
+            finally:
+                os.killpg(proc.pid, 15)
+                proc.wait(20)
+            proc, port = _server(workers, extra, env, "bench.state_fastapi:app")
+            try:
+                _wrk(port, "/hello", 2)
+                hello.append((name, "FastAPI", _wrk(port, "/hello", args.duration),
+                              _wrk(port, "/hello-incr", args.duration)))
             finally:
                 os.killpg(proc.pid, 15)
                 proc.wait(20)
@@ -108,16 +122,18 @@ def main() -> None:
         label = op.replace("bare-", "bare redis.asyncio ")
         lines.append(f"| {name} | {label} | {r['ops_per_s']:,.0f} | {r['p50_us']:.1f} | "
                      f"{r['p99_us']:.1f} |")
-    lines += ["", "| backend | hello req/s | hello + one incr req/s | ratio |",
-              "|---|---:|---:|---:|"]
-    for name, plain, counted in hello:
-        lines.append(f"| {name} | {plain:,.0f} | {counted:,.0f} | {counted / plain:.2f} |")
+    lines += ["", "Heads that never repeat (bench/unique.lua), req/s and p99:", "",
+              "| backend | app | without | with one `aincr` a request | ratio |",
+              "|---|---|---:|---:|---:|"]
+    for name, app, (plain, plain_p99), (counted, counted_p99) in hello:
+        lines.append(f"| {name} | {app} | {plain:,.0f} (p99 {plain_p99:.2f} ms) | "
+                     f"{counted:,.0f} (p99 {counted_p99:.2f} ms) | {counted / plain:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     (ROOT / "bench" / "results" / "state.md").write_text(
         f"bench/state_ops.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{args.calls} sequential awaited calls in one handler (median of 3 runs), wrk -t1 "
-        f"-c64 -d{args.duration}s (server on CPU 1, wrk on CPU 0)\n\n" + text)
+        f"-c64 -d{args.duration}s with bench/unique.lua (server on CPU 1, wrk on CPU 0)\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,7 @@ echoed) and INFORMATIONAL verdicts are passes.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -37,20 +34,9 @@ PASSED = {"OK", "NON-STRICT", "INFORMATIONAL"}
 pytestmark = pytest.mark.timeout(600)
 
 
-def wstest() -> str:
-    path = os.environ.get("BETULA_WSTEST") or shutil.which("wstest")
-    if path:
-        return path
-    cache = Path(os.environ.get("BETULA_CACHE") or Path.home() / ".cache" / "betula")
-    built = cache / "autobahn-py27" / "bin" / "wstest"
-    if built.exists() and (cache / "autobahn-py27" / ".installed").exists():
-        return str(built)
-    need.missing("wstest (autobahntestsuite)", HOW)
-    raise AssertionError  # (missing() fails or skips)
-
-
 def test_autobahn_fuzzing_client_finds_no_failure(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    program = wstest()
+    program = need.built_program("wstest", "BETULA_WSTEST", "autobahn-py27/bin/wstest", HOW,
+                                 ready="autobahn-py27/.installed")
     srv = serve(APP, "--ws-max-size", str(16 * 1024 * 1024))
     reports = tmp_path / "reports"
     spec = tmp_path / "fuzzingclient.json"

@@ -19,8 +19,6 @@ answers empty). Two cases need a word:
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -44,23 +42,12 @@ MAIN = ["generic", "hpack", "http2/4",
 pytestmark = pytest.mark.timeout(120)
 
 
-def h2spec() -> str:
-    path = os.environ.get("BETULA_H2SPEC") or shutil.which("h2spec")
-    if path:
-        return path
-    cache = Path(os.environ.get("BETULA_CACHE") or Path.home() / ".cache" / "betula")
-    built = sorted(cache.glob("h2spec-*/h2spec"))
-    if built:
-        return str(built[-1])
-    need.missing("h2spec", HOW)
-    raise AssertionError  # (missing() fails or skips)
-
-
 def run_h2spec(port: int, path: str, sections: list[str], report: Path,
                tls: bool = False) -> tuple[list[str], int]:
     """Run the ``sections``; returns the names of the cases that did not pass (failed,
     errored or skipped) and checks that some ran."""
-    argv = [h2spec(), "-h", "127.0.0.1", "-p", str(port), "-o", "5", "-P", path, "-S",
+    program = need.built_program("h2spec", "BETULA_H2SPEC", "h2spec-*/h2spec", HOW)
+    argv = [program, "-h", "127.0.0.1", "-p", str(port), "-o", "5", "-P", path, "-S",
             "-j", str(report)]
     if tls:
         argv += ["-t", "-k"]

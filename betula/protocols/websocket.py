@@ -61,7 +61,8 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 if TYPE_CHECKING:  # pragma: no cover
     from ..worker_state import WorkerState
 
-__all__ = ["BytePipe", "WebSocketConnection", "ConnectionClosed", "handshake_protocol"]
+__all__ = ["BytePipe", "WebSocketConnection", "WebSocketMessages", "ConnectionClosed",
+           "handshake_protocol"]
 
 logger = logging.getLogger("betula.error")
 # websockets logs every open and close at INFO: keep its per-connection chatter out of ours.
@@ -145,6 +146,35 @@ class BytePipe(Protocol):
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the peer reads again (``write_paused`` false) or the pipe
         is gone; at once when neither is pending."""
+
+
+class WebSocketMessages:
+    """The message half of ``ws_stream.WebSocketStream``, for a protocol's WebSocket stream
+    whose ``ws`` is its accepted ``WebSocketConnection`` (None until accepted): the same
+    on HTTP/1.1 (``h1/upgrade.py``) and HTTP/2 (``h2/websocket.py``)."""
+
+    __slots__ = ()
+
+    ws: WebSocketConnection | None
+
+    def send(self, message: str | bytes) -> bool:
+        return self.ws.send(message)  # type: ignore[union-attr]
+
+    async def drain(self) -> None:
+        await self.ws.drain()  # type: ignore[union-attr]
+
+    @property
+    def closed(self) -> bool:
+        return self.ws is None or self.ws.closed
+
+    def close(self, code: int, reason: str) -> None:
+        self.ws.close(code, reason)  # type: ignore[union-attr]
+
+    def pause_reading(self) -> None:
+        self.ws.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        self.ws.resume_reading()  # type: ignore[union-attr]
 
 
 class WebSocketConnection:

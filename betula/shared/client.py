@@ -27,7 +27,7 @@ from typing import Any
 
 from .hub import Hub, StateError, StateFull
 from .server import SOCKET_ENV
-from .wire import HEADER, frame
+from .wire import HEADER, decode_value, frame
 
 __all__ = ["Backend", "Gap", "LocalBackend", "Message", "SocketBackend", "Subscription",
            "backend", "configure"]
@@ -128,8 +128,7 @@ class Subscription:
         while True:
             if self._items:
                 item = self._items.popleft()
-                if isinstance(item, Message):
-                    from .wire import decode_value
+                if isinstance(item, Message):  # (the data is decoded as the app takes it)
                     return Message(item.topic, decode_value(item.data), item.seq)
                 return item
             if self._dropped:
@@ -171,17 +170,6 @@ class Backend:
         raise NotImplementedError
 
 
-# The hub's operations a call may name (subscriptions have their own calls).
-OPS = frozenset({"get", "set", "delete", "incr", "get_multi", "set_multi", "keys", "clear",
-                 "publish", "stats"})
-
-
-def _run(hub: Hub, op: str, args: tuple[Any, ...]) -> Any:
-    if op not in OPS:
-        raise ValueError(f"unknown operation {op!r}")
-    return getattr(hub, op)(*args)
-
-
 class LocalBackend(Backend):
     """A hub in this process."""
 
@@ -191,10 +179,10 @@ class LocalBackend(Backend):
         self._sids = itertools.count(1)
 
     def call(self, op: str, *args: Any) -> Any:
-        return _run(self.hub, op, args)
+        return self.hub.call(op, args)
 
     async def acall(self, op: str, *args: Any) -> Any:
-        return _run(self.hub, op, args)
+        return self.hub.call(op, args)
 
     async def subscribe(self, topics: list[str], patterns: list[str]) -> Subscription:
         subscription = Subscription(self, topics, patterns, self.queue)
@@ -270,18 +258,16 @@ class _AsyncConnection(asyncio.Protocol):
             subscription.lost()
 
 
+_ERRORS: dict[str, type[Exception]] = {"TypeError": TypeError, "ValueError": ValueError,
+                                       "StateFull": StateFull}
+
+
 def _result(answer: tuple[Any, ...]) -> Any:
+    """An answer's result, or the server's error raised here: (rid, True, result) or
+    (rid, False, error class name, message)."""
     if answer[1]:
         return answer[2]
-    text = answer[2]
-    kind, _, detail = text.partition(": ")
-    if kind == "TypeError":
-        raise TypeError(detail)
-    if kind == "ValueError":
-        raise ValueError(detail)
-    if "full" in detail and kind == "StateFull":
-        raise StateFull(detail)
-    raise StateError(detail)
+    raise _ERRORS.get(answer[2], StateError)(answer[3])
 
 
 class SocketBackend(Backend):

@@ -24,8 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Hub", "StateError", "StateFull", "Subscriber"]
+__all__ = ["OPS", "Hub", "StateError", "StateFull", "Subscriber"]
 
+# The operations a call may name (subscriptions have their own calls).
+OPS = frozenset({"get", "set", "delete", "incr", "get_multi", "set_multi", "keys", "clear",
+                 "publish", "stats"})
 # A subscriber: called with (topic, seq, data) for each message (it must not block).
 Subscriber = Callable[[str, int, bytes], None]
 
@@ -69,9 +72,13 @@ class Hub:
             self.used -= len(key) + len(value)
         self._deadlines.pop(key, None)
 
-    def _put(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+    def _growth(self, key: str, value: bytes) -> int:
+        """Bytes storing ``value`` under ``key`` adds (negative when it replaces more)."""
         old = self._data.get(key)
-        size = len(key) + len(value) - (len(key) + len(old) if old is not None else 0)
+        return len(value) - len(old) if old is not None else len(key) + len(value)
+
+    def _put(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+        size = self._growth(key, value)
         if self.used + size > self.max_bytes:
             raise StateFull(f"shared state is full: {self.used} of {self.max_bytes} bytes "
                             "used (--state-max-bytes)")
@@ -123,8 +130,7 @@ class Hub:
     def set_multi(self, items: list[tuple[str, bytes]], ttl: float | None = None) -> None:
         with self._lock:
             now = time.monotonic()
-            growth = sum(len(k) + len(v) - (len(k) + len(self._data[k]) if k in self._data
-                                            else 0) for k, v in items)
+            growth = sum(self._growth(k, v) for k, v in items)
             if self.used + growth > self.max_bytes:  # all or nothing
                 raise StateFull(f"shared state is full: {self.used} of {self.max_bytes} "
                                 "bytes used (--state-max-bytes)")
@@ -184,6 +190,12 @@ class Hub:
         for subscriber in targets.values():
             subscriber(topic, seq, data)
         return len(targets)
+
+    def call(self, op: str, args: tuple[Any, ...]) -> Any:
+        """One of ``OPS`` by name (what a backend or the state server was asked)."""
+        if op not in OPS:
+            raise ValueError(f"unknown operation {op!r}")
+        return getattr(self, op)(*args)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -45,6 +45,8 @@ _PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
 return redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
 """
+# The operations that are one Redis command each (RedisBackend._command).
+_SINGLE = frozenset({"get", "set", "delete", "incr", "get_multi", "publish"})
 RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 ASYNC_CONNECTIONS = 32  # Redis connections one event loop's calls may use at once
 
@@ -83,7 +85,7 @@ class RedisBackend(Backend):
         self.queue = queue
         self.reconnects = 0
         self._sync = redis.Redis.from_url(url)
-        self._sync_publish = self._sync.register_script(_PUBLISH)
+        self._sync.betula_publish = self._sync.register_script(_PUBLISH)
         self._async: dict[asyncio.AbstractEventLoop, Any] = {}
         self._lock = threading.Lock()
         self._readers: dict[Subscription, asyncio.Task[None]] = {}
@@ -101,41 +103,54 @@ class RedisBackend(Backend):
         except RedisError as exc:
             raise _error(exc) from None
 
-    def _run_sync(self, op: str, args: tuple[Any, ...]) -> Any:
-        r = self._sync
+    @staticmethod
+    def _command(r: Any, op: str, args: tuple[Any, ...]) -> Any:
+        """The one Redis command of a single-command ``op``, sent on ``r``: its reply from
+        the sync client, an awaitable from the async one (the two share the method names);
+        None for the ops that take several steps (``_run_sync`` / ``_run_async`` do those)."""
         if op == "get":
             return r.get(STATE + args[0])
         if op == "set":
-            return self._set(r, args[0], args[1], args[2])
+            key, value, ttl = args
+            if ttl is None:
+                return r.set(STATE + key, value)
+            return r.set(STATE + key, value, px=max(1, int(ttl * 1000)))
         if op == "delete":
-            return bool(r.delete(STATE + args[0]))
+            return r.delete(STATE + args[0])
         if op == "incr":
             return r.incrby(STATE + args[0], args[1])
         if op == "get_multi":
-            return r.mget([STATE + k for k in args[0]]) if args[0] else []
+            return r.mget([STATE + k for k in args[0]])
+        if op == "publish":
+            return r.betula_publish(keys=[SEQ + args[0], TOPIC + args[0]], args=[args[1]])
+        return None
+
+    @staticmethod
+    def _scan(prefix: str) -> str:
+        return STATE + _glob_escape(prefix) + "*"
+
+    def _run_sync(self, op: str, args: tuple[Any, ...]) -> Any:
+        r = self._sync
+        if op == "get_multi" and not args[0]:
+            return []
+        if op in _SINGLE:
+            reply = self._command(r, op, args)
+            return bool(reply) if op == "delete" else reply
         if op == "set_multi":
             pipe = r.pipeline(transaction=True)
             for key, value in args[0]:
-                self._set(pipe, key, value, args[1])
+                self._command(pipe, "set", (key, value, args[1]))
             pipe.execute()
             return None
         if op == "keys":
             return sorted(k.decode()[len(STATE):] for k in
-                          r.scan_iter(match=STATE + _glob_escape(args[0]) + "*", count=500))
+                          r.scan_iter(match=self._scan(args[0]), count=500))
         if op == "clear":
-            batch = list(r.scan_iter(match=STATE + "*", count=500))
+            batch = list(r.scan_iter(match=self._scan(""), count=500))
             if batch:
                 r.delete(*batch)
             return None
-        if op == "publish":
-            return self._sync_publish(keys=[SEQ + args[0], TOPIC + args[0]], args=[args[1]])
         raise ValueError(f"unknown operation {op!r}")
-
-    @staticmethod
-    def _set(r: Any, key: str, value: bytes, ttl: float | None) -> Any:
-        if ttl is None:
-            return r.set(STATE + key, value)
-        return r.set(STATE + key, value, px=max(1, int(ttl * 1000)))
 
     def _aclient(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -151,33 +166,25 @@ class RedisBackend(Backend):
 
     async def _run_async(self, op: str, args: tuple[Any, ...]) -> Any:
         r = self._aclient()
-        if op == "get":
-            return await r.get(STATE + args[0])
-        if op == "set":
-            return await self._set(r, args[0], args[1], args[2])
-        if op == "delete":
-            return bool(await r.delete(STATE + args[0]))
-        if op == "incr":
-            return await r.incrby(STATE + args[0], args[1])
-        if op == "get_multi":
-            return await r.mget([STATE + k for k in args[0]]) if args[0] else []
+        if op == "get_multi" and not args[0]:
+            return []
+        if op in _SINGLE:
+            reply = await self._command(r, op, args)
+            return bool(reply) if op == "delete" else reply
         if op == "set_multi":
             async with r.pipeline(transaction=True) as pipe:
                 for key, value in args[0]:
-                    self._set(pipe, key, value, args[1])
+                    self._command(pipe, "set", (key, value, args[1]))
                 await pipe.execute()
             return None
         if op == "keys":
             return sorted([k.decode()[len(STATE):] async for k in
-                           r.scan_iter(match=STATE + _glob_escape(args[0]) + "*", count=500)])
+                           r.scan_iter(match=self._scan(args[0]), count=500)])
         if op == "clear":
-            batch = [k async for k in r.scan_iter(match=STATE + "*", count=500)]
+            batch = [k async for k in r.scan_iter(match=self._scan(""), count=500)]
             if batch:
                 await r.delete(*batch)
             return None
-        if op == "publish":
-            return await r.betula_publish(keys=[SEQ + args[0], TOPIC + args[0]],
-                                          args=[args[1]])
         raise ValueError(f"unknown operation {op!r}")
 
     # -- pub/sub ------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class _Connection(asyncio.Protocol):
             try:
                 answer = (rid, True, self._call(self.hub, op, args))
             except (StateError, ValueError, TypeError) as exc:
-                answer = (rid, False, f"{type(exc).__name__}: {exc}")
+                answer = (rid, False, type(exc).__name__, str(exc))
             out.append(frame(answer))
         if pos:
             del buf[:pos]
@@ -82,24 +82,6 @@ class _Connection(asyncio.Protocol):
         self.sids.clear()
 
     def _call(self, hub: Hub, op: str, args: tuple[Any, ...]) -> Any:
-        if op == "get":
-            return hub.get(args[0])
-        if op == "set":
-            return hub.set(args[0], args[1], args[2])
-        if op == "incr":
-            return hub.incr(args[0], args[1])
-        if op == "delete":
-            return hub.delete(args[0])
-        if op == "get_multi":
-            return hub.get_multi(args[0])
-        if op == "set_multi":
-            return hub.set_multi(args[0], args[1])
-        if op == "keys":
-            return hub.keys(args[0])
-        if op == "clear":
-            return hub.clear()
-        if op == "publish":
-            return hub.publish(args[0], args[1])
         if op == "subscribe":  # (topics, patterns) -> the subscription's id
             sid = next(_sids)
             self.sids.append(sid)
@@ -108,9 +90,7 @@ class _Connection(asyncio.Protocol):
         if op == "unsubscribe":
             hub.unsubscribe(args[0])
             return None
-        if op == "stats":
-            return hub.stats()
-        raise ValueError(f"unknown operation {op!r}")
+        return hub.call(op, args)
 
     def _pusher(self, sid: int) -> Any:
         def push(topic: str, seq: int, data: bytes) -> None:

@@ -6,7 +6,8 @@ cannot carry is a ``TypeError`` naming its type, never a silent ``str()``.
 
 Frames are a 4-byte big-endian length and a ``marshal``-ed tuple of plain data (str, bytes,
 int, float, None, lists and tuples of them): requests ``(rid, op, *args)``, answers
-``(rid, ok, result)`` and pushed messages ``(0, topic, seq, data)``. marshal is the fastest
+``(rid, True, result)`` or ``(rid, False, error class name, message)``, and pushed messages
+``(0, subscription id, topic, seq, data)``. marshal is the fastest
 serializer for this in CPython and both ends are the same interpreter; the socket is the
 master's own (a private directory, mode 0700), not a network protocol.
 """

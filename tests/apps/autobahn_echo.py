@@ -3,14 +3,13 @@ for Autobahn's fuzzing client (tests/test_autobahn.py)."""
 
 from __future__ import annotations
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     if scope["type"] != "websocket":
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b""})

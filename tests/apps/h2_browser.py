@@ -9,6 +9,8 @@ import json
 import sys
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 PAGE = b"""<!doctype html><html><body><script>
 const tag = new URLSearchParams(location.search).get("tag");
 const report = (result) => fetch("/result?tag=" + tag, {method: "POST",
@@ -35,11 +37,8 @@ def _tag(scope) -> str:
 
 async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     if scope["type"] == "websocket":
         await receive()
         say("ws", _tag(scope), {"http_version": scope["http_version"],

@@ -20,6 +20,7 @@ import os
 from urllib.parse import parse_qs
 
 from betula import pubsub, state
+from tests.apps.lifespan_stub import serve_lifespan
 
 
 def _query(scope) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -35,11 +36,8 @@ async def _answer(send, value, status=200) -> None:  # type: ignore[no-untyped-d
 
 async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     query = _query(scope)
     path = scope["path"]
     if scope["type"] == "websocket":

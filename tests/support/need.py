@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,22 @@ def program(name: str, how: str) -> str:
     if path is None:
         missing(name, how)
     return path
+
+
+def built_program(name: str, env: str, cached: str, how: str, ready: str = "") -> str:
+    """A program a ``tools/`` script builds or installs: the path in ``env``, else on the
+    PATH, else the newest match of the glob ``cached`` in the scripts' cache
+    (``BETULA_CACHE``, else ``~/.cache/betula``), when its ``ready`` marker (a path in the
+    cache) says the install finished."""
+    path = os.environ.get(env) or shutil.which(name)
+    if path:
+        return path
+    cache = Path(os.environ.get("BETULA_CACHE") or Path.home() / ".cache" / "betula")
+    found = sorted(cache.glob(cached))
+    if found and (not ready or (cache / ready).exists()):
+        return str(found[-1])
+    missing(name, how)
+    raise AssertionError  # (missing() fails or skips)
 
 
 def ipv6_available() -> bool:

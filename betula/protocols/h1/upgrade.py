@@ -19,7 +19,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
-from ..websocket import WebSocketConnection, handshake_protocol
+from ..websocket import WebSocketConnection, WebSocketMessages, handshake_protocol
 from .framing import STATUS_LINES, closing_text_response, encode_headers, status_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +68,7 @@ def render_refusal(response: Response, defaults: bytes) -> bytes:
     return closing_text_response(response.status_code, response.body or b"", defaults, hints)
 
 
-class HTTP1WebSocket:
+class HTTP1WebSocket(WebSocketMessages):
     """The WebSocket stream of one HTTP/1.1 upgrade request, from the handshake to the close."""
 
     accept_status = 101  # Switching Protocols
@@ -178,26 +178,6 @@ class HTTP1WebSocket:
             self.ws.shutdown()
         else:
             self._shutdown = True
-
-    # -- messages ------------------------------------------------------------------------
-    def send(self, message: str | bytes) -> bool:
-        return self.ws.send(message)  # type: ignore[union-attr]
-
-    async def drain(self) -> None:
-        await self.ws.drain()  # type: ignore[union-attr]
-
-    @property
-    def closed(self) -> bool:
-        return self.ws is None or self.ws.closed
-
-    def close(self, code: int, reason: str) -> None:
-        self.ws.close(code, reason)  # type: ignore[union-attr]
-
-    def pause_reading(self) -> None:
-        self.ws.pause_reading()  # type: ignore[union-attr]
-
-    def resume_reading(self) -> None:
-        self.ws.resume_reading()  # type: ignore[union-attr]
 
 
 class HTTP1Pipe(WriteFlow, asyncio.Protocol):

@@ -28,7 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
 from websockets.protocol import OPEN
 
-from ..websocket import WebSocketConnection, handshake_protocol
+from ..websocket import WebSocketConnection, WebSocketMessages, handshake_protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from .stream import H2Stream
@@ -45,7 +45,7 @@ _HANDSHAKE_FIELDS = frozenset({
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
-class H2WebSocket:
+class H2WebSocket(WebSocketMessages):
     """The WebSocket stream of one extended CONNECT, from the handshake to the close; once
     accepted, also the ``BytePipe`` its ``WebSocketConnection`` writes through."""
 
@@ -161,26 +161,6 @@ class H2WebSocket:
         stream.start_response(status, (*fields, (b"content-length", b"%d" % len(body))))
         stream.send_data(body, True)
         stream.cycle_done(self.handler)
-
-    # -- messages (ws_stream.WebSocketStream, after accept) ----------------------------------
-    def send(self, message: str | bytes) -> bool:
-        return self.ws.send(message)  # type: ignore[union-attr]
-
-    async def drain(self) -> None:
-        await self.ws.drain()  # type: ignore[union-attr]
-
-    @property
-    def closed(self) -> bool:
-        return self.ws is None or self.ws.closed
-
-    def close(self, code: int, reason: str) -> None:
-        self.ws.close(code, reason)  # type: ignore[union-attr]
-
-    def pause_reading(self) -> None:
-        self.ws.pause_reading()  # type: ignore[union-attr]
-
-    def resume_reading(self) -> None:
-        self.ws.resume_reading()  # type: ignore[union-attr]
 
     # -- the stream's side (its connection routes the stream's events here) ----------------
     def data(self, data: bytes) -> None:
