@@ -15,11 +15,13 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import trustme
 from redis import Redis as RedisClient
 from websockets.sync.client import connect as ws_connect
 
@@ -482,6 +484,37 @@ def test_redis_over_a_unix_socket(tmp_path) -> None:  # type: ignore[no-untyped-
 
         async def main() -> None:
             assert await backend.acall("get", "k") == b"3"
+        run(main())
+    finally:
+        redis.stop()
+
+
+def test_redis_over_tls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``rediss://``: state calls and pub/sub over TLS (a trustme CA, Redis's TLS port)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key_file, cert_file, ca_file = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(key_file)
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    ca.cert_pem.write_to_path(ca_file)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        tls_port = probe.getsockname()[1]
+    redis = RedisServer(tmp_path, "--tls-port", str(tls_port), "--tls-cert-file",
+                        str(cert_file), "--tls-key-file", str(key_file), "--tls-ca-cert-file",
+                        str(ca_file), "--tls-auth-clients", "no")
+    try:
+        backend = RedisBackend(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}",
+                               queue=10)
+        assert backend.call("incr", "n", 5) == 5
+
+        async def main() -> None:
+            subscription = await backend.subscribe(["t"], [])
+            assert await backend.acall("publish", "t", b'"secure"') == 1
+            item = await asyncio.wait_for(subscription.__anext__(), 10)
+            assert item == Message("t", "secure", 1)
+            assert await backend.acall("incr", "n", 1) == 6
+            await subscription.aclose()
         run(main())
     finally:
         redis.stop()
