@@ -188,20 +188,23 @@ def build_scope(fields: Mapping[str, Any]) -> Scope:
 def _request_scope(scope: Mapping[str, Any], state: dict[str, Any] | None = None) -> Scope:
     base = scope if scope.__class__ is _BuiltScope else build_scope(scope)
     result = base.copy()  # a plain dict (its subscripts are the fast ones)
+    # The header list and nested dicts of the template are the template's: an app (or
+    # its middleware) writing to them must not change later calls: each call has its own.
     headers = result["headers"]
     result["headers"] = headers.copy() if headers.__class__ is list else list(headers)
-    # Nested dicts of the template are the template's: an app writing to them must not
-    # change later calls.
     asgi = result["asgi"]
     result["asgi"] = asgi.copy() if asgi.__class__ is dict else dict(asgi)
     extensions = result["extensions"]
-    result["extensions"] = {k: (dict(v) if isinstance(v, dict) else v)
-                            for k, v in extensions.items()} if extensions else {}
-    if state is not None:
-        result["state"] = dict(state)
-    elif "state" in result:
-        given = result["state"]
-        result["state"] = given.copy() if given.__class__ is dict else dict(given)
+    if extensions:
+        result["extensions"] = {k: (dict(v) if isinstance(v, dict) else v)
+                                for k, v in extensions.items()}
+    else:
+        result["extensions"] = {}
+    if state is None:
+        state = result.get("state")
+        if state is None:
+            return result
+    result["state"] = state.copy() if state.__class__ is dict else dict(state)
     return result
 
 
@@ -284,7 +287,13 @@ async def arun_asgi(app: Any, scope: Mapping[str, Any], body: bytes = b"", *,
         state = _loop_state(loop)
     cycle = _from_scope(state, None, stream, request_scope, body, False)
     stream.handler = cycle
-    await cycle.run_asgi(target)
+    try:  # cycle.run_asgi's work, inline: one coroutine less a call
+        result = await target(request_scope, cycle.receive, cycle.send)
+    except BaseException as exc:
+        cycle.app_raised(exc)
+    else:
+        if result is not None or not cycle.response_complete:
+            cycle.app_returned(result)
     stream.handler = None  # (see _outcome)
     error = cycle.app_error
     if error is not None:
@@ -442,18 +451,24 @@ def default_wsgi_handler(app: Any, environ: dict[str, Any]) -> tuple[
     status = _STATUS_TEXT.get(response.status) if reason is None else None
     if status is None:
         status = _status_text(response.status, reason)
-    return status, [(str(name), str(value)) for name, value in stream.app_headers
+    given = stream.app_headers
+    if len(given) == len(response.headers) and given.__class__ is list:
+        # None left out (no hop-by-hop field): the app's pairs as it gave them, their
+        # types checked by the stream (checked_fields).
+        return status, given.copy(), response.body
+    return status, [(str(name), str(value)) for name, value in given
                     if name.lower() not in _HOP_BY_HOP_TEXT], response.body
 
 
 def run_wsgi(app: Any, environ: Mapping[str, Any], *, runner: Any = None) -> tuple[
         str, list[tuple[str, str]], bytes]:
     """Run one request through a WSGI app: ``(status, headers, body)``."""
-    target = _resolve_app(app)
+    target = app if app.__class__ is not str and callable(app) else _resolve_app(app)
     full = _request_environ(environ)
-    runner_obj = load_runner(runner)
-    if runner_obj is not None and hasattr(runner_obj, "run_wsgi"):
-        return runner_obj.run_wsgi(target, full)
+    if runner is not None:
+        runner_obj = load_runner(runner)
+        if hasattr(runner_obj, "run_wsgi"):
+            return runner_obj.run_wsgi(target, full)
     return default_wsgi_handler(target, full)
 
 

@@ -197,8 +197,16 @@ class WSGICycle:
         cycle.http_version = "1.1" if protocol == "HTTP/1.1" or protocol[:5] != "HTTP/" \
             else protocol[5:]
         method = cycle.method = environ["REQUEST_METHOD"]
-        if method == "HEAD":
-            cycle.is_head = True
+        cycle.is_head = method == "HEAD"
+        # What the exchange reads before it writes, as the instance's own: on 3.11 a
+        # class-level default read through an instance is not specialised (~270
+        # instructions a read, ~55 for the instance's own; a store ~80: callgrind).
+        cycle._status_line = None
+        cycle._head_sent = False
+        cycle.disconnected = False
+        cycle.response_complete = False
+        cycle.body = None
+        cycle.app_error = None
         path_info = environ.get("PATH_INFO", "")
         if state.access_log is not None:
             query = environ.get("QUERY_STRING", "")
