@@ -187,10 +187,16 @@ class HTTPCycle:
         self.expect_continue = expect_continue
         self.te_trailers = te_trailers
         self.body_complete = not has_body
-        if name == "HEAD":
-            self.is_head = True
+        self.is_head = name == "HEAD"
         if state.access_log is not None:
             self._start_time = perf_counter()
+        # What a request reads before it writes (see from_scope).
+        self._chunks = None
+        self._final_delivered = False
+        self.response_started = False
+        self.disconnected = False
+        self._body_done = False
+        self._waiter = None
 
     @classmethod
     def from_scope(cls, state: WorkerState, endpoint: Endpoint | None, conn: Stream,

@@ -143,8 +143,12 @@ class WSGICycle:
         self.keep_alive = keep_alive
         self.http_version = http_version
         self.method = method = METHODS.entries.get(method) or method_name(method)
-        if method == "HEAD":
-            self.is_head = True
+        self.is_head = method == "HEAD"
+        # What a request reads before it writes (see from_environ).
+        self._status_line = None
+        self._head_sent = False
+        self.disconnected = False
+        self.response_complete = False
         self.raw_target = url
         if has_body:
             # Body bytes that arrive before the app runs wait in a plain list (the loop is
