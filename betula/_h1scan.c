@@ -60,7 +60,18 @@ static PyObject *version_11, *version_10;
 typedef struct {
     PyObject *cur, *prev;
     Py_ssize_t max;
+#ifdef Py_GIL_DISABLED
+    PyMutex lock;  /* free-threaded CPython: the threads of a thread-mode worker share it */
+#endif
 } gencache;
+
+#ifdef Py_GIL_DISABLED
+#define GEN_LOCK(c) PyMutex_Lock(&(c)->lock)
+#define GEN_UNLOCK(c) PyMutex_Unlock(&(c)->lock)
+#else
+#define GEN_LOCK(c)
+#define GEN_UNLOCK(c)
+#endif
 
 static int gen_init(gencache *c, Py_ssize_t max) {
     c->cur = PyDict_New();
@@ -69,7 +80,7 @@ static int gen_init(gencache *c, Py_ssize_t max) {
     return (c->cur == NULL || c->prev == NULL) ? -1 : 0;
 }
 
-static int gen_put(gencache *c, PyObject *key, PyObject *value) {
+static int gen_put_locked(gencache *c, PyObject *key, PyObject *value) {
     if (PyDict_GET_SIZE(c->cur) >= c->max) {
         PyObject *fresh = PyDict_New();
         if (fresh == NULL) return -1;
@@ -80,19 +91,37 @@ static int gen_put(gencache *c, PyObject *key, PyObject *value) {
     return PyDict_SetItem(c->cur, key, value);
 }
 
-/* a borrowed reference, or NULL (with an exception set only on an error) */
+static int gen_put(gencache *c, PyObject *key, PyObject *value) {
+    int result;
+    GEN_LOCK(c);
+    result = gen_put_locked(c, key, value);
+    GEN_UNLOCK(c);
+    return result;
+}
+
+/* a new reference, or NULL (with an exception set only on an error) */
 static PyObject *gen_get(gencache *c, PyObject *key) {
-    PyObject *value = PyDict_GetItemWithError(c->cur, key);
-    if (value != NULL || PyErr_Occurred()) return value;
+    PyObject *value;
+    GEN_LOCK(c);
+    value = PyDict_GetItemWithError(c->cur, key);
+    if (value != NULL || PyErr_Occurred()) {
+        Py_XINCREF(value);
+        GEN_UNLOCK(c);
+        return value;
+    }
     value = PyDict_GetItemWithError(c->prev, key);
-    if (value == NULL) return NULL;
-    Py_INCREF(value);
-    if (PyDict_DelItem(c->prev, key) < 0 || gen_put(c, key, value) < 0) {
-        Py_DECREF(value);
+    if (value == NULL) {
+        GEN_UNLOCK(c);
         return NULL;
     }
-    Py_DECREF(value);  /* the current generation holds it */
-    return PyDict_GetItemWithError(c->cur, key);
+    Py_INCREF(value);
+    if (PyDict_DelItem(c->prev, key) < 0 || gen_put_locked(c, key, value) < 0) {
+        Py_DECREF(value);
+        GEN_UNLOCK(c);
+        return NULL;
+    }
+    GEN_UNLOCK(c);
+    return value;
 }
 
 /* lowered field name -> the same bytes object, so that the names every request sends are
@@ -133,7 +162,6 @@ static PyObject *lowered_name(const char *p, Py_ssize_t n) {
     if (n > NAME_CACHE_LEN) return name;
     known = gen_get(&names, name);
     if (known != NULL) {
-        Py_INCREF(known);
         Py_DECREF(name);
         return known;
     }
@@ -382,10 +410,7 @@ static PyObject *env_key(PyObject *name) {
     const char *s;
     Py_ssize_t n, i;
     char *out;
-    if (key != NULL) {
-        Py_INCREF(key);
-        return key;
-    }
+    if (key != NULL) return key;
     if (PyErr_Occurred()) return NULL;
     s = PyBytes_AS_STRING(name);
     n = PyBytes_GET_SIZE(name);
@@ -521,5 +546,9 @@ PyMODINIT_FUNC PyInit__h1scan(void) {
         return NULL;
     mod = PyModule_Create(&module);
     if (mod == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* Safe without the GIL: the memos lock (gencache), the rest is set once here. */
+    PyUnstable_Module_SetGIL(mod, Py_MOD_GIL_NOT_USED);
+#endif
     return mod;
 }

@@ -238,9 +238,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("root_path", "", "ASGI root_path: the mount point of the app behind a proxy.",
             _root_path, "application", metavar="PATH"),
     # -- process model -------------------------------------------------------------------
-    Setting("workers", 1, "Worker processes; 0 or 'auto' for one per CPU. Above 1 a master "
-            "process supervises them (HUP: rolling restart, TTIN/TTOU: one more/less).",
+    Setting("workers", 1, "Workers (processes; threads or sub-interpreters in those modes); 0 or "
+            "'auto' for one per CPU. Above 1 a master process supervises them (HUP: rolling "
+            "restart, TTIN/TTOU: one more/less).",
             _workers, "process", metavar="N"),
+    Setting("worker_mode", "process", "What a worker is: 'process' (forked processes), or "
+            "'thread' (--workers threads of one process, each with its own event loop, on a "
+            "free-threaded CPython 3.13t or newer; refused when the GIL is on), or "
+            "'subinterpreter' (one process does the I/O and runs a WSGI app in --workers "
+            "sub-interpreters with their own GIL; CPython 3.13 or newer).", _choice,
+            "process", choices=("process", "thread", "subinterpreter")),
+    Setting("allow_gil", False, "Run --worker-mode thread even though the GIL is on (a "
+            "build with the GIL, or an extension that re-enabled it): the threads then take "
+            "turns on one CPU.", _bool, "process", boolean=True),
     Setting("limit_max_requests", 0, "Recycle a worker after this many requests (0: never); "
             "with a master the replacement is serving before the old one drains.",
             _non_negative_int, "process", metavar="N"),

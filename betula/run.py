@@ -15,7 +15,9 @@ from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Server
 from .shared.client import configure as configure_shared
 from .shared.server import StateServer
+from .subinterp import InterpreterApp, SubinterpreterError, subinterpreter_problem
 from .supervisor import BOOT_FAILED, Supervisor, available_cpus
+from .threadhost import ThreadHost, gil_problem, importing_without_gil
 from .wsgi.http import is_wsgi_app
 
 __all__ = ["run", "build_endpoints"]
@@ -90,6 +92,23 @@ def _run(config: Any) -> int:
         if problem is not None:
             print(f"betula: error: {problem}", file=sys.stderr)
             return 1
+    if config.worker_mode == "thread":
+        problem = gil_problem()
+        if problem is not None and not config.allow_gil:
+            print(f"betula: error: {problem}", file=sys.stderr)
+            return 1
+        # One process of `workers` threads, under a master: it replaces the process when
+        # it dies or stops answering, and rolls it on HUP (threadhost.py).
+        return _run_master(config, 1, threads=workers)
+    if config.worker_mode == "subinterpreter":
+        problem = subinterpreter_problem()
+        if problem is None and config.factory:
+            problem = "--worker-mode subinterpreter does not take --factory apps"
+        if problem is not None:
+            print(f"betula: error: {problem}", file=sys.stderr)
+            return 1
+        # One process doing the I/O, its WSGI app in `workers` sub-interpreters (subinterp.py).
+        return _run_master(config, 1, interpreters=workers)
     if workers > 1 or config.reload:  # --reload needs a master to roll the workers
         return _run_master(config, workers)
     try:
@@ -106,7 +125,20 @@ def _run(config: Any) -> int:
             sock.close()
 
 
-def _run_master(config: Any, workers: int) -> int:
+def _in_interpreters(config: Any, endpoints: list[Endpoint], count: int) -> None:
+    """--worker-mode subinterpreter: each WSGI app runs in `count` sub-interpreters."""
+    for endpoint in endpoints:
+        if endpoint.interface != "wsgi":
+            raise SetupError(f"{endpoint.name} is an ASGI app: --worker-mode subinterpreter "
+                             "runs WSGI apps (use --worker-mode process or thread)")
+        try:
+            endpoint.app = InterpreterApp(endpoint.name, config.app_dir, count)
+        except SubinterpreterError as exc:
+            raise SetupError(str(exc)) from None
+        endpoint.how += f", in {count} sub-interpreters"
+
+
+def _run_master(config: Any, workers: int, threads: int = 0, interpreters: int = 0) -> int:
     """The master owns the sockets; each forked worker imports the app itself (so HUP
     re-imports changed code) and reports ready once serving."""
     try:
@@ -122,11 +154,43 @@ def _run_master(config: Any, workers: int) -> int:
         call_hook(config, "on_worker_boot")
         try:
             endpoints = build_endpoints(config)
+            if interpreters:
+                _in_interpreters(config, endpoints, interpreters)
         except SetupError as exc:
             print(f"betula: error: {exc}", file=sys.stderr)
             return BOOT_FAILED
-        return Server(config, endpoints, sockets, ssl_context=ssl_context,
-                      notify=notify, master_pid=master_pid).run()
+        try:
+            return Server(config, endpoints, sockets, ssl_context=ssl_context,
+                          notify=notify, master_pid=master_pid).run()
+        finally:
+            for endpoint in endpoints:
+                if isinstance(endpoint.app, InterpreterApp):
+                    endpoint.app.close()
+
+    def thread_host_main(notify: Any) -> int:  # --worker-mode thread: `threads` servers
+        call_hook(config, "on_worker_boot")
+        with importing_without_gil() as imports:  # the app's import, watched for the GIL
+            try:
+                first: list[Any] = [build_endpoints(config)]
+            except SetupError as exc:
+                print(f"betula: error: {exc}", file=sys.stderr)
+                return BOOT_FAILED
+        problem = gil_problem(imports.modules)
+        if problem is not None and not config.allow_gil:
+            print(f"betula: error: {problem}", file=sys.stderr)
+            return BOOT_FAILED
+
+        def make_server(thread_notify: Any) -> Server:
+            # Each thread its own endpoints (their lifespan state is per server); the
+            # modules are imported once, above.
+            endpoints = first.pop() if first else build_endpoints(config)
+            # Each thread its own descriptors of the listening sockets: a server closes its
+            # own when it stops, and the others must go on accepting on theirs.
+            return Server(config, endpoints, [sock.dup() for sock in sockets],
+                          ssl_context=ssl_context,
+                          notify=thread_notify, master_pid=master_pid, signals=False)
+
+        return ThreadHost(config, threads, make_server, notify).run()
 
     # The shared state lives in the master: its server runs in a thread of the master, and
     # the workers inherit where it listens (BETULA_STATE_SOCKET).
@@ -134,7 +198,8 @@ def _run_master(config: Any, workers: int) -> int:
     if state_server is not None:
         state_server.start()
     try:
-        return Supervisor(config, sockets, worker_main, workers).run()
+        main = thread_host_main if threads else worker_main
+        return Supervisor(config, sockets, main, workers).run()
     finally:
         if state_server is not None:
             state_server.stop()

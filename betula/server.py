@@ -40,7 +40,7 @@ def _rss_mib() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
-def _log_in_flight(state: WorkerState) -> None:
+def log_in_flight(state: WorkerState) -> None:
     """SIGUSR1 (from a master about to kill a stuck worker): say what it is stuck on."""
     if not state.active:
         logger.error("Worker %d stuck with no request in flight (blocked outside an app?)",
@@ -93,8 +93,11 @@ class Server:
 
     def __init__(self, config: Any, endpoints: list[Endpoint], sockets: list[socket.socket],
                  ssl_context: ssl.SSLContext | None = None,
-                 notify: Any = None, master_pid: int = 0) -> None:
+                 notify: Any = None, master_pid: int = 0, signals: bool = True) -> None:
         self.config = config
+        # False: a worker thread (--worker-mode thread): the process's main thread takes
+        # the signals and stops this server with request_stop().
+        self.signals = signals
         # notify(b"R") once serving, b"H" every tick (heartbeat), b"X" to ask to be
         # recycled: the master's side of the pipe (None without a master).
         self.notify = notify
@@ -108,6 +111,25 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force = False
         self._servers: list[asyncio.base_events.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = 0  # request_stop() from another thread: 1 graceful, 2 now
+        self.worker_state: WorkerState | None = None  # once serving (read for SIGUSR1)
+
+    def request_stop(self, force: bool = False) -> None:
+        """Stop serving, from any thread: gracefully, or (``force``) at once."""
+        self._stop_requested = max(self._stop_requested, 2 if force else 1)
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._take_stop_request)
+            except RuntimeError:  # the loop has closed: the server is done
+                pass
+
+    def _take_stop_request(self) -> None:
+        if self._stop_requested and self._stop is not None:
+            if self._stop_requested > 1:
+                self._force = True
+            self._stop.set()
 
     def run(self) -> int:
         loop, loop_name = new_event_loop()
@@ -125,12 +147,15 @@ class Server:
         loop = asyncio.get_running_loop()
         config = self.config
         self._stop = asyncio.Event()
-        self._install_signals(loop)
+        self._loop = loop
+        self._take_stop_request()  # (one asked for before the loop existed)
         worker = Worker(config, self.endpoints, loop)
-        state = worker.state
-        if self.notify is not None:
+        state = self.worker_state = worker.state
+        if self.signals:
+            self._install_signals(loop)
+        if self.notify is not None and self.signals:
             # A plain handler, not the loop's: it must run while the loop is blocked.
-            signal.signal(signal.SIGUSR1, lambda *_: _log_in_flight(state))
+            signal.signal(signal.SIGUSR1, lambda *_: log_in_flight(state))
         started: list[LifespanManager] = []
         try:
             for endpoint in self.endpoints:

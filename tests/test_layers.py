@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "betula"
 
 # Modules of the worker and above: nothing below the worker may import them.
 WORKER_AND_ABOVE = {"betula.server", "betula.routing", "betula.run", "betula.supervisor",
+                    "betula.threadhost", "betula.subinterp",
                     "betula.cli", "betula.reload", "betula.embed", "betula.exchange", "betula"}
 ADAPTERS = ("betula.asgi", "betula.wsgi")
 
