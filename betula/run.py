@@ -15,7 +15,12 @@ from .listeners import ListenerError, create_sockets, create_ssl_context
 from .server import Server
 from .shared.client import configure as configure_shared
 from .shared.server import StateServer
-from .subinterp import InterpreterApp, SubinterpreterError, subinterpreter_problem
+from .subinterp import (
+    InterpreterApp,
+    InterpreterASGIApp,
+    SubinterpreterError,
+    subinterpreter_problem,
+)
 from .supervisor import BOOT_FAILED, Supervisor, available_cpus
 from .threadhost import ThreadHost, gil_problem, importing_without_gil
 from .wsgi.http import is_wsgi_app
@@ -107,7 +112,7 @@ def _run(config: Any) -> int:
         if problem is not None:
             print(f"betula: error: {problem}", file=sys.stderr)
             return 1
-        # One process doing the I/O, its WSGI app in `workers` sub-interpreters (subinterp.py).
+        # One process doing the I/O, its app in `workers` sub-interpreters (subinterp.py).
         return _run_master(config, 1, interpreters=workers)
     if workers > 1 or config.reload:  # --reload needs a master to roll the workers
         return _run_master(config, workers)
@@ -126,13 +131,14 @@ def _run(config: Any) -> int:
 
 
 def _in_interpreters(config: Any, endpoints: list[Endpoint], count: int) -> None:
-    """--worker-mode subinterpreter: each WSGI app runs in `count` sub-interpreters."""
+    """--worker-mode subinterpreter: each app runs in `count` sub-interpreters."""
     for endpoint in endpoints:
-        if endpoint.interface != "wsgi":
-            raise SetupError(f"{endpoint.name} is an ASGI app: --worker-mode subinterpreter "
-                             "runs WSGI apps (use --worker-mode process or thread)")
         try:
-            endpoint.app = InterpreterApp(endpoint.name, config.app_dir, count)
+            if endpoint.interface == "wsgi":
+                endpoint.app = InterpreterApp(endpoint.name, config.app_dir, count)
+            else:
+                endpoint.app = InterpreterASGIApp(endpoint.name, config.app_dir, count,
+                                                  config.lifespan)
         except SubinterpreterError as exc:
             raise SetupError(str(exc)) from None
         endpoint.how += f", in {count} sub-interpreters"
@@ -164,7 +170,7 @@ def _run_master(config: Any, workers: int, threads: int = 0, interpreters: int =
                           notify=notify, master_pid=master_pid).run()
         finally:
             for endpoint in endpoints:
-                if isinstance(endpoint.app, InterpreterApp):
+                if isinstance(endpoint.app, (InterpreterApp, InterpreterASGIApp)):
                     endpoint.app.close()
 
     def thread_host_main(notify: Any) -> int:  # --worker-mode thread: `threads` servers

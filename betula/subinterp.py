@@ -1,7 +1,8 @@
 """``--worker-mode subinterpreter``: the host interpreter does the I/O (event loop, parsing,
-framing: the worker as in process mode), and a WSGI app runs in ``--workers N``
+framing: the worker as in process mode), and the app runs in ``--workers N``
 sub-interpreters of the same process, each with its own GIL (CPython 3.13: PEP 684), so N
-requests run their Python in parallel.
+requests run their Python in parallel. ``InterpreterApp`` serves a WSGI app,
+``InterpreterASGIApp`` an ASGI one (below).
 
 ``InterpreterApp`` is the WSGI callable the host's WSGI adapter calls in its thread pool:
 it takes a free interpreter (waiting while all N are busy), hands it the request as plain
@@ -18,12 +19,14 @@ load in an isolated interpreter (a single-phase C extension) is a startup error 
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InterpreterApp", "SubinterpreterError", "subinterpreter_problem"]
+__all__ = ["InterpreterApp", "InterpreterASGIApp", "SubinterpreterError",
+           "subinterpreter_problem"]
 
 GUEST = Path(__file__).with_name("subinterp_guest.py")
 _PLAIN = (str, bytes, int, float, bool, type(None))
@@ -32,9 +35,14 @@ import importlib.util as _util
 _spec = _util.spec_from_file_location("_betula_guest", guest)
 _betula_guest = _util.module_from_spec(_spec)
 _spec.loader.exec_module(_betula_guest)
-_betula_guest.load(spec, app_dir, path)
 """
-_SERVE = "_betula_guest.serve(reply, request)"
+_LOAD = {"wsgi": "_betula_guest.load(spec, app_dir, path)",
+         "asgi": "_betula_guest.load_asgi(spec, app_dir, path, lifespan)"}
+_SERVE = {"wsgi": "_betula_guest.serve(reply, request)",
+          "asgi": "_betula_guest.serve_asgi(reply, request)"}
+# The ASGI scope's keys that cross (plain values; headers, state and extensions are rebuilt).
+_SCOPE_KEYS = ("type", "http_version", "method", "scheme", "path", "raw_path", "query_string",
+               "root_path", "client", "server")
 
 
 class SubinterpreterError(Exception):
@@ -67,16 +75,18 @@ def _describe(error: Any) -> str:
     return getattr(error, "formatted", None) or str(error)
 
 
-class InterpreterApp:
-    """A WSGI app that runs ``spec`` in ``count`` isolated sub-interpreters."""
+class _Pool:
+    """``count`` isolated sub-interpreters, each running ``spec``: one request at a time
+    each, taken by whichever caller finds it free."""
 
-    def __init__(self, spec: str, app_dir: str, count: int) -> None:
+    def __init__(self, spec: str, app_dir: str, count: int, kind: str, lifespan: str) -> None:
         import _interpqueues
         import _interpreters
 
         self._interpreters = _interpreters
         self._queues = _interpqueues
         self.spec = spec
+        self._serve = _SERVE[kind]
         self._free: queue.SimpleQueue[_Interpreter] = queue.SimpleQueue()
         self._all: list[_Interpreter] = []
         path = tuple(p for p in sys.path if isinstance(p, str))
@@ -85,8 +95,9 @@ class InterpreterApp:
                 interp = _Interpreter(_interpreters.create(_interpreters.new_config("isolated")),
                                       _interpqueues.create(0, 0, 1))
                 self._all.append(interp)
-                error = _interpreters.exec(interp.id, _BOOT, shared={
-                    "guest": str(GUEST), "spec": spec, "app_dir": app_dir, "path": path})
+                error = _interpreters.exec(interp.id, _BOOT + _LOAD[kind], shared={
+                    "guest": str(GUEST), "spec": spec, "app_dir": app_dir, "path": path,
+                    "lifespan": lifespan})
                 if error is not None:
                     raise SubinterpreterError(self._load_error(error))
                 self._free.put(interp)
@@ -94,32 +105,29 @@ class InterpreterApp:
             self.close()
             raise
 
-    def _load_error(self, error: Any) -> str:
-        text = _describe(error)
-        if "does not support loading in subinterpreters" in text:
-            return (f"{self.spec} cannot run in a sub-interpreter: {text} (a C extension "
-                    "without multi-phase init); use --worker-mode process")
-        return f"cannot import {self.spec} in a sub-interpreter: {text}"
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        items = tuple((key, value) for key, value in environ.items()
-                      if value.__class__ in _PLAIN and not key.startswith("wsgi."))
-        items += (("wsgi.url_scheme", environ["wsgi.url_scheme"]),)
-        body = environ["wsgi.input"].read()
-        interp = self._free.get()  # (waits while every interpreter is busy)
+    def call(self, request: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+        """One request through a free interpreter (waiting while all are busy): the
+        answer, or RuntimeError with the guest's traceback when the app raised."""
+        interp = self._free.get()
         try:
-            error = self._interpreters.exec(interp.id, _SERVE, shared={
-                "reply": interp.reply, "request": (items, body)})
+            error = self._interpreters.exec(interp.id, self._serve, shared={
+                "reply": interp.reply, "request": request})
             if error is not None:  # the guest itself failed (not the app: that is answered)
                 raise RuntimeError(f"sub-interpreter failed: {_describe(error)}")
             answer = self._queues.get(interp.reply)[0]
         finally:
             self._free.put(interp)
-        status, headers, content = answer
-        if status is None:  # the app raised: its error, with the guest's traceback
-            raise RuntimeError(f"{headers} (in a sub-interpreter)\n{content}")
-        start_response(status, list(headers))
-        return [content]
+        if answer[0] is None:  # the app raised: its error, with the guest's traceback
+            raise RuntimeError(f"{answer[1]} (in a sub-interpreter)\n{answer[2]}")
+        return answer
+
+    def _load_error(self, error: Any) -> str:
+        text = _describe(error)
+        if "cannot load in a sub-interpreter" in text:
+            reason = text.splitlines()[-1].split("cannot load in a sub-interpreter: ")[-1]
+            return (f"{self.spec} cannot run in a sub-interpreter: {reason} (a C extension "
+                    "that does not support sub-interpreters); use --worker-mode process")
+        return f"cannot import {self.spec} in a sub-interpreter: {text}"
 
     def close(self) -> None:
         for interp in self._all:
@@ -132,3 +140,62 @@ class InterpreterApp:
             except Exception:  # noqa: BLE001
                 pass
         self._all = []
+
+
+class InterpreterApp:
+    """A WSGI app that runs ``spec`` in ``count`` isolated sub-interpreters (the host's
+    WSGI adapter calls it in its thread pool)."""
+
+    def __init__(self, spec: str, app_dir: str, count: int) -> None:
+        self.pool = _Pool(spec, app_dir, count, "wsgi", "off")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        items = tuple((key, value) for key, value in environ.items()
+                      if value.__class__ in _PLAIN and not key.startswith("wsgi."))
+        items += (("wsgi.url_scheme", environ["wsgi.url_scheme"]),)
+        status, headers, content = self.pool.call((items, environ["wsgi.input"].read()))
+        start_response(status, list(headers))
+        return [content]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class InterpreterASGIApp:
+    """An ASGI app that runs ``spec`` in ``count`` isolated sub-interpreters: the host's
+    ASGI adapter awaits it; the body is read whole, the interpreter runs in a thread of the
+    loop's executor, and the answer is sent. The app's lifespan runs in each interpreter at
+    startup (``lifespan`` as --lifespan); WebSocket requests are refused (403)."""
+
+    def __init__(self, spec: str, app_dir: str, count: int, lifespan: str) -> None:
+        self.pool = _Pool(spec, app_dir, count, "asgi", lifespan)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":  # (run in each interpreter already)
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if kind != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        items = tuple((key, scope[key]) for key in _SCOPE_KEYS if key in scope)
+        headers = tuple((bytes(n), bytes(v)) for n, v in scope["headers"])
+        request = (items, headers, b"".join(chunks))
+        loop = asyncio.get_running_loop()
+        status, fields, content = await loop.run_in_executor(None, self.pool.call, request)
+        await send({"type": "http.response.start", "status": status, "headers": list(fields)})
+        await send({"type": "http.response.body", "body": content})
+
+    def close(self) -> None:
+        self.pool.close()

@@ -11,6 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support import need
 from tests.support.procs import alive, children, wait_until
 from tests.support.server import ServerProcess, one_error_line, run_cli
@@ -42,8 +44,9 @@ def start(app: str, *args: str, workers: int = 2) -> ServerProcess:
     return server
 
 
-def test_requests_run_in_parallel_in_two_interpreters():
-    server = start(WSGI)
+@pytest.mark.parametrize("app", [WSGI, ASGI])
+def test_requests_run_in_parallel_in_two_interpreters(app):
+    server = start(app)
     try:
         tries = [burn_pair(server, 3_000_000) for _ in range(3)]
         best = max(tries, key=parallelism)
@@ -54,8 +57,9 @@ def test_requests_run_in_parallel_in_two_interpreters():
         assert server.stop(signal.SIGTERM) == 0, server.log
 
 
-def test_serves_and_survives_an_app_error_with_its_traceback_logged():
-    server = start(WSGI)
+@pytest.mark.parametrize("app", [WSGI, ASGI])
+def test_serves_and_survives_an_app_error_with_its_traceback_logged(app):
+    server = start(app)
     try:
         status, body = get(server, "/")
         assert status == 200 and "pid=" in body
@@ -95,12 +99,25 @@ def test_graceful_stop_and_hup():
     assert server.stop(signal.SIGTERM) == 0, server.log
 
 
-def test_an_asgi_app_is_refused_with_one_line():
-    server = ServerProcess(["--worker-mode", "subinterpreter", "--port", "0", ASGI],
-                           command=[python313(), "-m", "betula"])
+def test_a_starlette_app_runs_in_the_interpreters_with_its_lifespan():
+    server = start("tests.apps.starlette_app:app")
+    try:
+        status, body = get(server, "/users/5")
+        assert status == 200 and '"user_id":5' in body, body
+        status, body = get(server, "/state")  # what the lifespan yielded, in the interpreter
+        assert status == 200 and "hello from lifespan" in body, body
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log
+
+
+def test_fastapi_is_refused_naming_pydantic_core():
+    # pydantic-core (PyO3) cannot load in an isolated interpreter: one line names it.
+    server = ServerProcess(["--worker-mode", "subinterpreter", "--port", "0",
+                            "tests.apps.fastapi_app:app"], command=[python313(), "-m", "betula"])
     server.start(wait=False)
     assert server.wait_exit(60) == 3, server.log
-    assert "is an ASGI app: --worker-mode subinterpreter runs WSGI apps" in server.log
+    assert "cannot run in a sub-interpreter: module pydantic_core" in server.log, server.log
+    assert "use --worker-mode process" in server.log
     assert "Traceback" not in server.log
 
 

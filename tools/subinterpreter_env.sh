@@ -3,7 +3,8 @@
 # queues: _interpreters, _interpqueues) ready to run Betula's subinterpreter worker mode
 # from this checkout: the first of $BETULA_SUBINTERP_PYTHON, python3.13 on the PATH, pyenv's
 # newest 3.13. Installs Betula's dependencies and Flask (the suite's WSGI framework app) into
-# it and builds betula/_h1scan for it in place. The last line printed is its path.
+# it (and Starlette and FastAPI, to show which loads there and which cannot) and builds
+# betula/_h1scan for it in place. The last line printed is its path.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 candidates=("${BETULA_SUBINTERP_PYTHON:-}" "$(command -v python3.13 || true)")
@@ -24,7 +25,8 @@ if [ -z "$python" ]; then
     exit 1
 fi
 "$python" -m pip install -q --disable-pip-version-check setuptools "httptools>=0.6" \
-    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" "watchfiles>=0.21" flask >&2
+    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" "watchfiles>=0.21" flask starlette fastapi python-multipart \
+    >&2
 (cd "$here" && "$python" setup.py -q build_ext --inplace >&2)
 "$python" -c "import betula._h1scan, betula.run" >&2
 echo "$python"
