@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import io
+import os
 import sys
 import traceback
 from typing import Any
@@ -194,3 +195,17 @@ def serve(reply: int, request: tuple[tuple[tuple[str, Any], ...], bytes]) -> Non
     except BaseException as exc:  # noqa: BLE001 - the host reports it as the app's error
         answer = (None, f"{type(exc).__name__}: {exc}", traceback.format_exc())
     _interpqueues.put(reply, answer, 0, 1)
+
+
+def run(requests: int, reply: int, wake: int, done: int, kind: str) -> None:
+    """The interpreter's loop, in the host thread that stays inside it: a byte on ``wake``
+    says a request waits in ``requests`` (None: stop); its answer goes to ``reply`` and a
+    byte to ``done``."""
+    serve_one = serve if kind == "wsgi" else serve_asgi
+    while True:
+        os.read(wake, 1)
+        request = _interpqueues.get(requests)[0]
+        if request is None:
+            return
+        serve_one(reply, request)
+        os.write(done, b"\0")
