@@ -16,7 +16,14 @@ import pytest
 from tests.support import need
 from tests.support.procs import alive, children, wait_until
 from tests.support.server import ServerProcess, one_error_line, run_cli
-from tests.test_thread_mode import burn_pair, get, parallelism, pid_of, windows_overlap
+from tests.test_thread_mode import (
+    burn_pair,
+    get,
+    parallelism,
+    pid_of,
+    pubsub_across_workers,
+    windows_overlap,
+)
 
 WSGI = "tests.apps.thread_apps:wsgi"
 ASGI = "tests.apps.thread_apps:app"
@@ -147,3 +154,30 @@ def test_refused_before_python_3_13():
     assert code == 1
     line = one_error_line(out)
     assert "needs CPython 3.13 or newer" in line and "--worker-mode process" in line
+
+
+def test_pubsub_reaches_a_subscriber_in_another_interpreter():
+    server = start(ASGI)
+    try:
+        pubsub_across_workers(server)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log
+
+
+def test_a_django_project_runs_in_the_interpreters(tmp_path):
+    python = python313()
+    env = {"DJANGO_SETTINGS_MODULE": "tests.apps.djangoproj.settings",
+           "BETULA_DJANGO_DB": str(tmp_path / "db.sqlite3"),
+           "PYTHONPATH": str(ROOT)}
+    subprocess.run([python, "-m", "django", "migrate", "--noinput", "-v", "0"],
+                   env={**os.environ, **env}, cwd=ROOT, check=True, timeout=120)
+    server = ServerProcess(["--worker-mode", "subinterpreter", "--workers", "2", "--port", "0",
+                            "tests.apps.djangoproj.wsgi:application"],
+                           command=[python, "-m", "betula"], env=env)
+    server.start(wait=True, timeout=60)
+    try:
+        status, body = get(server, "/notes/")
+        assert status == 200 and "<h1>Notes</h1>" in body, body
+        assert "in 2 sub-interpreters" in server.log
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log

@@ -242,3 +242,24 @@ def test_refused_when_the_apps_import_turns_the_gil_back_on(tmp_path):
         assert get(forced, "/")[0] == 200
     finally:
         forced.stop(signal.SIGTERM)
+
+
+def pubsub_across_workers(server: ServerProcess) -> None:
+    """A subscriber in one worker gets what another worker publishes."""
+    received: list[tuple[int, str]] = []
+    thread = threading.Thread(target=lambda: received.append(get(server, "/sub")))
+    thread.start()
+
+    def published() -> bool:
+        return int(get(server, "/pub?hello-modes")[1]) >= 1
+    assert wait_until(published, 20), server.log
+    thread.join(30)
+    assert received and received[0] == (200, '"hello-modes"'), (received, server.log)
+
+
+def test_pubsub_reaches_a_subscriber_in_another_thread():
+    server = start(free_threaded_python(), ASGI)
+    try:
+        pubsub_across_workers(server)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log

@@ -5,6 +5,7 @@ same clock in every process) and the CPU its thread used."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -12,6 +13,7 @@ import time
 from urllib.parse import parse_qs
 
 import betula.state
+from betula import pubsub
 
 
 def _burn(rounds: int) -> dict:
@@ -48,7 +50,19 @@ async def app(scope, receive, send):
             if message["type"] == "lifespan.shutdown":
                 return
     await receive()
-    status, body = _answer(scope["path"], scope["query_string"].decode())
+    if scope["path"] == "/sub":  # the next message on "modes", from any worker
+        async with pubsub.subscribe("modes") as messages:
+            await betula.state.aset("modes-subscribed", True)
+            async with asyncio.timeout(20):
+                async for item in messages:
+                    body = json.dumps(getattr(item, "data", None)).encode()
+                    break
+        status = 200
+    elif scope["path"] == "/pub":
+        reached = await pubsub.apublish("modes", scope["query_string"].decode())
+        status, body = 200, str(reached).encode()
+    else:
+        status, body = _answer(scope["path"], scope["query_string"].decode())
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body})
