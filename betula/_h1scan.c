@@ -181,7 +181,7 @@ struct field {
     Py_ssize_t value_len;
 };
 
-enum { F_OTHER, F_HOST, F_LENGTH, F_CONNECTION, F_EXPECT, F_TE, F_BAIL };
+enum { F_OTHER, F_HOST, F_LENGTH, F_CONNECTION, F_EXPECT, F_TE, F_FORWARDED, F_BAIL };
 
 static int field_kind(const char *s, Py_ssize_t n) {
     switch (n) {
@@ -189,10 +189,16 @@ static int field_kind(const char *s, Py_ssize_t n) {
     case 2: return ieq(s, n, "te") ? F_TE : F_OTHER;
     case 6: return ieq(s, n, "expect") ? F_EXPECT : F_OTHER;
     case 7: return ieq(s, n, "upgrade") ? F_BAIL : F_OTHER;
+    case 9: return ieq(s, n, "forwarded") ? F_FORWARDED : F_OTHER;
+    case 15: return ieq(s, n, "x-forwarded-for") ? F_FORWARDED : F_OTHER;
     case 10: return ieq(s, n, "connection") ? F_CONNECTION : F_OTHER;
     case 14: return ieq(s, n, "content-length") ? F_LENGTH : F_OTHER;
-    case 16: return ieq(s, n, "proxy-connection") ? F_BAIL : F_OTHER;
-    case 17: return ieq(s, n, "transfer-encoding") ? F_BAIL : F_OTHER;
+    case 16:
+        if (ieq(s, n, "x-forwarded-host")) return F_FORWARDED;
+        return ieq(s, n, "proxy-connection") ? F_BAIL : F_OTHER;
+    case 17:
+        if (ieq(s, n, "x-forwarded-proto")) return F_FORWARDED;
+        return ieq(s, n, "transfer-encoding") ? F_BAIL : F_OTHER;
     default: return F_OTHER;
     }
 }
@@ -210,15 +216,15 @@ static int valid_host(const char *s, Py_ssize_t n) {
 /* scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple or None
  *
  * The tuple: (method, url, version, headers, plain, host_missing, keep_alive_11,
- * keep_alive_10, expect_continue, te_trailers, size, fields, length, keep_alive), where
- * headers is a tuple of (lowered name, value) pairs and keep_alive is llhttp's own verdict
- * for this version. Limits as the connection has them (0 for the line and body: none). */
+ * keep_alive_10, expect_continue, te_trailers, size, fields, length, keep_alive,
+ * forwarded), where headers is a tuple of (lowered name, value) pairs, keep_alive is
+ * llhttp's own verdict for this version and forwarded says a proxy header came. Limits as the connection has them (0 for the line and body: none). */
 static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *d, *p, *end, *line;
     Py_ssize_t size, line_limit, field_max, section_max, count_max, body_limit;
     Py_ssize_t total = 0, count = 0, length = 0, i, url_len, method_len;
     int m = -1, minor, host_count = 0, has_length = 0, connection = 0, close_token = 0;
-    int keep_alive_token = 0, expect_continue = 0, te_trailers = 0;
+    int keep_alive_token = 0, expect_continue = 0, te_trailers = 0, forwarded = 0;
     PyObject *headers = NULL, *url, *result, *pair;
     struct field fields[FIELDS_MAX];
     (void)self;
@@ -312,6 +318,9 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         case F_TE:
             if (icontains(value, value_len, "trailers")) te_trailers = 1;
             break;
+        case F_FORWARDED:
+            forwarded = 1;
+            break;
         default:
             break;
         }
@@ -349,7 +358,7 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     }
     url = PyBytes_FromStringAndSize(line, url_len);
     if (url == NULL) goto error;
-    result = PyTuple_New(14);
+    result = PyTuple_New(15);
     if (result == NULL) {
         Py_DECREF(url);
         goto error;
@@ -384,6 +393,7 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyTuple_SET_ITEM(result, 11, n_count);
         PyTuple_SET_ITEM(result, 12, n_length);
         PyTuple_SET_ITEM(result, 13, PyBool_FromLong(minor ? keep_alive_11 : keep_alive_10));
+        PyTuple_SET_ITEM(result, 14, PyBool_FromLong(forwarded));
     }
     return result;
 bail:

@@ -153,6 +153,14 @@ def _workers(value: Any) -> int:
     return _non_negative_int(value)
 
 
+def _allow_ips(value: Any) -> str:
+    from .proxy import ProxyTrust  # (the parser is the one the server uses)
+
+    text = _str(value)
+    ProxyTrust(text)  # ValueError for an entry that is not an address or a range
+    return text
+
+
 def _root_path(value: Any) -> str:
     text = _str(value)
     if text and not text.startswith("/"):
@@ -237,6 +245,13 @@ SETTINGS: tuple[Setting, ...] = (
             "shutdown.", _positive_float, "application", metavar="SECONDS"),
     Setting("root_path", "", "ASGI root_path: the mount point of the app behind a proxy.",
             _root_path, "application", metavar="PATH"),
+    Setting("proxy_headers", True, "Take the client address, scheme and host from "
+            "X-Forwarded-For/-Proto/-Host or RFC 7239 Forwarded, when the peer is in "
+            "--forwarded-allow-ips (the right-most untrusted address of a chain is the "
+            "client).", _bool, "application", boolean=True),
+    Setting("forwarded_allow_ips", "127.0.0.1,::1", "Peers trusted for proxy headers: "
+            "addresses and CIDR ranges, comma-separated, or '*' for any (a Unix-socket peer "
+            "is always trusted).", _allow_ips, "application", metavar="LIST"),
     # -- process model -------------------------------------------------------------------
     Setting("workers", 1, "Workers (processes; threads or sub-interpreters in those modes); 0 or "
             "'auto' for one per CPU. Above 1 a master process supervises them (HUP: rolling "

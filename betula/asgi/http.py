@@ -30,6 +30,7 @@ from ..http_common import (
     remember_target,
     split_target,
 )
+from ..proxy import apply_to_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..endpoint import Endpoint
@@ -182,6 +183,8 @@ class HTTPCycle:
         lifespan = endpoint.lifespan_state
         if lifespan is not None:
             scope["state"] = lifespan.copy()
+        if conn.proxy is not None:  # a trusted proxy: the client, scheme, host it says
+            apply_to_scope(scope, conn.proxy)
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..http_common import client_label, request_target
 from ..protocols.ws_stream import INTERNAL_ERROR, NORMAL, ConnectionClosed
+from ..proxy import apply_to_scope
 from .http import ClientDisconnected, caused_by_disconnect, target_parts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +82,8 @@ class WebSocketCycle:
         }
         if endpoint.lifespan_state is not None:
             scope["state"] = endpoint.lifespan_state.copy()
+        if stream.proxy is not None:  # a trusted proxy: the client, scheme, host it says
+            apply_to_scope(scope, stream.proxy)
         self.scope = scope
         self._state = _CONNECTING
         self._queue: deque[dict[str, Any]] = deque()

@@ -80,6 +80,7 @@ class MemoryStream:
     client: tuple[str, int] | None = None
     sockname: tuple[str, int] | None = None
     iface_cache: Any = None
+    proxy: Any = None  # (no proxy in front of an in-memory exchange)
     handler: Any = None
     response_status = 0
     response_bytes = 0  # body bytes collected (or, for HEAD/204/304, given) so far

@@ -30,6 +30,9 @@ class Stream(Protocol):
 
     scheme: str  # "http" or "https"
     client: tuple[str, int] | None  # the peer's address (None for a Unix socket)
+    # A trusted proxy's connection (--proxy-headers): its ProxyTrust, for the adapters to
+    # read the request's proxy headers with (proxy.py); None otherwise.
+    proxy: Any
     sockname: tuple[str, int] | None  # the listener's address
     iface_cache: Any  # what the adapter keeps per connection (its scope template)
     response_status: int  # the status of the current response (for the access log)

@@ -43,6 +43,7 @@ class WebSocketStream(Protocol):
     protocol gave it to the adapter's factory; ``handler`` is a ``WebSocketHandler``)."""
 
     scheme: str  # "http" or "https" (the adapter's "ws" or "wss")
+    proxy: Any  # a trusted proxy's ProxyTrust, or None (see protocols/stream.py)
     client: tuple[str, int] | None  # the peer's address (None for a Unix socket)
     sockname: tuple[str, int] | None  # the listener's address
     handshake_error: int  # 0, or the status that refuses an invalid handshake (400, 426 ...)

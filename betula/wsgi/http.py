@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ..cache import BoundedCache
 from ..headers import NO_BODY_STATUS, response_length
 from ..http_common import METHODS, method_name, phrase
+from ..proxy import apply_to_environ
 from .environ import (
     HEADER_ENTRIES,
     FileWrapper,
@@ -180,6 +181,8 @@ class WSGICycle:
         if known is None or known[0] is not headers:
             known = remember_entries(headers)
         environ.update(known[1])
+        if conn.proxy is not None:  # a trusted proxy: the client, scheme, host it says
+            apply_to_environ(environ, headers, conn.proxy)
 
     @classmethod
     def from_environ(cls, state: WorkerState, endpoint: Endpoint | None, conn: Stream,

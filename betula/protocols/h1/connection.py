@@ -134,6 +134,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "loop",
         "parser",
         "pipeline",
+        "proxy",
+        "_proxy_trust",
         "scheme",
         "shared",
         "sockname",
@@ -161,6 +163,10 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
         self.scheme = "http"
+        # A trusted proxy's connection: its ProxyTrust (proxy.py); ``proxy`` is it for a
+        # request that has proxy headers (the adapters read them then), else None.
+        self._proxy_trust: Any = None
+        self.proxy: Any = None
         self.cycle: Any = None  # the request being answered
         self.pipeline: deque[Any] = deque()  # parsed requests waiting their turn
         self._parsing: Any = None  # the request whose body is being parsed
@@ -227,6 +233,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 pass
         self.client = _addr(transport.get_extra_info("peername"))
         self.sockname = _addr(transport.get_extra_info("sockname"))
+        trust = self.shared.proxy_trust
+        if trust is not None and trust.trusts(self.client[0] if self.client else None):
+            self._proxy_trust = trust
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             if self._h2 is not None:
@@ -580,6 +589,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         factory = self._http_factory
         if websocket and self._ws_factory is not None:
             factory = self._ws_factory
+        if self._proxy_trust is not None:
+            self.proxy = self._proxy_trust if head.forwarded else None
         cycle = factory(
             self, method, url, head.headers, version, keep_alive,
             head.has_body, expect_continue, head.te_trailers,
@@ -660,6 +671,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         conn = self._h2()  # type: ignore[misc]
         transport = self.transport
         transport.set_protocol(conn)  # type: ignore[union-attr]
+        conn.proxy = self._proxy_trust
         conn.begin(transport, self.scheme, self.client, self.sockname, data, upgrade)
 
     def pause_reading(self) -> None:

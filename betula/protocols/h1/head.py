@@ -34,11 +34,13 @@ HEAD_CACHE_BYTES = 2048
 _HEADER_NAMES: BoundedCache[bytes, bytes] = BoundedCache(512)
 
 _H_HOST, _H_CONTENT_LENGTH, _H_CONNECTION, _H_TRANSFER_ENCODING, _H_EXPECT, _H_TE, \
-    _H_UPGRADE, _H_PROXY_CONNECTION = range(8)
+    _H_UPGRADE, _H_PROXY_CONNECTION, _H_FORWARDED = range(9)
 _SPECIAL_HEADERS = {
     b"host": _H_HOST, b"content-length": _H_CONTENT_LENGTH, b"connection": _H_CONNECTION,
     b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"te": _H_TE,
     b"upgrade": _H_UPGRADE, b"proxy-connection": _H_PROXY_CONNECTION,
+    b"forwarded": _H_FORWARDED, b"x-forwarded-for": _H_FORWARDED,
+    b"x-forwarded-proto": _H_FORWARDED, b"x-forwarded-host": _H_FORWARDED,
 }
 _CLOSE = b"close"
 _KEEP_ALIVE = b"keep-alive"
@@ -70,6 +72,7 @@ class HeadInfo:
         "fields",  # number of fields
         "chunked",  # a Transfer-Encoding field
         "length",  # the Content-Length, or 0
+        "forwarded",  # a proxy header (Forwarded, X-Forwarded-*: read from trusted peers)
     )
 
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...], plain: bool,
@@ -77,7 +80,7 @@ class HeadInfo:
                  host_missing: bool, keep_alive_11: bool, keep_alive_10: bool,
                  too_large: bool, has_body: bool,
                  expect_continue: bool, te_trailers: bool, upgrade: bool, size: int,
-                 fields: int, chunked: bool, length: int) -> None:
+                 fields: int, chunked: bool, length: int, forwarded: bool = False) -> None:
         self.headers = headers
         self.plain = plain
         self.error = error
@@ -94,6 +97,7 @@ class HeadInfo:
         self.fields = fields
         self.chunked = chunked
         self.length = length
+        self.forwarded = forwarded
 
 
 class Replay:
@@ -133,7 +137,7 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     headers = []
     total = 0
     host_count = 0
-    has_cl = has_te = expect_continue = te_trailers = upgrade = proxy = False
+    has_cl = has_te = expect_continue = te_trailers = upgrade = proxy = forwarded = False
     length = 0
     te_value = tokens = host = b""
     for name, value in raw:
@@ -168,6 +172,8 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
                     te_trailers = True
             elif special == _H_UPGRADE:
                 upgrade = True
+            elif special == _H_FORWARDED:
+                forwarded = True
             else:  # Proxy-Connection: llhttp reads it like Connection (see plain)
                 proxy = True
         headers.append((lowered, value))
@@ -188,15 +194,16 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
     return HeadInfo(tuple(headers), not tokens and not proxy, error, host_error,
                     not host_count, keep_alive_11,
                     keep_alive_10, length > body_limit > 0, has_te or length > 0,
-                    expect_continue, te_trailers, upgrade, total, len(headers), has_te, length)
+                    expect_continue, te_trailers, upgrade, total, len(headers), has_te, length,
+                    forwarded)
 
 
 def scanned_replay(scanned: tuple) -> Replay:  # type: ignore[type-arg]
     """The ``Replay`` of a head ``SCAN`` read: what llhttp's parse and ``analyse_head``
     give for the same bytes (tests/test_h1scan.py holds them equal)."""
     (method, url, version, headers, plain, host_missing, keep_alive_11, keep_alive_10,
-     expect_continue, te_trailers, size, fields, length, keep_alive) = scanned
+     expect_continue, te_trailers, size, fields, length, keep_alive, forwarded) = scanned
     head = HeadInfo(headers, plain, None, None, host_missing, keep_alive_11, keep_alive_10,
                     False, length > 0, expect_continue, te_trailers, False, size, fields,
-                    False, length)
+                    False, length, forwarded)
     return Replay(method, url, head, version, keep_alive)

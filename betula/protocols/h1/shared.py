@@ -6,6 +6,7 @@ from email.utils import formatdate
 from typing import Any
 
 from ...cache import BoundedCache
+from ...proxy import ProxyTrust
 from .framing import error_response
 
 __all__ = ["HTTP1Shared", "HEAD_CACHE_MAX", "REPLAY_MAX"]
@@ -22,7 +23,7 @@ class HTTP1Shared:
     for the first body bytes or streamed chunks (flushed once per loop turn)."""
 
     __slots__ = ("config", "loop", "head_cache", "replay_cache", "default_blocks",
-                 "default_headers", "held")
+                 "default_headers", "held", "proxy_trust")
 
     def __init__(self, config: Any, loop: Any) -> None:
         self.config = config
@@ -33,6 +34,9 @@ class HTTP1Shared:
         # Whole heads as bytes -> Replay (connection.py, data_received).
         self.replay_cache: BoundedCache[bytes, Any] = BoundedCache(REPLAY_MAX)
         self.held: list[Any] = []
+        # --proxy-headers: whose proxy headers count (proxy.py); None: off.
+        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) \
+            if config.proxy_headers else None
         self.refresh_date()
 
     def refresh_date(self) -> None:

@@ -73,7 +73,7 @@ class HTTP1WebSocket(WebSocketMessages):
 
     accept_status = 101  # Switching Protocols
 
-    __slots__ = ("conn", "handler", "scheme", "client", "sockname", "handshake_error",
+    __slots__ = ("conn", "handler", "scheme", "client", "proxy", "sockname", "handshake_error",
                  "protocol", "ws", "_take_over", "_request", "_refusal", "_subprotocol",
                  "_shutdown", "_deny_head", "_deny_length", "_deny_body")
 
@@ -85,6 +85,7 @@ class HTTP1WebSocket(WebSocketMessages):
         self._take_over = take_over  # hands the transport to a protocol, with early bytes
         self.scheme = conn.scheme
         self.client = conn.client
+        self.proxy = conn.proxy
         self.sockname = conn.sockname
         self._subprotocol: str | None = None
         self.protocol = handshake_protocol(conn.config, self._selected_subprotocol)

@@ -114,6 +114,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.h2 = H2Connection(config=shared.h2_config)
         self.transport: Any = None
         self.scheme = "http"
+        self.proxy: Any = None  # a trusted proxy's connection: its ProxyTrust (proxy.py)
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
         self.iface_cache: Any = None  # the adapter's per-connection template, for every stream

@@ -53,6 +53,7 @@ class H2Stream(WriteFlow):
     """A request stream of an ``HTTP2Connection``."""
 
     __slots__ = ("conn", "h2", "stream_id", "cycle", "loop", "scheme", "client", "sockname",
+                 "proxy",
                  "iface_cache", "response_status", "response_bytes", "trailers_pending",
                  "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
                  "_out_bytes", "_end", "ended", "_trailers", "_length", "_no_body",
@@ -67,6 +68,7 @@ class H2Stream(WriteFlow):
         self.loop = conn.loop
         self.scheme = conn.scheme
         self.client = conn.client
+        self.proxy = conn.proxy
         self.sockname = conn.sockname
         self.iface_cache: Any = None
         self.response_status = 0

@@ -51,7 +51,8 @@ class H2WebSocket(WebSocketMessages):
 
     accept_status = 200  # RFC 8441 §5: a 2xx opens the WebSocket
 
-    __slots__ = ("stream", "handler", "scheme", "client", "sockname", "handshake_error",
+    __slots__ = ("stream", "handler", "scheme", "client", "proxy", "sockname",
+                 "handshake_error",
                  "protocol", "ws", "_headers", "_refusal", "_hints", "_extensions_field",
                  "_early", "_eof", "_shutdown", "_deny_body", "_over")
 
@@ -61,6 +62,7 @@ class H2WebSocket(WebSocketMessages):
         self.handler = handler  # the adapter's (ws_stream.WebSocketHandler)
         self.scheme = stream.scheme
         self.client = stream.client
+        self.proxy = stream.proxy
         self.sockname = stream.sockname
         self.protocol = handshake_protocol(stream.conn.config, _no_subprotocol)
         self.ws: WebSocketConnection | None = None
