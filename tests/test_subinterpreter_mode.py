@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,18 @@ def test_shared_state_is_one_for_all_interpreters():
         assert [int(get(server, "/count")[1]) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log
+
+
+def test_graceful_stop_finishes_the_request_in_flight():
+    server = start(WSGI)
+    answer: list[tuple[int, str]] = []
+    thread = threading.Thread(target=lambda: answer.append(get(server, "/sleep?s=1.5")))
+    thread.start()
+    assert wait_until(lambda: "GET /sleep" in server.log, 0.5) is False  # (in the app)
+    server.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert answer and answer[0][0] == 200, server.log
+    assert server.wait_exit(30) == 0, server.log
 
 
 def test_graceful_stop_and_hup():
