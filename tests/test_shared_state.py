@@ -518,3 +518,29 @@ def test_redis_over_tls(tmp_path) -> None:  # type: ignore[no-untyped-def]
         run(main())
     finally:
         redis.stop()
+
+
+def test_a_message_in_the_same_read_as_the_subscribe_answer_is_delivered() -> None:
+    # The state server answers a subscribe and, at once, pushes a message published right
+    # after it: both can come in one read. The subscription must be registered as the
+    # answer is read, not when the subscribing coroutine resumes (the message was dropped,
+    # silently, when it was: seen in the suite as a subscriber that never got its message).
+    from betula.shared.client import Subscription, _AsyncConnection
+    from betula.shared.wire import frame
+
+    async def main() -> Message | Gap:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            _, conn = await loop.create_unix_connection(_AsyncConnection, sock=ours)
+            subscription = Subscription(None, ["news"], [], 10)  # type: ignore[arg-type]
+            call = asyncio.ensure_future(conn.call("subscribe", (["news"], []), subscription))
+            await asyncio.sleep(0)  # the request goes out
+            assert theirs.recv(65536)
+            theirs.sendall(frame((1, True, 7)) + frame((0, 7, "news", 1, b'"hi"')))
+            await call
+            item = await asyncio.wait_for(subscription.__anext__(), 5)
+            conn.transport.close()
+            return item
+    item = asyncio.run(main())
+    assert isinstance(item, Message) and item.data == "hi" and item.seq == 1

@@ -212,17 +212,24 @@ class _AsyncConnection(asyncio.Protocol):
         self.rids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.subscriptions: dict[int, Subscription] = {}
+        # A subscribe call's Subscription, by its request id: registered under its sid as
+        # soon as the answer is read, before the next message in the same read (a message
+        # pushed for it right after the answer must not find no subscription).
+        self.subscribing: dict[int, Subscription] = {}
         self.broken = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
-    async def call(self, op: str, args: tuple[Any, ...]) -> Any:
+    async def call(self, op: str, args: tuple[Any, ...],
+                   subscription: Subscription | None = None) -> Any:
         if self.broken:
             raise StateError("the state server connection is lost")
         rid = next(self.rids)
         future = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
+        if subscription is not None:
+            self.subscribing[rid] = subscription
         self.transport.write(frame((rid, op, *args)))
         return await future
 
@@ -243,6 +250,10 @@ class _AsyncConnection(asyncio.Protocol):
                     subscription.deliver(message[2], message[3], message[4])
                 continue
             future = self.pending.pop(message[0], None)
+            subscription = self.subscribing.pop(message[0], None)
+            if subscription is not None and message[1]:  # subscribed: (rid, True, sid)
+                subscription.sid = message[2]
+                self.subscriptions[message[2]] = subscription
             if future is not None and not future.done():
                 future.set_result(message)
         if pos:
@@ -328,9 +339,8 @@ class SocketBackend(Backend):
     async def subscribe(self, topics: list[str], patterns: list[str]) -> Subscription:
         conn = await self._conn()
         subscription = Subscription(self, topics, patterns, self.queue)
-        sid = _result(await conn.call("subscribe", (topics, patterns)))
-        subscription.sid = sid
-        conn.subscriptions[sid] = subscription
+        # (registered by the connection as it reads the answer: see subscribing)
+        _result(await conn.call("subscribe", (topics, patterns), subscription))
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
