@@ -545,6 +545,18 @@ class Embedded:
 
 
 # -- served traffic through a runner -------------------------------------------------------
+async def read_body(receive: Any) -> bytes | None:
+    """An ASGI request's whole body (None: the client left first)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 class RunnerApp:
     """``--runner``: served ASGI requests go through ``runner.run_asgi`` (whole body in,
     whole response out), the same path embedded calls take."""
@@ -557,15 +569,10 @@ class RunnerApp:
         if scope["type"] != "http" or not hasattr(self.runner, "run_asgi"):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        status, headers, body = await self.runner.run_asgi(self.app, scope, b"".join(chunks))
+        whole = await read_body(receive)
+        if whole is None:
+            return
+        status, headers, body = await self.runner.run_asgi(self.app, scope, whole)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

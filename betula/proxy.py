@@ -26,6 +26,8 @@ __all__ = ["Forwarded", "ProxyTrust", "apply_to_environ", "apply_to_scope", "for
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TRUST_CACHE_MAX = 4096
+_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+                    b"x-forwarded-host"))
 
 
 class ProxyTrust:
@@ -150,9 +152,6 @@ def forwarded(headers: Any, trust: ProxyTrust) -> Forwarded | None:
     return Forwarded(client if client and client[0] not in ("", "unknown") else None, scheme,
                      at(hosts))
 
-
-_NAMES = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
-                    b"x-forwarded-host"))
 
 
 _HTTP_SCHEME = {"http": "http", "https": "https", "ws": "http", "wss": "https"}

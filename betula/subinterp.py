@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .embed import read_body
+
 logger = logging.getLogger("betula.error")
 
 __all__ = ["InterpreterApp", "InterpreterASGIApp", "SubinterpreterError",
@@ -223,17 +225,12 @@ class InterpreterASGIApp:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         items = tuple((key, scope[key]) for key in _SCOPE_KEYS if key in scope)
         headers = tuple((bytes(n), bytes(v)) for n, v in scope["headers"])
-        request = (items, headers, b"".join(chunks))
+        request = (items, headers, body)
         loop = asyncio.get_running_loop()
         status, fields, content = await loop.run_in_executor(None, self.pool.call, request)
         await send({"type": "http.response.start", "status": status, "headers": list(fields)})

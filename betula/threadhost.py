@@ -89,9 +89,9 @@ class importing_without_gil:
 class _Slot:
     """One worker thread and what the main thread knows of it."""
 
-    def __init__(self, number: int, server: Server) -> None:
+    def __init__(self, number: int) -> None:
         self.number = number
-        self.server = server
+        self.server: Server = None  # type: ignore[assignment]  # (made with its notify)
         self.thread: threading.Thread | None = None
         self.ready = False
         self.last_beat = time.monotonic()
@@ -168,7 +168,7 @@ class ThreadHost:
 
     def _start(self) -> _Slot:
         self._numbers += 1
-        slot = _Slot(self._numbers, None)  # type: ignore[arg-type]
+        slot = _Slot(self._numbers)
         slot.server = self.make_server(slot.notify)
         thread = threading.Thread(target=self._thread_main, args=(slot,),
                                   name=f"betula-worker-{slot.number}", daemon=True)

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,11 @@ from tests.support import need
 from tests.support.procs import alive, children, wait_until
 from tests.support.server import ServerProcess, one_error_line, run_cli
 from tests.test_thread_mode import (
-    burn_pair,
+    assert_runs_in_parallel,
     get,
-    parallelism,
     pid_of,
     pubsub_across_workers,
-    windows_overlap,
+    stop_with_a_request_in_flight,
 )
 
 WSGI = "tests.apps.thread_apps:wsgi"
@@ -56,11 +54,7 @@ def start(app: str, *args: str, workers: int = 2) -> ServerProcess:
 def test_requests_run_in_parallel_in_two_interpreters(app):
     server = start(app)
     try:
-        tries = [burn_pair(server, 3_000_000) for _ in range(3)]
-        best = max(tries, key=parallelism)
-        assert windows_overlap(best), tries
-        ratio = parallelism(best)
-        assert ratio > 1.3, f"CPU over wall {ratio:.2f}: the interpreters took turns"
+        assert_runs_in_parallel(server)
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.log
 
@@ -99,15 +93,7 @@ def test_shared_state_is_one_for_all_interpreters():
 
 
 def test_graceful_stop_finishes_the_request_in_flight():
-    server = start(WSGI)
-    answer: list[tuple[int, str]] = []
-    thread = threading.Thread(target=lambda: answer.append(get(server, "/sleep?s=1.5")))
-    thread.start()
-    assert wait_until(lambda: "GET /sleep" in server.log, 0.5) is False  # (in the app)
-    server.send_signal(signal.SIGTERM)
-    thread.join(30)
-    assert answer and answer[0][0] == 200, server.log
-    assert server.wait_exit(30) == 0, server.log
+    stop_with_a_request_in_flight(start(WSGI))
 
 
 def test_graceful_stop_and_hup():

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import betula.state
 from betula import pubsub
+from tests.apps.lifespan_stub import serve_lifespan
 
 
 def _burn(rounds: int) -> dict:
@@ -44,11 +45,8 @@ def _answer(path: str, query: str) -> tuple[int, bytes]:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     await receive()
     if scope["path"] == "/sub":  # the next message on "modes", from any worker
         async with pubsub.subscribe("modes") as messages:
