@@ -429,9 +429,18 @@ class HTTPCycle:
             else:
                 conn.send_data(message.get("body", b""), True)
                 self._body_done = True
-                self._trailers_wanted = conn.trailers_pending
-                if not self._trailers_wanted:
-                    self._complete()  # else with the last http.response.trailers
+                if conn.trailers_pending:
+                    self._trailers_wanted = True  # completed by the last trailers message
+                else:  # _complete(), inline (once a request)
+                    self._trailers_wanted = False
+                    self.response_complete = True
+                    access = self.state.access_log
+                    if access is not None:
+                        access.log(self.scope, self._status, conn.response_bytes,
+                                   self._start_time)
+                    if self._waiter is not None:
+                        self._wake()
+                    conn.cycle_done(self)
             if conn.write_paused:
                 await conn.drain()
             if self.disconnected:
