@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .config import Config, ConfigError, add_arguments
+from .config import Config, ConfigError, add_arguments, describe
 
 __all__ = ["build_parser", "main"]
 
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("app", nargs="?", default=argparse.SUPPRESS,
                         help="the application, MODULE:ATTRIBUTE (e.g. myproject.main:app)")
     parser.add_argument("--version", action="version", version=f"betula {__version__}")
+    parser.add_argument("--print-config", action="store_true", default=argparse.SUPPRESS,
+                        help="print the effective settings (as TOML, each with where it came "
+                             "from: flag, env, config file or default) and exit")
     add_arguments(parser)
     return parser
 
@@ -41,10 +44,14 @@ def fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
+    print_config = args.pop("print_config", False)
     try:
         config = Config.load(args)
     except ConfigError as exc:
         return fail(str(exc))
+    if print_config:
+        print(describe(config))
+        return 0
     if not config.app and not config.mount:
         return fail("no application given: betula MODULE:ATTRIBUTE (or 'app' in the config file)")
 

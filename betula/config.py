@@ -8,6 +8,7 @@ command line, environment, config file, default.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import ssl
 import tomllib
@@ -534,6 +535,50 @@ def _show(setting: Setting) -> str:
     if isinstance(setting.default, bool):
         return "on" if setting.default else "off"
     return str(setting.default)
+
+
+def _toml_value(value: Any) -> str:
+    """A setting's value as TOML (what a config file would say to get it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def describe(config: Config) -> str:
+    """``--print-config``: every effective setting as a TOML line (a config file that
+    reproduces it), with where its value came from: the command line, the environment,
+    the config file or the default. An unset optional setting is a comment."""
+    where = {"cli": lambda s: f"flag {s.flag}" if s.cli else "argument",
+             "env": lambda s: f"env {s.env}",
+             "file": lambda s: f"file {config.config}",
+             "default": lambda s: "default",
+             "override": lambda s: "override"}
+    rows = []
+    for setting in SETTINGS:
+        if setting.name == "config":
+            continue
+        value = getattr(config, setting.name)
+        source = where.get(config.sources.get(setting.name, "default"),
+                           lambda s: "default")(setting)
+        if value is None:
+            rows.append((f"# {setting.name} = (unset)", source))
+        elif setting.name == "uds_perms":
+            rows.append((f"{setting.name} = 0o{value:o}", source))  # TOML's octal integer
+        elif setting.name == "ssl_cert_reqs":
+            names = {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional",
+                     ssl.CERT_REQUIRED: "required"}
+            rows.append((f'{setting.name} = "{names.get(value, value)}"', source))
+        else:
+            rows.append((f"{setting.name} = {_toml_value(value)}", source))
+    width = max(len(line) for line, _ in rows)
+    header = "# betula: the effective settings, each with where it came from"
+    if config.config:
+        header += f" (config file {config.config})"
+    return "\n".join([header, *(f"{line:<{width}}  # {source}" for line, source in rows)])
 
 
 def settings_markdown() -> str:

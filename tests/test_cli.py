@@ -314,3 +314,49 @@ def test_app_exception_logged_with_traceback(serve):
     # the server keeps serving after an app error
     assert httpx.get(server.base_url + "/ok", timeout=10).status_code == 200
     assert server.stop(signal.SIGINT) == 0
+
+
+# -- --print-config -----------------------------------------------------------------------------
+def test_print_config_says_each_setting_and_where_it_came_from(tmp_path):
+    config_file = tmp_path / "betula.toml"
+    config_file.write_text('threads = 7\nroot_path = "/from-file"\n')
+    code, out = run_cli("--print-config", "--config", str(config_file), "--port", "9123",
+                        "--no-http2", APP, env={"BETULA_WORKERS": "3", "BETULA_THREADS": "5"})
+    assert code == 0, out
+    lines = {line.split(" = ")[0]: line for line in out.splitlines() if " = " in line}
+    assert re.fullmatch(r'app = "tests\.apps\.cli_apps:app"\s+# argument', lines["app"])
+    assert re.fullmatch(r"port = 9123\s+# flag --port", lines["port"])
+    assert re.fullmatch(r"http2 = false\s+# flag --http2", lines["http2"])
+    assert re.fullmatch(r"workers = 3\s+# env BETULA_WORKERS", lines["workers"])
+    # the environment wins over the file, the file over the default
+    assert re.fullmatch(r"threads = 5\s+# env BETULA_THREADS", lines["threads"])
+    assert re.fullmatch(rf'root_path = "/from-file"\s+# file {re.escape(str(config_file))}',
+                        lines["root_path"])
+    assert re.fullmatch(r"backlog = \d+\s+# default", lines["backlog"])
+    assert re.search(r"^# runner = \(unset\)\s+# default$", out, re.M)
+
+
+def test_print_config_output_is_a_config_file_that_gives_the_same_settings(tmp_path):
+    from betula.config import Config
+
+    args = ["--workers", "2", "--mount", "/api=tests.apps.cli_apps:app", "--uds-perms", "600",
+            "--forwarded-allow-ips", "10.0.0.0/8", "--no-access-log", "--timeout-worker",
+            "12.5", APP]
+    code, out = run_cli("--print-config", *args)
+    assert code == 0, out
+    printed = tmp_path / "printed.toml"
+    printed.write_text(out)
+    direct = Config.load(vars(__import__("betula.cli").cli.build_parser().parse_args(args)),
+                         environ={})
+    from_file = Config.load({"config": str(printed)}, environ={})
+    expected = direct.as_dict()
+    got = from_file.as_dict()
+    expected.pop("config")
+    got.pop("config")
+    assert got == expected
+
+
+def test_print_config_reports_a_bad_setting_like_a_start_would():
+    code, out = run_cli("--print-config", "--workers", "zero", APP)
+    assert code == 2
+    assert one_error_line(out).startswith("betula: error: invalid value for workers")
