@@ -58,5 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import configure_logging
     from .run import run
 
-    configure_logging(config.log_level, config.access_log)
+    try:
+        configure_logging(config.log_level, config.access_log, config.access_log_file,
+                          bool(config.access_log_format or config.access_log_json))
+    except OSError as exc:
+        return fail(f"cannot open the access log file {config.access_log_file!r}: "
+                    f"{exc.strerror}")
     return run(config)

@@ -154,6 +154,12 @@ def _workers(value: Any) -> int:
     return _non_negative_int(value)
 
 
+def _access_format(value: Any) -> str:
+    from .access_log import AccessLog  # (checked by the formatter the server uses)
+
+    return AccessLog.check_format(_str(value))
+
+
 def _allow_ips(value: Any) -> str:
     from .proxy import ProxyTrust  # (the parser is the one the server uses)
 
@@ -407,6 +413,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "info", "Log level.", _choice, "logging",
             choices=("critical", "error", "warning", "info", "debug", "trace")),
     Setting("access_log", True, "Log one line per request.", _bool, "logging", boolean=True),
+    Setting("access_log_format", "", "The access log's line in gunicorn's format and atoms "
+            "(e.g. '%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"'), "
+            "written without the log prefix. Empty: Betula's own line.", _access_format,
+            "logging", metavar="FORMAT"),
+    Setting("access_log_json", False, "Write the access log as one JSON object a line "
+            "(time, client, method, path, query, protocol, status, bytes, duration_ms, "
+            "referer, user_agent, pid).", _bool, "logging", boolean=True),
+    Setting("access_log_file", "", "Write the access log to this file (appended to; "
+            "reopened on SIGUSR1, for logrotate) or '-' for stdout. Empty: stderr, with the "
+            "error log.", _str, "logging", metavar="PATH"),
     # -- config file ---------------------------------------------------------------------
     Setting("config", None, "TOML file with settings (same names as the flags, with '_' or "
             "'-').", _optional_str, "config", metavar="FILE"),

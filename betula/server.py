@@ -20,6 +20,7 @@ from .asgi.lifespan import LifespanFailure, LifespanManager
 from .endpoint import Endpoint
 from .hooks import call_hook
 from .listeners import describe
+from .logs import reopen_log_files
 from .protocols.h1 import HTTP1Connection, HTTP1Shared
 from .protocols.h2 import H2Shared, HTTP2Connection
 from .routing import Router
@@ -41,7 +42,7 @@ def _rss_mib() -> float | None:
 
 
 def log_in_flight(state: WorkerState) -> None:
-    """SIGUSR1 (from a master about to kill a stuck worker): say what it is stuck on."""
+    """SIGUSR2 (from a master about to kill a stuck worker): say what it is stuck on."""
     if not state.active:
         logger.error("Worker %d stuck with no request in flight (blocked outside an app?)",
                      os.getpid())
@@ -65,8 +66,9 @@ class Worker:
         self.pool = None
         if any(e.interface == "wsgi" for e in endpoints):
             self.pool = ThreadPool(config.threads, batch=config.threads_batch)
-        self.state = WorkerState(config, loop, access_log=AccessLog.wanted(config.access_log),
-                                 pool=self.pool)
+        access = AccessLog.wanted(config.access_log, config.access_log_format,
+                                  config.access_log_json)
+        self.state = WorkerState(config, loop, access_log=access, pool=self.pool)
         self.router = Router(endpoints, self.state, websockets=config.ws != "none",
                              root_path=config.root_path)
         self.h1 = HTTP1Shared(config, loop)
@@ -113,7 +115,7 @@ class Server:
         self._servers: list[asyncio.base_events.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = 0  # request_stop() from another thread: 1 graceful, 2 now
-        self.worker_state: WorkerState | None = None  # once serving (read for SIGUSR1)
+        self.worker_state: WorkerState | None = None  # once serving (read for SIGUSR2)
 
     def request_stop(self, force: bool = False) -> None:
         """Stop serving, from any thread: gracefully, or (``force``) at once."""
@@ -155,7 +157,7 @@ class Server:
             self._install_signals(loop)
         if self.notify is not None and self.signals:
             # A plain handler, not the loop's: it must run while the loop is blocked.
-            signal.signal(signal.SIGUSR1, lambda *_: log_in_flight(state))
+            signal.signal(signal.SIGUSR2, lambda *_: log_in_flight(state))
         started: list[LifespanManager] = []
         try:
             for endpoint in self.endpoints:
@@ -314,6 +316,7 @@ class Server:
         for sig in stop_signals:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, self._on_quit)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)  # logrotate's
 
     def _on_stop_signal(self, sig: int) -> None:
         assert self._stop is not None

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from .hooks import call_hook
+from .logs import reopen_log_files
 
 __all__ = ["Supervisor", "BOOT_FAILED"]
 
@@ -137,6 +138,14 @@ class Supervisor:
             if sig == signal.SIGHUP:
                 logger.info("Master received SIGHUP: replacing workers one at a time")
             self.rolling_restart()
+        elif sig == signal.SIGUSR1:
+            logger.info("Master received SIGUSR1: reopening log files")
+            reopen_log_files()
+            for pid in list(self.workers):
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
         elif sig == signal.SIGTTIN:
             self.target += 1
             logger.info("Master received SIGTTIN: %d workers", self.target)
@@ -188,7 +197,7 @@ class Supervisor:
                              now - worker.last_beat, limit)
                 worker.stuck = True
                 try:
-                    os.kill(worker.pid, signal.SIGUSR1)  # it logs what it is stuck on
+                    os.kill(worker.pid, signal.SIGUSR2)  # it logs what it is stuck on
                     deadline = time.monotonic() + 1.0
                     while time.monotonic() < deadline:
                         self._wait(0.1)
@@ -235,6 +244,7 @@ class Supervisor:
             signal.signal(sig, signal.SIG_DFL)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)  # the worker's event loop installs its own
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # (until the worker installs its own)
         signal.set_wakeup_fd(-1)
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -355,7 +365,7 @@ class Supervisor:
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_w)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, sig: int, frame: Any) -> None:

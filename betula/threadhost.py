@@ -16,7 +16,8 @@ what the master does for processes, where a thread allows it:
 - a thread whose server ends on its own (an error in the loop) is replaced; one that cannot
   start its app (a lifespan failure) stops the process with the boot-failure status;
 - the signals come to the main thread (a thread's loop cannot take them): TERM stops every
-  thread gracefully, QUIT at once, USR1 logs what each thread is stuck on.
+  thread gracefully, QUIT at once, USR2 logs what each thread is stuck on, USR1 reopens the
+  log files.
 
 It needs a free-threaded CPython (3.13t or newer) to run the threads in parallel:
 ``gil_problem()`` says why not, for ``run.py`` to refuse (unless ``--allow-gil``).
@@ -33,6 +34,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from .logs import reopen_log_files
 from .server import Server, log_in_flight
 from .supervisor import BOOT_FAILED
 
@@ -126,7 +128,8 @@ class ThreadHost:
         self.slots: list[_Slot] = []
         self._numbers = 0
         self._stop = 0  # 1: graceful, 2: now
-        self._dump = False  # SIGUSR1: log what each thread is on
+        self._dump = False  # SIGUSR2: log what each thread is on
+        self._reopen = False  # SIGUSR1: reopen the log files
         self._wake = threading.Event()
         self._announced = False
 
@@ -145,6 +148,9 @@ class ThreadHost:
                 for slot in self.slots:
                     if slot.server.worker_state is not None:
                         log_in_flight(slot.server.worker_state)
+            if self._reopen:
+                self._reopen = False
+                reopen_log_files()
             if self._stop:
                 break
             failed = self._look_after()
@@ -251,10 +257,13 @@ class ThreadHost:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGQUIT, self._on_signal)
         signal.signal(signal.SIGUSR1, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_signal)
 
     def _on_signal(self, sig: int, frame: Any) -> None:
-        if sig == signal.SIGUSR1:
+        if sig == signal.SIGUSR2:
             self._dump = True
+        elif sig == signal.SIGUSR1:
+            self._reopen = True
         elif sig == signal.SIGQUIT or (sig == signal.SIGINT and self._stop):
             self._stop = 2
         else:

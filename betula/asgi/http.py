@@ -437,7 +437,7 @@ class HTTPCycle:
                     access = self.state.access_log
                     if access is not None:
                         access.log(self.scope, self._status, conn.response_bytes,
-                                   self._start_time)
+                                   self._start_time, conn.response_headers)
                     if self._waiter is not None:
                         self._wake()
                     conn.cycle_done(self)
@@ -483,7 +483,9 @@ class HTTPCycle:
         self.response_complete = True
         access = self.state.access_log
         if access is not None:
-            access.log(self.scope, self._status, self.conn.response_bytes, self._start_time)
+            conn = self.conn
+            access.log(self.scope, self._status, conn.response_bytes, self._start_time,
+                       conn.response_headers)
         if self._waiter is not None:
             self._wake()
         self.conn.cycle_done(self)

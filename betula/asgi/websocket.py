@@ -18,7 +18,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..http_common import client_label, request_target
+from ..http_common import client_label
 from ..protocols.ws_stream import INTERNAL_ERROR, NORMAL, ConnectionClosed
 from ..proxy import apply_to_scope
 from .http import ClientDisconnected, caused_by_disconnect, target_parts
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["WebSocketCycle", "WS_EXTENSIONS"]
 
 logger = logging.getLogger("betula.error")
-access_logger = logging.getLogger("betula.access")
 
 WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -347,6 +346,6 @@ class WebSocketCycle:
         self._access(self._deny_status)
 
     def _access(self, status: int) -> None:
-        if self.state.access_log is not None:
-            access_logger.info('%s - "WebSocket %s" %d', client_label(self.scope),
-                               request_target(self.scope), status)
+        access = self.state.access_log
+        if access is not None:
+            access.websocket(self.scope, status, None)

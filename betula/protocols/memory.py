@@ -115,6 +115,11 @@ class MemoryStream:
         if sockname is not None:
             self.sockname = sockname
 
+    @property
+    def response_headers(self) -> Any:
+        """The fields as the adapter gave them (the ``Stream`` attribute)."""
+        return self.app_headers
+
     # -- response --------------------------------------------------------------------------
     def send_informational(self, status: int, headers: Any) -> None:
         pairs = checked_fields(headers)[0] if headers else ()

@@ -37,6 +37,9 @@ class Stream(Protocol):
     iface_cache: Any  # what the adapter keeps per connection (its scope template)
     response_status: int  # the status of the current response (for the access log)
     response_bytes: int  # body bytes of the current response sent so far
+    # The current response's fields as the adapter gave them (None for the server's own
+    # error answer): for the access log's {name}o atoms.
+    response_headers: Any
     trailers_pending: bool  # after the last body bytes: trailers are still to come
 
     # -- response --------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class WSGICycle:
     _deferred = False  # started, waiting for the body before the app runs (BODY_PREREAD)
     _discarding = False
     _start_time = 0.0
+    _log_headers: Any = None  # with an access log: the request's fields, its environ
+    _log_environ: Any = None
     # What the connection reads of its request (see protocols/stream.py).
     is_head = False
     te_trailers = False
@@ -183,6 +185,9 @@ class WSGICycle:
         environ.update(known[1])
         if conn.proxy is not None:  # a trusted proxy: the client, scheme, host it says
             apply_to_environ(environ, headers, conn.proxy)
+        if state.access_log is not None:  # its atoms: request headers, environ
+            self._log_headers = headers
+            self._log_environ = environ
 
     @classmethod
     def from_environ(cls, state: WorkerState, endpoint: Endpoint | None, conn: Stream,
@@ -220,6 +225,7 @@ class WSGICycle:
             cycle.raw_target = (environ.get("SCRIPT_NAME", "") + path_info +
                                 ("?" + query if query else "")).encode("latin-1")
             cycle._start_time = perf_counter()
+            cycle._log_environ = environ
         cycle._path_info = path_info
         environ["wsgi.early_hints"] = cycle._early_hints
         cycle.environ = environ
@@ -536,7 +542,8 @@ class WSGICycle:
             self.response_complete = True
             access = self.state.access_log
             if access is not None:
-                access.log(self.scope, code, conn.response_bytes, self._start_time)
+                access.log(self.scope, code, conn.response_bytes, self._start_time,
+                           conn.response_headers, self._log_environ)
             conn.cycle_done(self)
 
     def _loop_finish(self) -> None:
@@ -566,7 +573,7 @@ class WSGICycle:
         self.response_complete = True
         access = self.state.access_log
         if access is not None and not self.disconnected:
-            access.log(self.scope, 500, 0, self._start_time)
+            access.log(self.scope, 500, 0, self._start_time, None, self._log_environ)
         self.conn.fail_response(500)
 
     def _complete(self) -> None:
@@ -576,14 +583,22 @@ class WSGICycle:
         access = self.state.access_log
         if access is not None:
             conn = self.conn
-            access.log(self.scope, conn.response_status, conn.response_bytes, self._start_time)
+            access.log(self.scope, conn.response_status, conn.response_bytes, self._start_time,
+                       conn.response_headers, self._log_environ)
         self.conn.cycle_done(self)
 
     @property
     def scope(self) -> dict[str, Any]:
-        """What the access log needs, in the ASGI scope's shape."""
+        """What the access log needs, in the ASGI scope's shape (the client as the
+        environ has it: a trusted proxy's)."""
+        environ = self._log_environ
+        client = self.conn.client
+        if environ is not None and "REMOTE_ADDR" in environ:
+            port = environ.get("REMOTE_PORT", "0")
+            client = (environ["REMOTE_ADDR"], int(port) if str(port).isdigit() else 0)
         return {
-            "client": self.conn.client,
+            "client": client,
+            "headers": self._log_headers,
             "method": self.method,
             "raw_path": self.raw_target.partition(b"?")[0],
             "query_string": self.raw_target.partition(b"?")[2],

@@ -78,6 +78,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "held_out",
         "response_status",
         "response_bytes",
+        "response_headers",
         "trailers_pending",
         "_r_chunked",
         "_r_length",
@@ -187,6 +188,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self.held_out: list[bytes] = []  # body chunks written at the end of the loop turn
         self.trailers_pending = False
         self.response_status = self.response_bytes = 0
+        self.response_headers: Any = None
         self._in_head = False  # between the first byte of a request and its blank line
         self._head_bytes = 0  # bytes received while one head stayed incomplete
         self._pending_error: tuple[int, str] | None = None  # answered after earlier requests

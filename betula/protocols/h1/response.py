@@ -53,6 +53,7 @@ class HTTP1Response:
     turn_paused: bool  # HELD_CHUNKS sent this turn: the app's send() waits for the next
     response_status: int
     response_bytes: int  # body bytes sent so far (for the access log)
+    response_headers: Any  # the fields as the adapter gave them (for the access log)
     _r_length: int | None  # the app's Content-Length, or the length framing settled on
     _r_chunked: bool
     _r_no_body: bool  # HEAD, 204, 304: the head goes out, body bytes never do
@@ -75,6 +76,7 @@ class HTTP1Response:
         block, length, flags, _trailer = encode_headers(headers)
         cycle = self.cycle
         self.response_status = status
+        self.response_headers = headers
         size = len(body)
         if not flags and reason is None and cycle.keep_alive and not cycle.is_head \
                 and cycle.http_version == "1.1" and status >= 200 \
@@ -127,6 +129,7 @@ class HTTP1Response:
         block, length, flags, trailer = encode_headers(headers)
         cycle = self.cycle
         self.response_status = status
+        self.response_headers = headers
         self.response_bytes = 0
         self._r_no_body = cycle.is_head or status in NO_BODY_STATUS or status < 200
         if flags & CLOSE:
@@ -244,6 +247,7 @@ class HTTP1Response:
     def fail_response(self, status: int = 500, reason: str = "Internal Server Error") -> None:
         """Nothing of a response went out and none will: answer ``status`` and close."""
         self.response_status = status
+        self.response_headers = None
         self.response_bytes = 0
         if not self._closed:
             self.write(self.shared.error_response(status, reason, self.cycle.is_head))

@@ -54,7 +54,8 @@ class H2Stream(WriteFlow):
 
     __slots__ = ("conn", "h2", "stream_id", "cycle", "loop", "scheme", "client", "sockname",
                  "proxy",
-                 "iface_cache", "response_status", "response_bytes", "trailers_pending",
+                 "iface_cache", "response_status", "response_bytes", "response_headers",
+                 "trailers_pending",
                  "write_paused", "_closed", "_drain_waiters", "_drain_callbacks", "_out",
                  "_out_bytes", "_end", "ended", "_trailers", "_length", "_no_body",
                  "_head_sent", "_paused", "_unacked", "body_bytes", "done",
@@ -73,6 +74,7 @@ class H2Stream(WriteFlow):
         self.iface_cache: Any = None
         self.response_status = 0
         self.response_bytes = 0
+        self.response_headers: Any = None
         self.trailers_pending = False
         self.write_paused = conn.transport_paused
         self._closed = False  # reset (either side), or the connection is gone: nothing goes out
@@ -126,6 +128,7 @@ class H2Stream(WriteFlow):
         cycle = self.cycle
         fields = self._fields(status, headers)
         self.response_status = status
+        self.response_headers = headers
         self.response_bytes = 0
         self._no_body = (cycle is not None and cycle.is_head) or status in NO_BODY_STATUS
         self.trailers_pending = trailers
