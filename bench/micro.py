@@ -105,15 +105,17 @@ def unique_requests(count: int) -> list[bytes]:
 
 
 async def drive(total: int, request: bytes | list[bytes], conns: int,
-                wsgi: bool = False) -> float:
+                wsgi: bool = False, metrics: bool = False) -> float:
     loop = asyncio.get_running_loop()
+    # --metrics: the worker counts for Prometheus (metrics.py; no listener is opened here)
+    extra = {"metrics_port": 9100} if metrics else {}
     if wsgi:
         config = Config.load({"app": "bench.app_wsgi:app", "access_log": False,
-                              "interface": "wsgi"})
+                              "interface": "wsgi", **extra})
         worker = Worker(config, wsgi_app, loop, interface="wsgi")
         worker.state.pool = InlineExecutor()  # type: ignore[assignment]
     else:
-        config = Config.load({"app": "bench.app_asgi:app", "access_log": False})
+        config = Config.load({"app": "bench.app_asgi:app", "access_log": False, **extra})
         worker = Worker(config, app, loop)
     connections = []
     for _ in range(conns):
@@ -149,6 +151,8 @@ def main() -> None:
     parser.add_argument("--unique", action="store_true",
                         help="heads that never repeat (bench/unique.lua's traffic: a new "
                         "query, Cookie and X-Request-Id per request)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="with --metrics-port's counting on (what it costs a request)")
     args = parser.parse_args()
     if args.post:
         request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % args.post
@@ -160,7 +164,8 @@ def main() -> None:
     if args.unique:
         request = unique_requests(50_000)  # type: ignore[assignment]
     loop, name = new_event_loop()
-    rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns, args.wsgi))
+    rounds = [loop.run_until_complete(drive(args.requests // 5, request, args.conns, args.wsgi,
+                                               args.metrics))
               for _ in range(5)]
     print(f"{name}: best {min(rounds):.2f} us/request, median {sorted(rounds)[2]:.2f} "
           "(python side only)")

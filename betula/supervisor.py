@@ -44,12 +44,15 @@ class Worker:
         self.retiring = False  # told to stop by the master: its exit is expected
         self.wants_recycle = False  # it asked to be replaced (--limit-max-requests/-rss)
         self.stuck = False
+        self.replaced_for: str | None = None  # "recycle" or "reload": why a new one took over
 
 
 class Supervisor:
     def __init__(self, config: Any, sockets: list[socket.socket], worker_main: Any,
-                 workers: int) -> None:
+                 workers: int, metrics: Any = None, metrics_server: Any = None) -> None:
         self.config = config
+        self.metrics = metrics  # MasterMetrics (metrics.py), or None: no metrics
+        self.metrics_server = metrics_server  # its listener: closed in each worker
         self.sockets = sockets
         self.worker_main = worker_main  # called in the child with the ready callback
         self.target = workers
@@ -184,6 +187,7 @@ class Supervisor:
     def _recycle_requested(self) -> None:
         for worker in [w for w in self.workers.values() if w.wants_recycle and not w.retiring]:
             worker.wants_recycle = False
+            worker.replaced_for = "recycle"
             logger.info("Recycling worker %d (pid %d)", worker.number, worker.pid)
             self._replace(worker)
 
@@ -236,6 +240,8 @@ class Supervisor:
         os.set_blocking(ready_r, False)
         worker = Worker(pid, ready_r, number)
         self.workers[pid] = worker
+        if self.metrics is not None:
+            self.metrics.workers = len(self.workers)
         logger.info("Booting worker %d (pid %d)", number, pid)
         return worker
 
@@ -246,6 +252,8 @@ class Supervisor:
             signal.signal(sig, signal.SIG_DFL)  # the worker's event loop installs its own
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # (until the worker installs its own)
         signal.set_wakeup_fd(-1)
+        if self.metrics_server is not None:
+            self.metrics_server.close_in_child()
         os.close(self._wake_r)
         os.close(self._wake_w)
         for worker in self.workers.values():
@@ -276,6 +284,9 @@ class Supervisor:
             os.close(worker.ready_fd)
             self._read_pipe(worker)  # it may have said ready just before dying
             call_hook(self.config, "on_worker_exit", pid)
+            if self.metrics is not None:
+                self.metrics.worker_exited(pid, self._restart_reason(worker))
+                self.metrics.workers = len(self.workers)
             how = _describe_status(status)
             if worker.stuck:
                 logger.error("Worker %d (pid %d) killed after being stuck; starting a new one",
@@ -292,6 +303,16 @@ class Supervisor:
             logger.error("Worker %d (pid %d) died: %s; starting a new one", worker.number, pid,
                          how)
             self._deaths.append(time.monotonic())
+
+    def _restart_reason(self, worker: Worker) -> str | None:
+        """Why ``worker`` (just exited) is replaced, for the metrics; None: it is not."""
+        if self.stopping:
+            return None
+        if worker.stuck:
+            return "timeout"
+        if worker.retiring:
+            return worker.replaced_for  # (None: retired for good, e.g. by TTOU)
+        return "crash"
 
     def _read_pipe(self, worker: Worker) -> None:
         """R: ready; H: heartbeat; X: asks to be recycled."""
@@ -333,6 +354,7 @@ class Supervisor:
     def rolling_restart(self) -> None:
         """Replace each worker: start the new one, wait until it serves, then drain the old."""
         for old in [w for w in self.workers.values() if not w.retiring]:
+            old.replaced_for = "reload"
             if not self._replace(old):
                 logger.error("rolling restart abandoned")
                 return

@@ -22,10 +22,11 @@ class WorkerState:
     """Counters and sets of one worker, shared by its protocols and adapters."""
 
     __slots__ = ("config", "loop", "new_task", "connections", "active", "requests", "clock",
-                 "access_log", "pool", "limit_concurrency")
+                 "access_log", "metrics", "timed", "pool", "limit_concurrency")
 
     def __init__(self, config: Any | None, loop: asyncio.AbstractEventLoop | None, *,
-                 access_log: AccessLog | None = None, pool: Any = None) -> None:
+                 access_log: AccessLog | None = None, metrics: Any = None,
+                 pool: Any = None) -> None:
         self.config = config  # the settings (read-only below the worker)
         self.loop = loop  # None: no event loop (embedded WSGI calls, in the caller's thread)
         if loop is None:
@@ -41,6 +42,9 @@ class WorkerState:
         self.requests = 0  # started, for --limit-max-requests
         self.clock = loop.time() if loop is not None else 0.0  # coarse: the worker's tick
         self.access_log = access_log  # None: no access log
+        self.metrics = metrics  # the metrics Recorder (metrics.py), or None: no metrics
+        # Either wants each request's start time (adapters read the clock only then).
+        self.timed = access_log is not None or metrics is not None
         self.pool = pool  # the WSGI thread pool (owned by the worker), or None
         # No settings (embedded calls, adapter tests): no concurrency limit.
         self.limit_concurrency = config.limit_concurrency if config is not None else 0

@@ -191,7 +191,7 @@ class HTTPCycle:
         self.te_trailers = te_trailers
         self.body_complete = not has_body
         self.is_head = name == "HEAD"
-        if state.access_log is not None:
+        if state.timed:  # an access log or metrics
             self._start_time = perf_counter()
         # What a request reads before it writes (see from_scope).
         self._chunks = None
@@ -228,7 +228,7 @@ class HTTPCycle:
             cycle.te_trailers = True
         cycle.body_complete = body is not None
         cycle.is_head = scope.get("method") == "HEAD"
-        if state.access_log is not None:
+        if state.timed:
             cycle._start_time = perf_counter()
         # What the exchange reads before it writes, as the instance's own: on 3.11 a
         # class-level default read through an instance is not specialised (~270
@@ -246,6 +246,9 @@ class HTTPCycle:
 
     # -- events from the connection ------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.bytes_in += len(data)
         if self._discarding or self.disconnected:
             return
         chunks = self._chunks
@@ -381,9 +384,8 @@ class HTTPCycle:
         self.response_started = True
         self.response_complete = True
         self._status = 500
-        access = self.state.access_log
-        if access is not None and not self.disconnected:
-            access.log(self.scope, 500, 0, self._start_time)
+        if self.state.timed and not self.disconnected:
+            self._observed(500, 0, None)
         self.conn.fail_response(500)
         self._wake()
 
@@ -434,10 +436,9 @@ class HTTPCycle:
                 else:  # _complete(), inline (once a request)
                     self._trailers_wanted = False
                     self.response_complete = True
-                    access = self.state.access_log
-                    if access is not None:
-                        access.log(self.scope, self._status, conn.response_bytes,
-                                   self._start_time, conn.response_headers)
+                    if self.state.timed:  # an access log or metrics
+                        self._observed(self._status, conn.response_bytes,
+                                       conn.response_headers)
                     if self._waiter is not None:
                         self._wake()
                     conn.cycle_done(self)
@@ -481,14 +482,24 @@ class HTTPCycle:
 
     def _complete(self) -> None:
         self.response_complete = True
-        access = self.state.access_log
-        if access is not None:
+        if self.state.timed:
             conn = self.conn
-            access.log(self.scope, self._status, conn.response_bytes, self._start_time,
-                       conn.response_headers)
+            self._observed(self._status, conn.response_bytes, conn.response_headers)
         if self._waiter is not None:
             self._wake()
         self.conn.cycle_done(self)
+
+    def _observed(self, status: int, size: int, headers: Any) -> None:
+        """The response is over: its access-log line and its metrics."""
+        state = self.state
+        access = state.access_log
+        if access is not None:
+            access.log(self.scope, status, size, self._start_time, headers)
+        metrics = state.metrics
+        if metrics is not None:
+            # (a HEAD response's body, counted by the stream against its length, is not sent)
+            metrics.response(self.scope["method"], status, 0 if self.is_head else size,
+                             self._start_time)
 
     async def _send_other(self, kind: str, message: dict[str, Any]) -> None:
         if kind == "http.response.trailers":

@@ -43,6 +43,7 @@ class WebSocketCycle:
     """One WebSocket connection between a client and an ASGI app."""
 
     # What the protocol reads of a request cycle.
+    is_websocket = True  # (the metrics tell WebSocket sessions from requests in flight)
     started = False
     response_started = False
     response_complete = False
@@ -192,6 +193,9 @@ class WebSocketCycle:
 
     # -- events from the WebSocket stream (ws_stream.WebSocketHandler) ----------------------
     def on_message(self, data: str | bytes) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.ws_messages_in += 1
         queue = self._queue
         if data.__class__ is str:
             queue.append({"type": "websocket.receive", "text": data})
@@ -260,6 +264,9 @@ class WebSocketCycle:
                 paused = stream.send(data)
             except ConnectionClosed:
                 raise ClientDisconnected("the WebSocket connection is closed") from None
+            metrics = self.state.metrics
+            if metrics is not None:
+                metrics.ws_messages_out += 1
             if paused:
                 await stream.drain()
                 if stream.closed:
@@ -289,6 +296,9 @@ class WebSocketCycle:
         if not accepted:  # pragma: no cover - the handshake was checked before the app ran
             self._state = _CLOSED
             return
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.ws_opened += 1
         self._access(self.stream.accept_status)
 
     def _close(self, message: dict[str, Any]) -> None:

@@ -181,6 +181,8 @@ class WebSocketConnection:
     """One WebSocket connection in the OPEN state and after, over a ``BytePipe``; its
     ``handler`` (``ws_stream.WebSocketHandler``) gets the messages and the close."""
 
+    metrics_protocol = "websocket"  # (its label in the metrics' connection counts)
+
     def __init__(self, state: WorkerState, protocol: ServerProtocol, handler: Any) -> None:
         self.state = state
         self.loop = state.loop

@@ -164,7 +164,7 @@ class WSGICycle:
             self._deferred = False  # (an attribute of its own: read on every body event)
         if expect_continue:
             self.expect_continue = True
-        if state.access_log is not None:
+        if state.timed:  # an access log or metrics
             self._start_time = perf_counter()
         template = conn.iface_cache
         if template is None or template.endpoint is not endpoint:
@@ -220,7 +220,7 @@ class WSGICycle:
         cycle.body = None
         cycle.app_error = None
         path_info = environ.get("PATH_INFO", "")
-        if state.access_log is not None:
+        if state.timed:
             query = environ.get("QUERY_STRING", "")
             cycle.raw_target = (environ.get("SCRIPT_NAME", "") + path_info +
                                 ("?" + query if query else "")).encode("latin-1")
@@ -235,6 +235,9 @@ class WSGICycle:
 
     # -- events from the connection (event loop thread) ---------------------------------
     def feed_body(self, data: bytes) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.bytes_in += len(data)
         early = self._early
         if early is not None:  # the app has not started: kept for it
             early.append(data)
@@ -346,6 +349,11 @@ class WSGICycle:
             # freed by reference counting, not left as a reference cycle for the garbage
             # collector (~5k instructions a request, and collections hold the GIL).
             self.environ = None
+            kept = self._log_environ
+            if kept is not None:  # the access log's copy, without the bound method
+                kept = dict(kept)
+                kept.pop("wsgi.early_hints", None)
+                self._log_environ = kept
             if self.body is not None:
                 self.body.release()
 
@@ -540,10 +548,8 @@ class WSGICycle:
         self.response_started = True
         if not self.response_complete:  # _complete(), inline: once a request
             self.response_complete = True
-            access = self.state.access_log
-            if access is not None:
-                access.log(self.scope, code, conn.response_bytes, self._start_time,
-                           conn.response_headers, self._log_environ)
+            if self.state.timed:  # an access log or metrics
+                self._observed(code, conn.response_bytes, conn.response_headers)
             conn.cycle_done(self)
 
     def _loop_finish(self) -> None:
@@ -571,21 +577,30 @@ class WSGICycle:
             return
         self.response_started = True
         self.response_complete = True
-        access = self.state.access_log
-        if access is not None and not self.disconnected:
-            access.log(self.scope, 500, 0, self._start_time, None, self._log_environ)
+        if self.state.timed and not self.disconnected:
+            self._observed(500, 0, None)
         self.conn.fail_response(500)
 
     def _complete(self) -> None:
         if self.response_complete:
             return
         self.response_complete = True
-        access = self.state.access_log
-        if access is not None:
+        if self.state.timed:
             conn = self.conn
-            access.log(self.scope, conn.response_status, conn.response_bytes, self._start_time,
-                       conn.response_headers, self._log_environ)
+            self._observed(conn.response_status, conn.response_bytes, conn.response_headers)
         self.conn.cycle_done(self)
+
+    def _observed(self, status: int, size: int, headers: Any) -> None:
+        """The response is over: its access-log line and its metrics."""
+        state = self.state
+        access = state.access_log
+        if access is not None:
+            access.log(self.scope, status, size, self._start_time, headers, self._log_environ)
+        metrics = state.metrics
+        if metrics is not None:
+            # (a HEAD response's body, counted by the stream against its length, is not sent)
+            metrics.response(self.method, status, 0 if self.is_head else size,
+                             self._start_time)
 
     @property
     def scope(self) -> dict[str, Any]:

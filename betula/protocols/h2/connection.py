@@ -103,6 +103,8 @@ class _Settings(Settings):
 class HTTP2Connection(asyncio.Protocol):
     """One HTTP/2 connection: the h2 state machine and its request streams."""
 
+    metrics_protocol = "http2"  # (the label of its kind in the metrics' connection counts)
+
     def __init__(self, shared: H2Shared, state: WorkerState, http: Any,
                  websocket: Any = None) -> None:
         self.shared = shared
