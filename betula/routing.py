@@ -6,6 +6,10 @@ stream and the request's head and returns the adapter's handler for it (``asgi/`
 ``wsgi/``). One app without a prefix is called directly; mounted apps are matched by the
 longest prefix of the decoded path. A WebSocket request to a WSGI app, or to no app, is
 answered as plain HTTP by that app's HTTP handler.
+
+``--static`` folders are routes too (``static_exchange.StaticExchange`` answers them, no
+app): with any, every request is matched (static and mount prefixes together, the longest
+wins); without, the single app's factory is the protocols' own, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from .asgi.http import HTTPCycle
 from .asgi.websocket import WebSocketCycle
 from .endpoint import Endpoint
 from .http_common import split_target
+from .static import StaticDir
+from .static_exchange import StaticExchange
 from .worker_state import WorkerState
 from .wsgi.http import WSGICycle
 
@@ -50,12 +56,19 @@ class Router:
     (``websocket`` is None with ``--ws none``: upgrade requests are plain HTTP)."""
 
     def __init__(self, endpoints: list[Endpoint], state: WorkerState, *, websockets: bool = True,
-                 root_path: str = "") -> None:
+                 root_path: str = "", static: Any = ()) -> None:
         self.state = state
         routes = [Route(e.prefix.encode("utf-8"), self._http(e), self._websocket(e))
                   for e in endpoints]
+        # --static (prefix, directory) pairs: a route each, its handler for WebSocket
+        # requests too (answered as plain HTTP). Listed first: the sort keeps them ahead
+        # of an app at an equal prefix (which startup refuses: static_problem).
+        for prefix, directory in static:
+            folder = StaticDir(prefix, directory, root_path)
+            handler = functools.partial(StaticExchange, state, folder)
+            routes.insert(0, Route(folder.prefix, handler, handler))
         self.websocket: Callable[..., Any] | None = None
-        if len(endpoints) == 1 and not endpoints[0].prefix:
+        if len(routes) == 1 and not endpoints[0].prefix:
             self.http: Callable[..., Any] = routes[0].http
             if websockets:
                 self.websocket = routes[0].websocket
