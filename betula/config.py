@@ -168,6 +168,12 @@ def _allow_ips(value: Any) -> str:
     return text
 
 
+def _static_dirs(value: Any) -> tuple[tuple[str, str], ...]:
+    from .static import parse_static_dirs  # (the parser is the one the server uses)
+
+    return parse_static_dirs(value)
+
+
 def _root_path(value: Any) -> str:
     text = _str(value)
     if text and not text.startswith("/"):
@@ -259,6 +265,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("forwarded_allow_ips", "127.0.0.1,::1", "Peers trusted for proxy headers: "
             "addresses and CIDR ranges, comma-separated, or '*' for any (a Unix-socket peer "
             "is always trusted).", _allow_ips, "application", metavar="LIST"),
+    # -- request hooks -------------------------------------------------------------------
+    Setting("on_request", None, "Request hook module:function called with each HTTP request "
+            "before the app (ASGI and WSGI): it may answer instead of the app (return a "
+            "response) or change the headers the app sees. Unset: off.", _optional_str,
+            "application", metavar="HOOK"),
+    Setting("on_response", None, "Request hook module:function called with each HTTP "
+            "request and its response once the status and headers are known, before they "
+            "are sent (streamed responses too): it may change the headers. Unset: off.",
+            _optional_str, "application", metavar="HOOK"),
+    Setting("on_error", None, "Request hook module:function called with the request and "
+            "the exception when the app raises before its response started: it returns the "
+            "response to send (None: the plain 500). Unset: off.", _optional_str,
+            "application", metavar="HOOK"),
     # -- process model -------------------------------------------------------------------
     Setting("workers", 1, "Workers (processes; threads or sub-interpreters in those modes); 0 or "
             "'auto' for one per CPU. Above 1 a master process supervises them (HUP: rolling "
@@ -323,6 +342,16 @@ SETTINGS: tuple[Setting, ...] = (
             lambda v: None if v is None else _non_negative_int(v), "listen", metavar="FD"),
     Setting("backlog", 2048, "Listen backlog: connections the kernel queues before accept.",
             _non_negative_int, "listen"),
+    # -- PROXY protocol ------------------------------------------------------------------
+    Setting("proxy_protocol", "off", "Read HAProxy's PROXY protocol header (before TLS) on "
+            "every connection from a peer in --proxy-allow-ips: its client becomes the "
+            "request's client. 'v1' (text), 'v2' (binary) or 'auto' (either); such a "
+            "connection without a valid header within --timeout-request-header is closed. "
+            "Other peers are served as they are, unless they send a header (closed).",
+            _choice, "listen", choices=("off", "v1", "v2", "auto")),
+    Setting("proxy_allow_ips", "127.0.0.1,::1", "Peers whose PROXY header is taken (and "
+            "required): addresses and CIDR ranges, comma-separated, or '*' for any (a "
+            "Unix-socket peer is always trusted).", _allow_ips, "listen", metavar="LIST"),
     # -- TLS -----------------------------------------------------------------------------
     Setting("ssl_certfile", None, "TLS certificate file (PEM); enables HTTPS.", _optional_str,
             "tls", metavar="FILE"),
@@ -409,12 +438,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pubsub_queue", 1000, "Messages one pub/sub subscription may hold for an app "
             "that is not reading; past it the newest are dropped and the app gets a Gap.",
             _positive_int, "state", metavar="N"),
+    # -- static files --------------------------------------------------------------------
+    Setting("static", (), "Serve the files of DIRECTORY under PREFIX, PREFIX=DIRECTORY "
+            "(repeatable; the app is not called for them; a relative DIRECTORY is relative to "
+            "the current directory; the longest of static and mount prefixes wins). GET/HEAD, "
+            "ETag/Last-Modified (304), one byte range (206), precompressed .br/.gz siblings.",
+            _static_dirs, "static", metavar="PREFIX=DIR", multiple=True),
     # -- logging -------------------------------------------------------------------------
     Setting("log_level", "info", "Log level.", _choice, "logging",
             choices=("critical", "error", "warning", "info", "debug", "trace")),
     Setting("access_log", True, "Log one line per request.", _bool, "logging", boolean=True),
     Setting("access_log_format", "", "The access log's line in gunicorn's format and atoms "
-            "(e.g. '%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"'), "
+            "(e.g. '%%(h)s %%(l)s %%(u)s %%(t)s \"%%(r)s\" %%(s)s %%(b)s \"%%(f)s\" \"%%(a)s\"'), "
             "written without the log prefix. Empty: Betula's own line.", _access_format,
             "logging", metavar="FORMAT"),
     Setting("access_log_json", False, "Write the access log as one JSON object a line "
@@ -423,6 +458,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("access_log_file", "", "Write the access log to this file (appended to; "
             "reopened on SIGUSR1, for logrotate) or '-' for stdout. Empty: stderr, with the "
             "error log.", _str, "logging", metavar="PATH"),
+    # -- metrics -------------------------------------------------------------------------
+    Setting("metrics_port", 0, "Serve Prometheus metrics at /metrics on this port (on "
+            "--host), summed over all workers; needs prometheus_client (pip install "
+            "'betula[metrics]'). 0: off.", _port, "metrics", metavar="PORT"),
+    Setting("metrics_dir", "", "Where workers leave their counts for the master, once a "
+            "second (a tmpfs is best). Empty: a new temporary directory, removed at exit.",
+            _str, "metrics", metavar="DIR"),
     # -- config file ---------------------------------------------------------------------
     Setting("config", None, "TOML file with settings (same names as the flags, with '_' or "
             "'-').", _optional_str, "config", metavar="FILE"),
@@ -604,7 +646,8 @@ def settings_markdown() -> str:
         flag = f"`{s.flag}`" if s.cli else "`MODULE:ATTR` (argument)"
         if s.boolean:
             flag = f"`{s.flag}` / `--no-{s.flag[2:]}`"
-        lines.append(f"| {flag} | `{s.env}` | `{_show(s)}` | {s.help} |")
+        text = s.help.replace("%%", "%")  # (argparse's escape)
+        lines.append(f"| {flag} | `{s.env}` | `{_show(s)}` | {text} |")
     return "\n".join(lines)
 
 

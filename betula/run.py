@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from .embed import RunnerApp, RunnerWSGIApp, load_runner
@@ -12,9 +15,12 @@ from .endpoint import Endpoint
 from .hooks import HookError, call_hook
 from .importer import AppLoadError, load_app
 from .listeners import ListenerError, create_sockets, create_ssl_context
+from .metrics import MasterMetrics, MetricsServer
+from .request_hooks import RequestHookError, RequestHooks
 from .server import Server
 from .shared.client import configure as configure_shared
 from .shared.server import StateServer
+from .static import static_problem
 from .subinterp import (
     InterpreterApp,
     InterpreterASGIApp,
@@ -90,6 +96,14 @@ def run(config: Any) -> int:
 
 def _run(config: Any) -> int:
     workers = config.workers or available_cpus()
+    problem = static_problem(config.static, config.mount, config.app)
+    if problem is not None:
+        print(f"betula: error: {problem}", file=sys.stderr)
+        return 1
+    if config.metrics_port and importlib.util.find_spec("prometheus_client") is None:
+        print("betula: error: --metrics-port needs prometheus_client: pip install "
+              "'betula[metrics]'", file=sys.stderr)
+        return 1
     configure_shared(config.state_max_bytes, config.pubsub_queue, config.redis_url)
     if config.redis_url:
         from .shared.redis_backend import check_redis  # (redis-py only when asked for)
@@ -118,16 +132,27 @@ def _run(config: Any) -> int:
         return _run_master(config, workers)
     try:
         endpoints = build_endpoints(config)
+        hooks = RequestHooks.load(config)
         ssl_context = create_ssl_context(config)
         sockets = create_sockets(config)
-    except (SetupError, ListenerError) as exc:
+    except (SetupError, ListenerError, RequestHookError) as exc:
         print(f"betula: error: {exc}", file=sys.stderr)
         return 1
     try:
-        return Server(config, endpoints, sockets, ssl_context=ssl_context).run()
+        return _hooked(hooks, endpoints,
+                       Server(config, endpoints, sockets, ssl_context=ssl_context)).run()
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _hooked(hooks: RequestHooks | None, endpoints: list[Endpoint], server: Server) -> Server:
+    """The request hooks around the server's apps, after every other replacement of them
+    (runners, sub-interpreters); a WSGI app's async hooks run on the server's loop."""
+    if hooks is not None:
+        hooks.wrap(endpoints, lambda: server.worker_state.loop
+                   if server.worker_state is not None else None)
+    return server
 
 
 def _in_interpreters(config: Any, endpoints: list[Endpoint], count: int) -> None:
@@ -160,25 +185,29 @@ def _run_master(config: Any, workers: int, threads: int = 0, interpreters: int =
         call_hook(config, "on_worker_boot")
         try:
             endpoints = build_endpoints(config)
+            hooks = RequestHooks.load(config)
             if interpreters:
                 _in_interpreters(config, endpoints, interpreters)
-        except SetupError as exc:
+        except (SetupError, RequestHookError) as exc:
             print(f"betula: error: {exc}", file=sys.stderr)
             return BOOT_FAILED
+        guests = [endpoint.app for endpoint in endpoints
+                  if isinstance(endpoint.app, (InterpreterApp, InterpreterASGIApp))]
         try:
-            return Server(config, endpoints, sockets, ssl_context=ssl_context,
-                          notify=notify, master_pid=master_pid).run()
+            return _hooked(hooks, endpoints,
+                           Server(config, endpoints, sockets, ssl_context=ssl_context,
+                                  notify=notify, master_pid=master_pid)).run()
         finally:
-            for endpoint in endpoints:
-                if isinstance(endpoint.app, (InterpreterApp, InterpreterASGIApp)):
-                    endpoint.app.close()
+            for guest in guests:
+                guest.close()
 
     def thread_host_main(notify: Any) -> int:  # --worker-mode thread: `threads` servers
         call_hook(config, "on_worker_boot")
         with importing_without_gil() as imports:  # the app's import, watched for the GIL
             try:
                 first: list[Any] = [build_endpoints(config)]
-            except SetupError as exc:
+                hooks = RequestHooks.load(config)
+            except (SetupError, RequestHookError) as exc:
                 print(f"betula: error: {exc}", file=sys.stderr)
                 return BOOT_FAILED
         problem = gil_problem(imports.modules)
@@ -192,9 +221,10 @@ def _run_master(config: Any, workers: int, threads: int = 0, interpreters: int =
             endpoints = first.pop() if first else build_endpoints(config)
             # Each thread its own descriptors of the listening sockets: a server closes its
             # own when it stops, and the others must go on accepting on theirs.
-            return Server(config, endpoints, [sock.dup() for sock in sockets],
-                          ssl_context=ssl_context,
-                          notify=thread_notify, master_pid=master_pid, signals=False)
+            return _hooked(hooks, endpoints,
+                           Server(config, endpoints, [sock.dup() for sock in sockets],
+                                  ssl_context=ssl_context, notify=thread_notify,
+                                  master_pid=master_pid, signals=False))
 
         return ThreadHost(config, threads, make_server, notify).run()
 
@@ -203,10 +233,29 @@ def _run_master(config: Any, workers: int, threads: int = 0, interpreters: int =
     state_server = None if config.redis_url else StateServer(config.state_max_bytes)
     if state_server is not None:
         state_server.start()
+    metrics = exporter = None
+    made_dir = ""
     try:
+        if config.metrics_port:
+            # Workers leave their counts in a directory; the master sums them (metrics.py).
+            if not config.metrics_dir:
+                made_dir = tempfile.mkdtemp(prefix="betula-metrics-")
+                config = config.replace(metrics_dir=made_dir)  # (the workers' closures too)
+            metrics = MasterMetrics(config.metrics_dir)
+            try:
+                exporter = MetricsServer(config.host, config.metrics_port, metrics.render)
+            except OSError as exc:
+                print(f"betula: error: cannot listen for metrics on {config.host}:"
+                      f"{config.metrics_port}: {exc.strerror}", file=sys.stderr)
+                return 1
+            exporter.start()
         main = thread_host_main if threads else worker_main
-        return Supervisor(config, sockets, main, workers).run()
+        return Supervisor(config, sockets, main, workers, metrics, exporter).run()
     finally:
+        if exporter is not None:
+            exporter.close()
+        if made_dir:
+            shutil.rmtree(made_dir, ignore_errors=True)
         if state_server is not None:
             state_server.stop()
         for sock in sockets:

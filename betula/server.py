@@ -21,8 +21,10 @@ from .endpoint import Endpoint
 from .hooks import call_hook
 from .listeners import describe
 from .logs import reopen_log_files
+from .metrics import MetricsServer, Recorder, SnapshotFile, render
 from .protocols.h1 import HTTP1Connection, HTTP1Shared
 from .protocols.h2 import H2Shared, HTTP2Connection
+from .proxy_listener import ProxyProtocolListener
 from .routing import Router
 from .worker_state import WorkerState
 from .wsgi.pool import ThreadPool
@@ -68,9 +70,11 @@ class Worker:
             self.pool = ThreadPool(config.threads, batch=config.threads_batch)
         access = AccessLog.wanted(config.access_log, config.access_log_format,
                                   config.access_log_json)
-        self.state = WorkerState(config, loop, access_log=access, pool=self.pool)
+        metrics = Recorder() if config.metrics_port else None
+        self.state = WorkerState(config, loop, access_log=access, metrics=metrics,
+                                 pool=self.pool)
         self.router = Router(endpoints, self.state, websockets=config.ws != "none",
-                             root_path=config.root_path)
+                             root_path=config.root_path, static=config.static)
         self.h1 = HTTP1Shared(config, loop)
         # HTTP/2 on the same listeners (a connection starts as HTTP/1 and hands over).
         websocket = self.router.websocket
@@ -112,10 +116,11 @@ class Server:
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
         self._force = False
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[Any] = []  # asyncio Servers, or ProxyProtocolListeners
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = 0  # request_stop() from another thread: 1 graceful, 2 now
         self.worker_state: WorkerState | None = None  # once serving (read for SIGUSR2)
+        self._metrics_file: SnapshotFile | None = None  # under a master, with metrics
 
     def request_stop(self, force: bool = False) -> None:
         """Stop serving, from any thread: gracefully, or (``force``) at once."""
@@ -158,6 +163,19 @@ class Server:
         if self.notify is not None and self.signals:
             # A plain handler, not the loop's: it must run while the loop is blocked.
             signal.signal(signal.SIGUSR2, lambda *_: log_in_flight(state))
+        exporter = None
+        if state.metrics is not None:
+            if self.notify is None:  # no master to sum workers: this server answers /metrics
+                recorder = state.metrics
+                try:
+                    exporter = MetricsServer(config.host, config.metrics_port,
+                                             lambda: render(recorder.snapshot(state))).start()
+                except OSError as exc:
+                    logger.error("cannot listen for metrics on %s:%d: %s", config.host,
+                                 config.metrics_port, exc.strerror)
+                    return 1
+            else:  # the master reads this file (metrics.py)
+                self._metrics_file = SnapshotFile(config.metrics_dir)
         started: list[LifespanManager] = []
         try:
             for endpoint in self.endpoints:
@@ -192,8 +210,11 @@ class Server:
         try:
             factory = worker.connection
             for sock in self.sockets:
-                server = await loop.create_server(factory, sock=sock, ssl=ssl_ctx,
-                                                  backlog=config.backlog)
+                if config.proxy_protocol != "off":  # the PROXY header comes before TLS
+                    server = ProxyProtocolListener(loop, sock, factory, ssl_ctx, config)
+                else:
+                    server = await loop.create_server(factory, sock=sock, ssl=ssl_ctx,
+                                                      backlog=config.backlog)
                 self._servers.append(server)
                 logger.info("Listening on %s", describe(sock, ssl_ctx is not None))
             threads = (f", {config.threads} WSGI threads" if worker.pool is not None
@@ -212,6 +233,10 @@ class Server:
             await self._shutdown(worker)
             for lifespan in reversed(started):
                 await lifespan.shutdown()
+            if self._metrics_file is not None:  # the last counts, for the master to keep
+                self._metrics_file.write(state.metrics.snapshot(state))
+            if exporter is not None:
+                exporter.close()
         logger.info("Stopped")
         return self.exit_code
 
@@ -242,6 +267,8 @@ class Server:
                     worker.h2.refresh_date()
                 if self.notify is not None:
                     self.notify(b"H")
+                if self._metrics_file is not None:
+                    self._metrics_file.write(state.metrics.snapshot(state))
                 if master and os.getppid() != master:
                     logger.warning("Worker %d: the master (pid %d) is gone: stopping",
                                    os.getpid(), master)

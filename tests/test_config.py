@@ -44,6 +44,7 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "interface": ("wsgi", '"wsgi"', "wsgi"),
     "threads": ("4", "4", 4),
     "mount": ("/api=pkg.api:app", '["/api=pkg.api:app"]', (("/api", "pkg.api:app"),)),
+    "static": ("/s=/", '["/s=/"]', (("/s", "/"),)),
     "runner": ("pkg.runner", '"pkg.runner"', "pkg.runner"),
     "reload_dir": ("src", '["src"]', ("src",)),
     "reload_include": ("*.html", '["*.html"]', ("*.html",)),

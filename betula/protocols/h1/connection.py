@@ -72,6 +72,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
     """One client connection speaking HTTP/1.0 and HTTP/1.1; the stream of its current
     exchange (the response side is HTTP1Response)."""
 
+    metrics_protocol = "http1"  # (the label of its kind in the metrics' connection counts)
+
     __slots__ = (
         # the current response (response.py)
         "held_head",
@@ -129,6 +131,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         "_transport_paused",
         "turn_paused",
         "client",
+        "given_client",
         "config",
         "cycle",
         "iface_cache",
@@ -162,6 +165,9 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] | None = None
+        # --proxy-protocol: the client a PROXY header named, set by the listener before
+        # connection_made (proxy_listener.py); None: the socket's peer is the client.
+        self.given_client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
         self.scheme = "http"
         # A trusted proxy's connection: its ProxyTrust (proxy.py); ``proxy`` is it for a
@@ -238,6 +244,8 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         trust = self.shared.proxy_trust
         if trust is not None and trust.trusts(self.client[0] if self.client else None):
             self._proxy_trust = trust
+        if self.given_client is not None:  # (proxy headers are trusted on the socket's peer)
+            self.client = self.given_client
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             if self._h2 is not None:
@@ -714,8 +722,7 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
         else:
             if self._pending_error is not None:
                 status, reason = self._pending_error
-                self.write(self.shared.error_response(status, reason, self._answering_head()))
-                self.close()
+                self._refuse(status, reason)
                 return
             if self._upgrade:
                 self.close()
@@ -769,6 +776,13 @@ class HTTP1Connection(HTTP1Response, WriteFlow, asyncio.Protocol):
                 self.close()
                 return
         self._log_protocol_error(status, reason)
+        self._refuse(status, reason)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """The server's own answer to a request it will not pass on, then the close."""
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.refused(status)
         self.write(self.shared.error_response(status, reason, self._answering_head()))
         self.close()
 
