@@ -239,3 +239,36 @@ def test_a_metrics_port_in_use_is_an_error(workers):
                             str(port), timeout=30)
     assert code != 0
     assert f"cannot listen for metrics on 127.0.0.1:{port}" in out, out
+
+
+def _mode_counts(python: str, mode: str) -> None:
+    from tests.support.server import ServerProcess
+
+    port = free_port()
+    server = ServerProcess(["--worker-mode", mode, "--workers", "2", "--port", "0",
+                            "--no-access-log", "--metrics-port", str(port), ASGI],
+                           command=[python, "-m", "betula"])
+    server.start(wait=True, timeout=60)
+    try:
+        each_on_a_new_connection(server, [("GET", "/hello", None)] * 9 +
+                                 [("POST", "/echo", b"abc")])
+        samples = until(port, lambda s: value(s, "betula_request_duration_seconds_count")
+                        == 10)
+        assert value(samples, "betula_requests_total", method="GET", status="200") == 9
+        assert value(samples, "betula_requests_total", method="POST", status="200") == 1
+        assert value(samples, "betula_body_bytes_total", direction="in") == 3
+        assert value(samples, "betula_workers") == 1  # one process (its threads or guests)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0, server.log
+
+
+def test_thread_mode_counts_every_threads_requests():
+    from tests.test_thread_mode import free_threaded_python
+
+    _mode_counts(free_threaded_python(), "thread")
+
+
+def test_subinterpreter_mode_counts_the_hosts_requests():
+    from tests.test_subinterpreter_mode import python313
+
+    _mode_counts(python313(), "subinterpreter")

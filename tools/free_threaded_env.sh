@@ -10,7 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 python="$("$here/tools/build_free_threaded_python.sh" | tail -1)"
 "$python" -m pip install -q --disable-pip-version-check setuptools wheel "httptools>=0.6" \
-    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" >&2
+    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" "prometheus_client>=0.17" >&2
 (cd "$here" && "$python" -m pip install -q --disable-pip-version-check --no-deps \
     --no-build-isolation -e . >&2)
 "$python" -W error::RuntimeWarning -c "

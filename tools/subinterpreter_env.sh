@@ -25,7 +25,7 @@ if [ -z "$python" ]; then
     exit 1
 fi
 "$python" -m pip install -q --disable-pip-version-check setuptools "httptools>=0.6" \
-    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" "watchfiles>=0.21" flask django starlette fastapi python-multipart \
+    "h2>=4.1,<5" "websockets>=13" "uvloop>=0.19" "watchfiles>=0.21" "prometheus_client>=0.17" flask django starlette fastapi python-multipart \
     >&2
 (cd "$here" && "$python" setup.py -q build_ext --inplace >&2)
 "$python" -c "import betula._h1scan, betula.run" >&2
