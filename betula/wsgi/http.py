@@ -349,9 +349,8 @@ class WSGICycle:
             # freed by reference counting, not left as a reference cycle for the garbage
             # collector (~5k instructions a request, and collections hold the GIL).
             self.environ = None
-            kept = self._log_environ
-            if kept is not None:  # the access log's copy, without the bound method
-                kept = dict(kept)
+            if self.state.access_log is not None:  # its copy, without the bound method
+                kept = dict(self._log_environ)
                 kept.pop("wsgi.early_hints", None)
                 self._log_environ = kept
             if self.body is not None:
