@@ -7,11 +7,14 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import wire
 from tests.support.h2client import H2Client
+from tests.support.server import ServerProcess
 
 ASGI = "tests.apps.static_apps:app"
 WSGI = "tests.apps.static_apps:wsgi"
@@ -33,6 +36,16 @@ class Site:
     def etag(self, name: str) -> str:
         st = os.stat(self.root / name)
         return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+@contextmanager
+def static_server(site: Site) -> Iterator[ServerProcess]:
+    """The ASGI app with /assets served from ``site``; no traceback in its log at the end."""
+    server = ServerProcess([ASGI, "--static", f"/assets={site.root}", "--port", "0",
+                            "--timeout-graceful-shutdown", "2"]).start()
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log, server.log[-3000:]
 
 
 def build_site(base: Path) -> Site:

@@ -27,8 +27,17 @@ from betula.static import (
     parse_static_dirs,
     static_problem,
 )
-from tests.static_site import APPS, ASGI, WSGI, build_site, fetch, h2_fetch, keep_alive
-from tests.support.server import ServerProcess, one_error_line, run_cli
+from tests.static_site import (
+    APPS,
+    ASGI,
+    WSGI,
+    build_site,
+    fetch,
+    h2_fetch,
+    keep_alive,
+    static_server,
+)
+from tests.support.server import one_error_line, run_cli
 from tests.support.syscalls import assert_sent_by_sendfile, traced_server, write_stall_file
 from tests.support.wire import read_response, read_until_closed, request
 
@@ -43,11 +52,8 @@ def site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def srv(site):
     """An ASGI app with /assets served from the site (most tests read this one)."""
-    server = ServerProcess([ASGI, "--static", f"/assets={site.root}", "--port", "0",
-                            "--timeout-graceful-shutdown", "2"]).start()
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log, server.log[-3000:]
+    with static_server(site) as server:
+        yield server
 
 
 # -- served, the app never called ------------------------------------------------------------

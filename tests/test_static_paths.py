@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.static_site import ASGI, SECRET, build_site, fetch, h2_fetch
+from tests.static_site import ASGI, SECRET, build_site, fetch, h2_fetch, static_server
 from tests.support import need
 from tests.support.server import ServerProcess
 
@@ -22,11 +22,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def srv(site):
-    server = ServerProcess([ASGI, "--static", f"/assets={site.root}", "--port", "0",
-                            "--timeout-graceful-shutdown", "2"]).start()
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log, server.log[-3000:]
+    with static_server(site) as server:
+        yield server
 
 
 REFUSED = [  # 400: the path itself is refused

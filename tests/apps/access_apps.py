@@ -4,13 +4,12 @@ WSGI. ``/hello``: 5 bytes with an ``X-Answer`` header; ``/stream``: three chunks
 
 from __future__ import annotations
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        message = await receive()
-        await send({"type": message["type"] + ".complete"})
-        await receive()
-        await send({"type": "lifespan.shutdown.complete"})
+        await serve_lifespan(receive, send)
         return
     if scope["type"] == "websocket":
         await receive()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 async def _body(receive) -> bytes:
     body = b""
@@ -20,10 +22,7 @@ async def _body(receive) -> bytes:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        message = await receive()
-        await send({"type": message["type"] + ".complete"})
-        await receive()
-        await send({"type": "lifespan.shutdown.complete"})
+        await serve_lifespan(receive, send)
         return
     if scope["type"] == "websocket":
         await receive()

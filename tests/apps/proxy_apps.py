@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        message = await receive()
-        await send({"type": message["type"] + ".complete"})
-        await receive()
-        await send({"type": "lifespan.shutdown.complete"})
+        await serve_lifespan(receive, send)
         return
     host = dict(scope["headers"]).get(b"host", b"").decode()
     seen = {"client": list(scope["client"]) if scope["client"] else None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+from tests.apps.lifespan_stub import serve_lifespan
+
 _lock = threading.Lock()
 _calls = [0]
 
@@ -20,13 +22,8 @@ def _note(path: str) -> bytes:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1000})
         return
