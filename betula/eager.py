@@ -32,13 +32,18 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["EagerLoop"]
+__all__ = ["EagerLoop", "LoopRunning"]
 
 T = TypeVar("T")
 
 # After eager calls, the loop turns at least this often (seconds) for work in the
 # background that only the selector knows of.
 TURN_EVERY = 0.001
+
+
+class LoopRunning(RuntimeError):
+    """``EagerLoop.run`` called where an event loop is already running (the coroutine
+    given is closed, never started)."""
 
 
 class EagerLoop(asyncio.SelectorEventLoop):
@@ -63,7 +68,8 @@ class EagerLoop(asyncio.SelectorEventLoop):
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """``run_until_complete(coro)``, with the Task's first step taken at once."""
         if asyncio._get_running_loop() is not None:
-            raise RuntimeError("EagerLoop.run() called from a running event loop")
+            coro.close()  # (never awaited: no warning for it)
+            raise LoopRunning("EagerLoop.run() called from a running event loop")
         captured: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
         self._eager_capture = captured
         try:

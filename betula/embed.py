@@ -33,7 +33,7 @@ from typing import Any
 
 from .asgi.http import HTTPCycle
 from .asgi.lifespan import LifespanFailure, LifespanManager
-from .eager import EagerLoop
+from .eager import EagerLoop, LoopRunning
 from .headers import HOP_BY_HOP
 from .http_common import phrase
 from .importer import import_from_string
@@ -313,9 +313,14 @@ def run_asgi(app: Any, scope: Mapping[str, Any], body: bytes = b"", *,
              runner: Any = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Run one request through an ASGI app: ``(status, headers, body)``. On this thread's
     own loop, kept from call to call; the app's first step is taken at once (``eager.py``)."""
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError("run_asgi() called from a running event loop: await arun_asgi()")
-    return _thread_loop().run(arun_asgi(app, scope, body, runner=runner))
+    loop = getattr(_LOCAL, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_loop()
+    try:  # (EagerLoop.run checks for a running loop: not checked twice)
+        return loop.run(arun_asgi(app, scope, body, runner=runner))
+    except LoopRunning:
+        raise RuntimeError("run_asgi() called from a running event loop: "
+                           "await arun_asgi()") from None
 
 
 # -- WSGI ---------------------------------------------------------------------------------

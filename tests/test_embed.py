@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import re
 import sys
+import warnings
 
 import pytest
 
@@ -165,8 +167,13 @@ def test_run_asgi_inside_a_running_loop_raises_a_clear_runtime_error():
             run_asgi(app, {"type": "http", "path": "/"}, b"x")
         return str(info.value)
 
-    message = asyncio.run(main())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        message = asyncio.run(main())
+        gc.collect()
     assert "arun_asgi" in message, message  # it says what to use instead
+    # the refused call's coroutine is closed, not left "never awaited"
+    assert not [w for w in caught if "never awaited" in str(w.message)], caught
     assert calls == [], "the app ran although run_asgi refused"
     # and the synchronous form still works afterwards, outside the loop
     assert run_asgi(app, {"type": "http", "path": "/after"})[0] == 201
