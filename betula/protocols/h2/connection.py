@@ -18,7 +18,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -38,7 +37,9 @@ from h2.settings import Settings
 from hyperframe.frame import GoAwayFrame
 
 from ...http_common import ProtocolError as HTTPError
+from . import frame_repr
 from .fields import Malformed, check_trailers, request_head
+from .output import connection_class
 from .shared import CONNECTION_WINDOW
 from .stream import H2Stream
 
@@ -55,6 +56,10 @@ logger = logging.getLogger("betula.error")
 # a bucket of RESET_BURST that refills at RESET_RATE a second; an empty bucket ends the
 # connection (GOAWAY ENHANCE_YOUR_CALM). A browser cancelling navigations and downloads
 # stays far below.
+# h2's connection, its output as buffers (output.py)
+_H2CONNECTION = connection_class()
+frame_repr.install()  # (the received frames' repr h2 builds: frame_repr.py)
+
 RESET_BURST = 200
 RESET_RATE = 100.0
 # Floods (PING and SETTINGS, which make the server answer; empty DATA, PRIORITY and unknown
@@ -113,7 +118,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.loop = state.loop
         self._http_factory = http
         self._ws_factory = websocket
-        self.h2 = H2Connection(config=shared.h2_config)
+        self.h2 = _H2CONNECTION(config=shared.h2_config)
         self.transport: Any = None
         self.scheme = "http"
         self.proxy: Any = None  # a trusted proxy's connection: its ProxyTrust (proxy.py)
@@ -417,9 +422,12 @@ class HTTP2Connection(asyncio.Protocol):
         self._dirty = False
         if self._closed:
             return
-        data = self.h2.data_to_send()
-        if data:
-            self.transport.write(data)
+        parts = self.h2.take_output()
+        if parts:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:  # large output: the payloads as they are (writev)
+                self.transport.writelines(parts)
 
     def pump_blocked(self) -> None:
         if self.transport_paused:

@@ -145,7 +145,8 @@ class H2Stream(WriteFlow):
                 raise RuntimeError("response body longer than its Content-Length")
             self.response_bytes += length
             if not self._closed:
-                self._out.append(memoryview(body))
+                # (a bytearray the app may reuse is copied: the view goes to the socket)
+                self._out.append(memoryview(body if body.__class__ is bytes else bytes(body)))
                 self._out_bytes += length
         if end:
             expected = self._length
@@ -256,7 +257,10 @@ class H2Stream(WriteFlow):
                         out[0] = chunk[size:]
                         chunk = chunk[:size]
                     last = not out and self._end and self._trailers is None
-                    h2.send_data(sid, chunk.tobytes(), end_stream=last)
+                    # A whole body goes as the bytes it is (h2 copies a view): with the
+                    # connection's buffered output (output.py) it reaches the socket uncopied.
+                    data = chunk.obj if len(chunk) == len(chunk.obj) else chunk.tobytes()
+                    h2.send_data(sid, data, end_stream=last)
                     window -= size
                     self._out_bytes -= size
                     if last:
