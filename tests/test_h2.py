@@ -408,6 +408,7 @@ def test_nghttp_gets_early_hints_the_body_and_trailers(serve, upgrade) -> None: 
     assert received[:3] == [":status: 103", "link: </style.css>; rel=preload; as=style",
                             ":status: 200"]
     assert received[-1] == "x-digest: sha-256=abc"  # the trailing HEADERS, last
+    assert "trailer: x-digest" in received  # the app's announcement of them, kept
     assert "with trailers" in out
     assert "SETTINGS_ENABLE_CONNECT_PROTOCOL(0x08):1" in out
 

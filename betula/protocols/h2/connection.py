@@ -39,6 +39,7 @@ from hyperframe.frame import GoAwayFrame
 from ...http_common import ProtocolError as HTTPError
 from . import frame_repr
 from .fields import Malformed, check_trailers, request_head
+from .hpack_out import StaticEncoder
 from .output import connection_class
 from .shared import CONNECTION_WINDOW
 from .stream import H2Stream
@@ -119,6 +120,7 @@ class HTTP2Connection(asyncio.Protocol):
         self._http_factory = http
         self._ws_factory = websocket
         self.h2 = _H2CONNECTION(config=shared.h2_config)
+        self.h2.encoder = StaticEncoder()  # responses' field blocks, cached (hpack_out.py)
         self.transport: Any = None
         self.scheme = "http"
         self.proxy: Any = None  # a trusted proxy's connection: its ProxyTrust (proxy.py)

@@ -49,6 +49,18 @@ def _status_field(status: int) -> tuple[bytes, bytes]:
     return field
 
 
+def _trailer_fields(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The app's ``Trailer`` fields (``checked_fields`` leaves them out with the hop-by-hop
+    ones: they go only where trailers follow)."""
+    found = []
+    for name, value in headers:
+        name = name if name.__class__ is bytes else str(name).encode("latin-1")
+        if name.lower() == b"trailer":
+            found.append((b"trailer", value if value.__class__ is bytes
+                          else str(value).encode("latin-1")))
+    return found
+
+
 class H2Stream(WriteFlow):
     """A request stream of an ``HTTP2Connection``."""
 
@@ -134,6 +146,8 @@ class H2Stream(WriteFlow):
         self.trailers_pending = trailers
         if self._closed:
             return
+        if trailers:  # the app's Trailer field announces them (end to end: RFC 9110 §6.6.2)
+            fields = (*fields, *_trailer_fields(headers))
         self._head_sent = True
         self._call(self.h2.send_headers, self.stream_id, fields)
 
