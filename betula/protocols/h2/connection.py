@@ -428,6 +428,10 @@ class HTTP2Connection(asyncio.Protocol):
         if parts:
             if len(parts) == 1:
                 self.transport.write(parts[0])
+            elif self.scheme == "https":
+                # One write: a TLS transport makes a record of each buffer it is given
+                # (uvloop's SSL writes them one by one), 9-byte frame headers included.
+                self.transport.write(b"".join(parts))
             else:  # large output: the payloads as they are (writev)
                 self.transport.writelines(parts)
 
