@@ -205,6 +205,20 @@ def test_every_request_of_a_keep_alive_connection_has_the_client(serve, app):
         assert seen_over(sock)["client"] == ["198.51.100.9", 61000]
 
 
+@pytest.mark.parametrize("app", [ASGI, WSGI], ids=["asgi", "wsgi"])
+def test_thread_mode_threads_read_the_header(serve, app):
+    """--worker-mode thread: each thread's server reads the header on its own accepted
+    connections (--allow-gil: the listener's wiring, not parallelism, is what is tested)."""
+    server = serve(app, "--proxy-protocol", "auto", "--worker-mode", "thread",
+                   "--workers", "2", "--allow-gil")
+    assert server.wait_for_log(r"All \d+ worker threads serving", 30), server.log
+    for name in ("v1-tcp4", "v2-tcp6-tlvs", "v2-tcp4"):  # several connections: both threads
+        header, client = HEADERS[name]
+        for _ in range(3):
+            assert seen(server, header)["client"] == client
+    refused(server, MALFORMED["bad-v1-signature"][0])
+
+
 def test_http2_prior_knowledge_after_the_header(serve):
     server = serve(ASGI, "--proxy-protocol", "v1")
     with connect(server, HEADERS["v1-tcp6"][0]) as sock:
