@@ -1178,8 +1178,9 @@ def parse_args(argv: list[str] | None = None):
                    help="another checkout (a git worktree of an older commit): adds servers "
                    "betula-base and betula-wsgi-base run from it, for before/after in one run")
     p.add_argument("--name", default=None,
-                   help="results file name (default 'latest'; 'websocket' when only wsecho "
-                   "runs); the README's tables come from latest.md and websocket.md")
+                   help="results file name (default 'latest'; 'websocket' when only WebSocket "
+                   "scenarios run, 'h2' when only HTTP/2 ones); the README's tables come "
+                   "from latest.md and websocket.md")
     args = p.parse_args(argv)
     args.venv = args.venv.resolve()
     if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.repeat < 1:
@@ -1265,7 +1266,16 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "servers": records, "ratios": ratios}
-    name = args.name or ("websocket" if args.scenario_list == ["wsecho"] else "latest")
+    # WebSocket scenarios alone (wsecho, wsecho-deflate) go to websocket.md, never over the
+    # HTTP table in latest.md; HTTP/2 ones alone to h2.md.
+    if args.name:
+        name = args.name
+    elif all(s.startswith("wsecho") for s in args.scenario_list):
+        name = "websocket"
+    elif all(s.startswith("h2-") for s in args.scenario_list):
+        name = "h2"
+    else:
+        name = "latest"
     (args.results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (args.results_dir / f"{name}.md").write_text(md)
     log(f"wrote {args.results_dir / (name + '.json')} and {args.results_dir / (name + '.md')}")
