@@ -14,44 +14,37 @@ certificate as files it reads itself, as here, but it speaks h2 over TLS only wi
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import trustme
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.procs import HOST, start_pinned, stop  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV = BENCH / ".venv-peers"
-HOST = "127.0.0.1"
 SCENARIOS = {"tls-hello": ("/", None), "tls-64k": ("/64k", None),
              "tls-post4k": ("/echo", b"x" * 4096)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def server_argv(name: str, port: int, cert: Path, key: Path) -> list[str]:
+def server_argv(name: str, cert: Path, key: Path) -> list[str]:
+    """The server's command line, ``{port}`` where its port goes."""
     if name in ("betula", "betula-base"):
         return [sys.executable, "-m", "betula", "bench.app_asgi:app", "--host", HOST,
-                "--port", str(port), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                "--port", "{port}", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
                 "--no-access-log", "--log-level", "warning"]
     if name == "hypercorn":
-        return [str(VENV / "bin" / "hypercorn"), "--bind", f"{HOST}:{port}", "--workers", "1",
+        return [str(VENV / "bin" / "hypercorn"), "--bind", HOST + ":{port}", "--workers", "1",
                 "--certfile", str(cert), "--keyfile", str(key), "bench.app_asgi:app"]
     if name == "granian":
         return [str(VENV / "bin" / "granian"), "--interface", "asgi", "--host", HOST,
-                "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "2",
+                "--port", "{port}", "--workers", "1", "--loop", "uvloop", "--http", "2",
                 "--ssl-certificate", str(cert), "--ssl-keyfile", str(key),
                 "--log-level", "warning", "bench.app_asgi:app"]
     raise SystemExit(f"unknown server {name!r}")
@@ -81,38 +74,15 @@ def h2load(port: int, path: str, body: bytes | None, duration: int, tmp: Path) -
             "failed": int(done.group(2)) + int(done.group(3))}
 
 
-def wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def run_server(name: str, args, cert: Path, key: Path, tmp: Path) -> dict[str, dict]:
-    port = free_port()
     tree = args.base if name == "betula-base" else ROOT
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(["taskset", "-c", "1", *server_argv(name, port, cert, key)],
-                            cwd=tree, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, port = start_pinned(server_argv(name, cert, key), tree)
     try:
-        wait_ready(port, proc)
         h2load(port, "/", None, 2, tmp)  # warm-up
         return {scen: h2load(port, path, body, args.duration, tmp)
                 for scen, (path, body) in SCENARIOS.items()}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
 
 
 def main() -> int:

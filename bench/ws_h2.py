@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,10 +41,10 @@ from websockets.uri import parse_uri
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import HOST, ensure_wsload, run_wsload  # noqa: E402
+from bench.procs import HOST, cpu_of_group, start_pinned, stop  # noqa: E402
+from bench.run import ensure_wsload, run_wsload  # noqa: E402
 
 VENV = BENCH / ".venv-peers"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def message(conn: int, count: int, size: int = 1024) -> str:
@@ -162,45 +159,6 @@ async def h2_client(port: int, connections: int, streams: int, duration: float) 
     return counter[0]
 
 
-def cpu_of_group(pgid: int) -> float:
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / TICK
-
-
-def start(argv: list[str]) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    argv = [a.replace("{port}", str(port)) for a in argv]
-    proc = subprocess.Popen(["taskset", "-c", "1", *argv], cwd=ROOT, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{argv[0]} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 BETULA = [sys.executable, "-m", "betula", "bench.app_asgi:app", "--host", HOST,
           "--port", "{port}", "--no-access-log", "--log-level", "warning"]
 UVICORN = [str(VENV / "bin" / "uvicorn"), "bench.app_asgi:app", "--host", HOST, "--port",
@@ -209,7 +167,7 @@ UVICORN = [str(VENV / "bin" / "uvicorn"), "bench.app_asgi:app", "--host", HOST, 
 
 
 def one(name: str, args) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    proc, port = start(UVICORN if name == "uvicorn-h1" else BETULA)
+    proc, port = start_pinned(UVICORN if name == "uvicorn-h1" else BETULA, ROOT)
     try:
         if name == "betula-h2":
             cmd = [sys.executable, __file__, "--client", str(port), "--duration",

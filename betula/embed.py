@@ -313,11 +313,8 @@ def run_asgi(app: Any, scope: Mapping[str, Any], body: bytes = b"", *,
              runner: Any = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Run one request through an ASGI app: ``(status, headers, body)``. On this thread's
     own loop, kept from call to call; the app's first step is taken at once (``eager.py``)."""
-    loop = getattr(_LOCAL, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _thread_loop()
     try:  # (EagerLoop.run checks for a running loop: not checked twice)
-        return loop.run(arun_asgi(app, scope, body, runner=runner))
+        return _thread_loop().run(arun_asgi(app, scope, body, runner=runner))
     except LoopRunning:
         raise RuntimeError("run_asgi() called from a running event loop: "
                            "await arun_asgi()") from None

@@ -22,7 +22,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
 from ...cache import BoundedCache
-from ...headers import NO_BODY_STATUS, checked_fields
+from ...headers import NO_BODY_STATUS, as_bytes, checked_fields
 from ...http_common import phrase
 from ..flow import WriteFlow
 from .websocket import H2WebSocket
@@ -52,13 +52,8 @@ def _status_field(status: int) -> tuple[bytes, bytes]:
 def _trailer_fields(headers: Any) -> list[tuple[bytes, bytes]]:
     """The app's ``Trailer`` fields (``checked_fields`` leaves them out with the hop-by-hop
     ones: they go only where trailers follow)."""
-    found = []
-    for name, value in headers:
-        name = name if name.__class__ is bytes else str(name).encode("latin-1")
-        if name.lower() == b"trailer":
-            found.append((b"trailer", value if value.__class__ is bytes
-                          else str(value).encode("latin-1")))
-    return found
+    return [(b"trailer", as_bytes(value)) for name, value in headers
+            if as_bytes(name).lower() == b"trailer"]
 
 
 class H2Stream(WriteFlow):
