@@ -15,8 +15,10 @@ step in the usual way.
 
 Work the app left behind (a background task, a timer, a socket it waits on) still moves:
 after an eager call the loop takes one turn when it has callbacks or timers pending, or
-when it has not turned for ``TURN_EVERY`` seconds (a task waiting only on a socket), so
-nothing waits for long while calls keep finishing eagerly. During the eager step
+when it has not turned for ``TURN_EVERY`` seconds and its selector watches a file besides
+its own self-pipe (a task waiting only on a socket), so nothing waits for long while calls
+keep finishing eagerly. (Work from another thread or a signal handler arrives as a callback
+due, which turns the loop at the next call.) During the eager step
 ``loop.is_running()`` is True, as inside ``run_until_complete``.
 
 The eager step runs without the loop's asyncgen hooks: an async generator that an app
@@ -35,6 +37,13 @@ from typing import Any, TypeVar
 __all__ = ["EagerLoop", "LoopRunning"]
 
 T = TypeVar("T")
+
+# Bound once (a module global is one lookup; asyncio.X is two, in every call).
+_get_running_loop = asyncio._get_running_loop
+_set_running_loop = asyncio._set_running_loop
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
+_Task = asyncio.Task
 
 # After eager calls, the loop turns at least this often (seconds) for work in the
 # background that only the selector knows of.
@@ -67,13 +76,13 @@ class EagerLoop(asyncio.SelectorEventLoop):
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """``run_until_complete(coro)``, with the Task's first step taken at once."""
-        if asyncio._get_running_loop() is not None:
+        if _get_running_loop() is not None:
             coro.close()  # (never awaited: no warning for it)
             raise LoopRunning("EagerLoop.run() called from a running event loop")
         captured: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
         self._eager_capture = captured
         try:
-            task = asyncio.Task(coro, loop=self, name="betula-embedded")
+            task = _Task(coro, loop=self, name="betula-embedded")
         finally:
             self._eager_capture = None
         if not captured:  # pragma: no cover - a Task that did not ask for its step
@@ -81,10 +90,10 @@ class EagerLoop(asyncio.SelectorEventLoop):
         step, args, context = captured[0]
         self._eager_step = True
         self._eager_scheduled = False
-        asyncio._set_running_loop(self)
+        _set_running_loop(self)
         # is_running() is True while the step runs, as in run_forever (which sets the same
         # attribute of BaseEventLoop's).
-        self._thread_id = threading.get_ident()
+        self._thread_id = _get_ident()
         try:
             if context is None:
                 step(*args)
@@ -92,12 +101,18 @@ class EagerLoop(asyncio.SelectorEventLoop):
                 context.run(step, *args)
         finally:
             self._thread_id = None
-            asyncio._set_running_loop(None)
+            _set_running_loop(None)
             self._eager_step = False
         if task.done() and not self._eager_scheduled:
             # BaseEventLoop's own queues: callbacks due, timers pending.
-            if self._ready or self._scheduled or time.monotonic() - self._last_turn > TURN_EVERY:
+            if self._ready or self._scheduled:
                 self._turn()
+            elif _monotonic() - self._last_turn > TURN_EVERY:
+                if len(self._selector.get_map()) > 1:  # a file besides the loop's self-pipe
+                    self._turn()
+                else:  # nothing waits on I/O: no turn needed (a thread's or a signal's
+                    # callback lands in _ready, seen above)
+                    self._last_turn = _monotonic()
             return task.result()
         return self._turn(task)
 

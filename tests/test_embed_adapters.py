@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -500,6 +501,38 @@ def test_run_asgi_lets_background_work_and_timers_move_between_eager_calls():
             break
         run_asgi(app, plain)
     assert sorted(log) == ["background ran", "call_later ran"]
+
+
+def test_run_asgi_moves_a_task_that_waits_only_on_a_socket_between_eager_calls():
+    """A task the app left waiting on a socket (nothing due, no timer: only the selector
+    knows of it) gets its data while later calls keep finishing in their first step."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await asyncio.get_running_loop().sock_recv(ours, 100))
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/listen":
+            asyncio.get_running_loop().create_task(reader())
+        await _hello(send)
+
+    try:
+        run_asgi(app, build_scope({"type": "http", "path": "/listen"}))
+        plain = build_scope({"type": "http", "path": "/plain"})
+        for _ in range(1000):  # the reader registers its socket with the selector
+            run_asgi(app, plain)
+        theirs.sendall(b"ping")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:  # bounded
+            run_asgi(app, plain)
+        assert got == [b"ping"]
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def test_the_loop_is_running_inside_an_eager_run_asgi_call():
