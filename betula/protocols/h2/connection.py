@@ -461,6 +461,7 @@ class HTTP2Connection(asyncio.Protocol):
             # (RFC 9113 §8.1).
             self._refuse(sid, ErrorCodes.NO_ERROR)
             self.mark_dirty()
+        stream.release()
         if not self.streams:
             self._idle_since = self.loop.time()
             if self._draining:

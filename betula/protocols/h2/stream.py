@@ -343,6 +343,14 @@ class H2Stream(WriteFlow):
         self.done = True
         self.conn.stream_finished(self)
 
+    def release(self) -> None:
+        """The exchange is over and the connection has let go of this stream: so does the
+        stream of its adapter's cycle. The two hold each other (``cycle.conn`` is this
+        stream); without this each request would wait for the garbage collector (6.9% of
+        the worker's time on h2load POSTs over TLS, py-spy), not be freed by reference
+        counting when the app is done."""
+        self.cycle = None
+
     def reset(self, code: int) -> None:
         """End this stream with RST_STREAM ``code``; the app is told the client left."""
         if not self._closed:
