@@ -443,6 +443,25 @@ def test_pathsend_serves_the_file_through_sendfile(traced, big_file):
     assert_sent_by_sendfile(traced.sendfiles_on(port), path, [(0, len(data))])
 
 
+def test_a_held_response_goes_before_a_pipelined_file(traced, big_file):
+    """An ASGI response's end is held for the end of the loop turn; a pipelined pathsend
+    after it goes through sendfile(2), beside the transport: the held bytes still go first
+    (the file's head is written through the transport, behind them), and the response
+    after the file follows it."""
+    path, data = big_file
+    with traced.connect() as sock:
+        port = sock.getsockname()[1]
+        sock.sendall(request("/scope?first=1") + request("/pathsend?path=" + quote(str(path)))
+                     + request("/scope?third=3"))
+        first = read_response(sock, timeout=30)
+        second = read_response(sock, timeout=30)
+        third = read_response(sock, timeout=30)
+    assert first[0] == 200 and json.loads(first[3])["query_string"] == "first=1"
+    assert second[0] == 200 and second[3] == data
+    assert third[0] == 200 and json.loads(third[3])["query_string"] == "third=3"
+    assert_sent_by_sendfile(traced.sendfiles_on(port), path, [(0, len(data))])
+
+
 def test_pathsend_head_sends_headers_only(traced, big_file):
     path, data = big_file
     with traced.connect() as sock:

@@ -372,6 +372,7 @@ class HTTP1Connection(HTTP1Parsing, HTTP1Response, WriteFlow, asyncio.Protocol):
     def _upgrade_hand_over(self, protocol: Any) -> None:
         """Hand the transport to ``protocol`` (an accepted WebSocket's pipe), with the bytes
         read past the handshake; this connection object is done."""
+        self.flush_out()  # what is held (the 101) goes before the new protocol's bytes
         self._closed = True
         self.state.connections.discard(self)
         data, self._upgrade_data = self._upgrade_data, b""
@@ -383,6 +384,7 @@ class HTTP1Connection(HTTP1Parsing, HTTP1Response, WriteFlow, asyncio.Protocol):
     def _switch_to_h2(self, data: bytes, upgrade: Upgrade | None = None) -> None:
         """Hand the transport to a new HTTP/2 connection, with the bytes read so far (and
         the request an Upgrade: h2c made stream 1); this connection object is done."""
+        self.flush_out()  # what is held goes before the HTTP/2 connection's bytes
         self._closed = True
         self._maybe_h2 = False
         self.state.connections.discard(self)

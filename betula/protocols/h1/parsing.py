@@ -97,7 +97,7 @@ class HTTP1Parsing:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             if self._h2c is not None and self._state == _BUSY:  # Upgrade: h2c, checked
-                self.transport.write(SWITCHING)  # type: ignore[union-attr]
+                self.write(SWITCHING)  # (behind what earlier responses hold)
                 upgrade, self._h2c = self._h2c, None
                 self._switch_to_h2(data[exc.args[0]:] if exc.args else b"", upgrade)
                 return

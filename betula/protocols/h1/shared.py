@@ -65,10 +65,12 @@ class HTTP1Shared:
     def flush_held(self) -> None:
         """Send what responses hold back until the end of the loop turn: the heads of
         responses whose app suspended between start and body (a response holds its head so
-        head and first body leave in one write), and streamed chunks (sent together); once
-        per loop turn for the whole batch."""
+        head and first body leave in one write), streamed chunks and ended responses (sent
+        one after the other: see ``HTTP1Response.hold_out``); once per loop turn for the
+        whole batch."""
         held, self.held = self.held, []
         for conn in held:
-            # most sent their head with the body and hold no chunk: no call for them
-            if conn.held_head is not None or conn.held_out or conn.turn_paused:
+            if conn.held_head is not None or conn.turn_paused:
                 conn.flush_held()
+            elif conn.held_out:  # most: an ended response (or streamed chunks) to send
+                conn.flush_out()
