@@ -7,7 +7,9 @@ response. Every HTTP/1 framing decision is here: the status line, the server's D
 block, Content-Length or chunked or close, the last chunk, trailers (sent only to a client
 that said ``TE: trailers``), 1xx responses, HEAD/204/304 without a body, and heads held back
 so that head and first body leave in one write (the server flushes the held ones once per
-loop turn, for the whole batch, when an app suspends in between).
+loop turn, for the whole batch, when an app suspends in between); the ends of ASGI
+responses and streamed chunks are held the same way, so a turn's responses leave together
+(``hold_out``).
 """
 
 from __future__ import annotations
