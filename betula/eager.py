@@ -107,12 +107,14 @@ class EagerLoop(asyncio.SelectorEventLoop):
             # BaseEventLoop's own queues: callbacks due, timers pending.
             if self._ready or self._scheduled:
                 self._turn()
-            elif _monotonic() - self._last_turn > TURN_EVERY:
-                if len(self._selector.get_map()) > 1:  # a file besides the loop's self-pipe
-                    self._turn()
-                else:  # nothing waits on I/O: no turn needed (a thread's or a signal's
-                    # callback lands in _ready, seen above)
-                    self._last_turn = _monotonic()
+            else:
+                now = _monotonic()
+                if now - self._last_turn > TURN_EVERY:
+                    if len(self._selector.get_map()) > 1:  # a file besides the self-pipe
+                        self._turn()
+                    else:  # nothing waits on I/O: no turn needed (a thread's or a
+                        # signal's callback lands in _ready, seen above)
+                        self._last_turn = now
             return task.result()
         return self._turn(task)
 

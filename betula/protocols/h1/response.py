@@ -383,15 +383,10 @@ class HTTP1Response:
                 # A streamed chunk (an SSE event, a token) waits for the end of the loop
                 # turn, with the others the app sends meanwhile: one write for them all
                 # instead of a send() each (measured: bench "stream", 200 events a response).
-                out = self.held_out
-                if not out:
-                    self.shared.hold(self)
-                out.append(frame)
-                if len(out) >= HELD_CHUNKS:
+                if self.hold_out(frame):
                     # Many in one turn: out now, and the app waits for the next turn (its
                     # send() sees write_paused), so that one stream does not hold the
                     # worker while others wait: each sends at most HELD_CHUNKS a turn.
-                    self.flush_out()
                     self.turn_paused = self.write_paused = True
                 elif length >= JOIN_LIMIT:
                     self.flush_out()  # a big one: out now
@@ -414,19 +409,22 @@ class HTTP1Response:
         if self._r_chunked and not self._r_no_body:
             self.hold_out(LAST_CHUNK)
 
-    def hold_out(self, data: bytes) -> None:
-        """The end of a response, held for the end of the loop turn (``flush_held``), when
-        the responses finished in this turn leave one after the other. A send() costs
-        ~20 us when the client's CPU sleeps (it wakes it), ~2 us when it is awake: written
-        at once, each response of a busy worker woke its client; together, only the first
-        does (bench/results: starlette, fastapi). Anything written after goes behind it
-        (``write`` sends what is held first); the close, a file, an upgrade flush it."""
+    def hold_out(self, data: bytes) -> bool:
+        """A streamed chunk or the end of a response, held for the end of the loop turn
+        (``flush_held``), when what this turn finished leaves one write after another. A
+        send() costs ~20 us when the client's CPU sleeps (it wakes it), ~2 us when it is
+        awake: written at once, each response of a busy worker woke its client; together,
+        only the first does (bench/results: starlette, fastapi). Anything written after
+        goes behind it (``write`` sends what is held first); the close, a file, an upgrade
+        flush it. True when this was the HELD_CHUNKS-th held: all went out now."""
         out = self.held_out
         if not out:
             self.shared.hold(self)
         out.append(data)
         if len(out) >= HELD_CHUNKS:
             self.flush_out()
+            return True
+        return False
 
 
 def _line(status: int, reason: str | None) -> bytes:

@@ -52,15 +52,15 @@ __all__ = ["HTTP2Connection"]
 
 logger = logging.getLogger("betula.error")
 
+# h2's connection, its output as buffers (output.py)
+_H2CONNECTION = connection_class()
+frame_repr.install()  # (the received frames' repr h2 builds: frame_repr.py)
+
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them before their
 # answer makes the server start work it never finishes. Each such reset takes a token from
 # a bucket of RESET_BURST that refills at RESET_RATE a second; an empty bucket ends the
 # connection (GOAWAY ENHANCE_YOUR_CALM). A browser cancelling navigations and downloads
 # stays far below.
-# h2's connection, its output as buffers (output.py)
-_H2CONNECTION = connection_class()
-frame_repr.install()  # (the received frames' repr h2 builds: frame_repr.py)
-
 RESET_BURST = 200
 RESET_RATE = 100.0
 # Floods (PING and SETTINGS, which make the server answer; empty DATA, PRIORITY and unknown
