@@ -1022,6 +1022,42 @@ def test_no_body_for_204_and_304(server, code):
     assert data.endswith(b"fast done")
 
 
+def test_iterated_body_whole_in_its_first_block(serve):
+    """An iterator whose first block is the whole body its Content-Length declares (what
+    Flask and Django return) is answered as a whole response. Data after that block is the
+    app's error, logged and never sent: the client already has the response it was
+    promised, so the connection goes on to the next request."""
+    srv = serve("tests.apps.wsgi_length_apps:iterated", "--interface", "wsgi")
+    with srv.connect() as sock:
+        sock.sendall(b"GET /5/hello/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /5/hello/extra HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /3/abc/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = recv_until_closed(sock)
+    responses = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert len(responses) == 3, data
+    assert [r.partition(b"\r\n\r\n")[2] for r in responses] == [b"hello", b"hello", b"abc"]
+    assert all(b"content-length: " in r.lower() for r in responses)
+    assert srv.wait_for_log("longer than its Content-Length", 5)
+
+
+def test_whole_first_block_is_sent_before_the_iterator_ends(serve):
+    """PEP 3333: no block is delayed. The first block completes the body, and the iterator
+    then waits until /release comes from another connection: the client has the
+    response before that, and the request behind it is answered after."""
+    srv = serve("tests.apps.wsgi_length_apps:iterated", "--interface", "wsgi")
+    with srv.connect() as sock, srv.connect() as other:
+        sock.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = recv_until(sock, b"\r\n\r\n")
+        body = head.partition(b"\r\n\r\n")[2]
+        while len(body) < 4:
+            body += sock.recv(100)
+        assert head.startswith(b"HTTP/1.1 200 ") and body == b"held"
+        other.sendall(b"GET /release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert recv_until_closed(other).endswith(b"released")
+        sock.sendall(b"GET /2/ok/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert recv_until_closed(sock).endswith(b"\r\n\r\nok")
+
+
 @pytest.mark.parametrize("declared,body,sent", [("3", "abcdef", b"abc"), ("10", "abc", b"abc")])
 def test_list_body_disagreeing_with_content_length_closes(serve, declared, body, sent):
     """A list body longer or shorter than the app's Content-Length: at most the declared bytes

@@ -386,11 +386,28 @@ class WSGICycle:
                 raise RuntimeError("the WSGI app returned without calling start_response")
             self._finish_whole(body)
             return
-        for chunk in result:
+        iterator = iter(result)
+        for chunk in iterator:
             if self.disconnected:
                 return
-            if chunk:
+            if not chunk:
+                continue
+            if self._head_sent or type(chunk) is not bytes or self._status_line is None:
                 self._write(chunk)
+                continue
+            head = self._check_head()  # (a bad head is the app's error: a 500, nothing sent)
+            if self._length == len(chunk) and not self._no_body:
+                # The first block is the whole body the app's Content-Length declares (a
+                # Flask or Django response: an iterator of one block): it leaves as a whole
+                # response, one hand-over to the loop and one write, as a list does. It is
+                # handed over now, not held for the iterator's end (PEP 3333: no block is
+                # delayed); whatever follows can only be empty.
+                self._finish_whole(chunk)
+                for chunk in iterator:
+                    if chunk:  # (not sent: the client has the response it was promised)
+                        raise RuntimeError("response body longer than its Content-Length")
+                return
+            self._write_checked(head, chunk)
         if self._status_line is None:
             raise RuntimeError("the WSGI app returned without calling start_response")
         if not self._head_sent:
@@ -422,9 +439,11 @@ class WSGICycle:
             raise OSError("client disconnected")
         if not data:
             return
-        head = None
-        if not self._head_sent:
-            head = self._check_head()  # (a bad head is the app's error: a 500, nothing sent)
+        self._write_checked(None if self._head_sent else self._check_head(), data)
+
+    def _write_checked(self, head: tuple[int, str | None] | None, data: bytes) -> None:
+        """A chunk whose type and head (``head``: the first chunk's) were checked: counted
+        against the app's Content-Length and handed over."""
         if not self._no_body:
             self._written += len(data)
             if self._length is not None and self._written > self._length:
