@@ -1031,19 +1031,24 @@ def test_iterated_body_whole_in_its_first_block(serve):
     with srv.connect() as sock:
         sock.sendall(b"GET /5/hello/ HTTP/1.1\r\nHost: x\r\n\r\n"
                      b"GET /5/hello/extra HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /tail-write HTTP/1.1\r\nHost: x\r\n\r\n"
                      b"GET /3/abc/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = recv_until_closed(sock)
+    assert b"EVIL" not in data and b"extra" not in data
     responses = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
-    assert len(responses) == 3, data
-    assert [r.partition(b"\r\n\r\n")[2] for r in responses] == [b"hello", b"hello", b"abc"]
+    assert len(responses) == 4, data
+    assert [r.partition(b"\r\n\r\n")[2] for r in responses] == \
+        [b"hello", b"hello", b"hello", b"abc"]
     assert all(b"content-length: " in r.lower() for r in responses)
     assert srv.wait_for_log("longer than its Content-Length", 5)
+    # the app thread refused the write(): no chunk reached the loop for a finished response
+    assert_clean(srv, violations=("Exception in callback", "AttributeError"))
 
 
 def test_whole_first_block_is_sent_before_the_iterator_ends(serve):
     """PEP 3333: no block is delayed. The first block completes the body, and the iterator
     then waits until /release comes from another connection: the client has the
-    response before that, and the request behind it is answered after."""
+    response before that, and the connection goes on to its next request."""
     srv = serve("tests.apps.wsgi_length_apps:iterated", "--interface", "wsgi")
     with srv.connect() as sock, srv.connect() as other:
         sock.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")

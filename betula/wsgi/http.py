@@ -10,8 +10,9 @@ exception; the stream, on the loop, frames the response. Between the two:
 - response parts go to the loop with ``call_soon_threadsafe``; while the client is not
   reading, the app thread waits (``_writable``) before handing over more, so a slow client
   slows the app down instead of filling memory;
-- a response whose whole body is known at once (a list or tuple) crosses to the loop once
-  and leaves in one write (``respond``: the stream's one call for a whole response).
+- a response whose whole body is known at once (a list or tuple, or an iterator whose
+  first block is all its Content-Length declares) crosses to the loop once and leaves in
+  one write (``respond``: the stream's one call for a whole response).
 
 The environ of a request head is built in ``environ.py``. The embedding API runs the same
 cycle on a complete environ (``from_environ``) in its caller's thread (``run_inline``),
@@ -401,7 +402,8 @@ class WSGICycle:
                 # Flask or Django response: an iterator of one block): it leaves as a whole
                 # response, one hand-over to the loop and one write, as a list does. It is
                 # handed over now, not held for the iterator's end (PEP 3333: no block is
-                # delayed); whatever follows can only be empty.
+                # delayed). Whatever follows, yielded or through write(), is over the length.
+                self._written = len(chunk)
                 self._finish_whole(chunk)
                 for chunk in iterator:
                     if chunk:  # (not sent: the client has the response it was promised)

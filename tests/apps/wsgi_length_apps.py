@@ -32,6 +32,13 @@ def iterated(environ, start_response):
             if not RELEASED.wait(30):
                 raise RuntimeError("never released")
         return held()
+    if path == "/tail-write":  # the whole body yielded, then more through write()
+        write = start_response("200 OK", [("Content-Length", "5")])
+
+        def tail():
+            yield b"hello"
+            write(b"EVIL!")
+        return tail()
     declared, first, rest = path[1:].split("/", 2)
 
     def parts():
