@@ -455,16 +455,12 @@ static PyObject *env_key(PyObject *name) {
     return key;
 }
 
-static PyObject *environ_headers(PyObject *self, PyObject *headers) {
-    PyObject *entries;
+/* Add the environ entries of request headers to ``entries``; -1 with an exception set
+ * (TypeError: not a tuple of (bytes, bytes) pairs; ValueError: a name not ASCII). A
+ * repeated HTTP_* key is joined: ``entries`` must hold no HTTP_* key but the headers'. */
+static int add_header_entries(PyObject *entries, PyObject *headers) {
     Py_ssize_t i, n;
-    (void)self;
-    if (!PyTuple_CheckExact(headers)) {
-        PyErr_SetString(PyExc_TypeError, "a tuple of (name, value) pairs");
-        return NULL;
-    }
-    entries = PyDict_New();
-    if (entries == NULL) return NULL;
+    if (!PyTuple_CheckExact(headers)) goto type_error;
     n = PyTuple_GET_SIZE(headers);
     for (i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(headers, i), *name, *value, *key, *text, *old;
@@ -473,7 +469,7 @@ static PyObject *environ_headers(PyObject *self, PyObject *headers) {
         value = PyTuple_GET_ITEM(pair, 1);
         if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) goto type_error;
         key = env_key(name);
-        if (key == NULL) goto error;
+        if (key == NULL) return -1;
         if (PyUnicode_GET_LENGTH(key) == 0) {
             Py_DECREF(key);
             continue;
@@ -481,17 +477,17 @@ static PyObject *environ_headers(PyObject *self, PyObject *headers) {
         text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
         if (text == NULL) {
             Py_DECREF(key);
-            goto error;
+            return -1;
         }
-        old = PyDict_GetItemWithError(entries, key);
-        if (old != NULL && PyUnicode_READ_CHAR(key, 0) == 'H') {
+        old = PyUnicode_READ_CHAR(key, 0) == 'H' ? PyDict_GetItemWithError(entries, key) : NULL;
+        if (old != NULL) {
             PyObject *sep = PyUnicode_FromString(
                 PyUnicode_Compare(key, cookie_key) == 0 ? "; " : ", ");
             PyObject *joined = NULL, *left;
             if (sep == NULL) {
                 Py_DECREF(text);
                 Py_DECREF(key);
-                goto error;
+                return -1;
             }
             left = PyUnicode_Concat(old, sep);
             Py_DECREF(sep);
@@ -502,33 +498,98 @@ static PyObject *environ_headers(PyObject *self, PyObject *headers) {
             Py_DECREF(text);
             if (joined == NULL) {
                 Py_DECREF(key);
-                goto error;
+                return -1;
             }
             text = joined;
-        } else if (old == NULL && PyErr_Occurred()) {
+        } else if (PyErr_Occurred()) {
             Py_DECREF(text);
             Py_DECREF(key);
-            goto error;
+            return -1;
         }
         if (PyDict_SetItem(entries, key, text) < 0) {
             Py_DECREF(text);
             Py_DECREF(key);
-            goto error;
+            return -1;
         }
         Py_DECREF(text);
         Py_DECREF(key);
     }
-    return entries;
+    return 0;
 type_error:
     PyErr_SetString(PyExc_TypeError, "a tuple of (bytes, bytes) pairs");
+    return -1;
+}
+
+static PyObject *environ_headers(PyObject *self, PyObject *headers) {
+    PyObject *entries = PyDict_New();
+    (void)self;
+    if (entries == NULL) return NULL;
+    if (add_header_entries(entries, headers) < 0) {
+        Py_DECREF(entries);
+        return NULL;
+    }
+    return entries;
+}
+
+static PyObject *k_path_info, *k_query_string, *k_raw_uri, *k_request_method, *empty_str;
+
+static int set_decoded(PyObject *environ, PyObject *key, const char *s, Py_ssize_t n) {
+    PyObject *text = n ? PyUnicode_DecodeLatin1(s, n, NULL) : Py_NewRef(empty_str);
+    int result;
+    if (text == NULL) return -1;
+    result = PyDict_SetItem(environ, key, text);
+    Py_DECREF(text);
+    return result;
+}
+
+/* wsgi_environ(base, url, headers, method) -> dict | None: the environ of a request in
+ * one call, as wsgi/http.py builds it from base (the connection's template, with no
+ * HTTP_* key), parse_target's entries (PATH_INFO, QUERY_STRING, RAW_URI),
+ * REQUEST_METHOD and the headers' entries. None where the Python path decides: a target
+ * not in origin form, a path with a percent escape, headers that are not bytes pairs, a
+ * field name that is not ASCII. */
+static PyObject *wsgi_environ(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *base, *url, *environ;
+    const char *u, *q;
+    Py_ssize_t n, path_len;
+    (void)self;
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]))
+        Py_RETURN_NONE;
+    base = args[0];
+    url = args[1];
+    u = PyBytes_AS_STRING(url);
+    n = PyBytes_GET_SIZE(url);
+    if (n == 0 || u[0] != '/') Py_RETURN_NONE;
+    q = memchr(u, '?', (size_t)n);
+    path_len = q == NULL ? n : q - u;
+    if (memchr(u, '%', (size_t)path_len) != NULL) Py_RETURN_NONE;
+    environ = PyDict_Copy(base);
+    if (environ == NULL) return NULL;
+    if (set_decoded(environ, k_path_info, u, path_len) < 0
+        || set_decoded(environ, k_query_string, q == NULL ? u : q + 1,
+                       q == NULL ? 0 : n - path_len - 1) < 0
+        || set_decoded(environ, k_raw_uri, u, n) < 0
+        || PyDict_SetItem(environ, k_request_method, args[3]) < 0)
+        goto error;
+    if (add_header_entries(environ, args[2]) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            Py_DECREF(environ);
+            Py_RETURN_NONE;
+        }
+        goto error;
+    }
+    return environ;
 error:
-    Py_DECREF(entries);
+    Py_DECREF(environ);
     return NULL;
 }
 
 static PyMethodDef module_methods[] = {
     {"environ_headers", (PyCFunction)environ_headers, METH_O,
      "environ_headers(headers) -> dict of the WSGI environ entries of request headers"},
+    {"wsgi_environ", (PyCFunction)(void (*)(void))wsgi_environ, METH_FASTCALL,
+     "wsgi_environ(base, url, headers, method) -> dict | None: a request's WSGI environ"},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple | None"},
     {NULL, NULL, 0, NULL},
@@ -551,6 +612,13 @@ PyMODINIT_FUNC PyInit__h1scan(void) {
     version_11 = PyUnicode_InternFromString("1.1");
     version_10 = PyUnicode_InternFromString("1.0");
     cookie_key = PyUnicode_InternFromString("HTTP_COOKIE");
+    k_path_info = PyUnicode_InternFromString("PATH_INFO");
+    k_query_string = PyUnicode_InternFromString("QUERY_STRING");
+    k_raw_uri = PyUnicode_InternFromString("RAW_URI");
+    k_request_method = PyUnicode_InternFromString("REQUEST_METHOD");
+    empty_str = PyUnicode_FromString("");
+    if (k_path_info == NULL || k_query_string == NULL || k_raw_uri == NULL
+        || k_request_method == NULL || empty_str == NULL) return NULL;
     if (cookie_key == NULL || version_11 == NULL || version_10 == NULL
         || gen_init(&names, NAMES_MAX) < 0 || gen_init(&env_keys, ENV_KEYS_MAX) < 0)
         return NULL;

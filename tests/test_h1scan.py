@@ -313,6 +313,44 @@ def test_environ_headers_in_c_are_the_python_entries() -> None:
         ENVIRON_HEADERS([(b"a", b"b")])
 
 
+def test_wsgi_environ_in_c_is_the_python_environ() -> None:
+    """The environ built in one C call (wsgi/environ.py's WSGI_ENVIRON) is the one the
+    Python path builds (the template, parse_target's entries, REQUEST_METHOD, the
+    headers' entries), in the same order, for seeded random targets and field lists; what
+    the C call leaves to Python (a target not in origin form, a percent escape, odd
+    fields) it declines with None, the template untouched."""
+    from betula.cache import BoundedCache
+    from betula.wsgi.environ import WSGI_ENVIRON, _header_entries, parse_target
+
+    assert WSGI_ENVIRON is not None
+    rng = random.Random(8)
+    base = {"SERVER_NAME": "127.0.0.1", "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1",
+            "CONTENT_TYPE": "", "CONTENT_LENGTH": "", "wsgi.version": (1, 0)}
+    frozen = dict(base)
+    paths = [b"/", b"//", b"/a/b", b"/caf\xe9", b"/\xff\x01", b"/a;b=c", b"/" + b"p" * 300]
+    queries = [None, b"", b"q=1", b"a=1&b=2", b"x?y", b"caf\xe9=\xff", b"%20=%41"]
+    names = [b"host", b"cookie", b"content-type", b"content-length", b"x_under", b"x-a",
+             b"user-agent"]
+    values = [b"", b"v", b"caf\xe9", b"\x01\x7f\xff"]
+    for _ in range(2000):
+        query = rng.choice(queries)
+        url = rng.choice(paths) + (b"" if query is None else b"?" + query)
+        headers = tuple((rng.choice(names), rng.choice(values))
+                        for _ in range(rng.randrange(8)))
+        method = rng.choice(["GET", "POST", "PURGE"])
+        got = WSGI_ENVIRON(base, url, headers, method)
+        want = base | parse_target(BoundedCache(4), url, ())[1]
+        want["REQUEST_METHOD"] = method
+        want.update(_header_entries(headers))
+        assert list(got.items()) == list(want.items()), (url, headers)
+    assert base == frozen
+    for url, headers in ((b"/a%20b", ()), (b"*", ()), (b"http://h/x", ()), (b"", ()),
+                         (b"/", ((b"caf\xe9", b"v"),)), (b"/", [(b"a", b"b")]),
+                         (b"/", ((b"a", "str"),))):
+        assert WSGI_ENVIRON(base, url, headers, "GET") is None, (url, headers)
+    assert WSGI_ENVIRON(base, b"/a?b%20c", (), "GET")["QUERY_STRING"] == "b%20c"
+
+
 def test_names_in_use_stay_shared_among_endless_new_ones() -> None:
     """The C name memo is bounded (two generations, as BoundedCache): a name in constant use
     stays one shared object however many distinct names pass; a junk name does not."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.stream import Stream
     from ..worker_state import WorkerState
 
-__all__ = ["ERRORS", "EnvironTemplate", "FileWrapper", "HEADER_ENTRIES", "connection_environ",
+__all__ = ["ERRORS", "EnvironTemplate", "FileWrapper", "HEADER_ENTRIES", "WSGI_ENVIRON", "connection_environ",
            "environ_template", "parse_target", "remember_entries"]
 
 ERRORS = ErrorStream()
@@ -79,8 +79,18 @@ try:
     from .._h1scan import environ_headers as ENVIRON_HEADERS
 except ImportError:  # pragma: no cover - built by pip install on every supported platform
     ENVIRON_HEADERS = None
+# The whole environ of a request in C: the template's copy, the target's entries, the
+# method and the headers' entries in one call, with nothing cached (a target or a header
+# list that never repeats costs no cache work). None for what the Python path decides (a
+# target not in origin form or with a percent escape, odd headers), and not used where a
+# prefix moves from PATH_INFO to SCRIPT_NAME (EnvironTemplate.direct). Measured on heads
+# that never repeat (bench/micro.py --wsgi --unique): see the README's architecture.
+try:
+    from .._h1scan import wsgi_environ as WSGI_ENVIRON
+except ImportError:  # pragma: no cover - built by pip install on every supported platform
+    WSGI_ENVIRON = None
 if os.environ.get("BETULA_PURE_PYTHON"):
-    ENVIRON_HEADERS = None
+    ENVIRON_HEADERS = WSGI_ENVIRON = None
 
 # Request header name -> environ key ("" for names dropped): work every request would repeat.
 # (Values are decoded each time: a latin-1 decode costs less than a cache miss, measured on
@@ -98,7 +108,7 @@ class EnvironTemplate:
     every request to one app on one connection, the app's target cache and the prefixes
     moved from PATH_INFO to SCRIPT_NAME."""
 
-    __slots__ = ("endpoint", "environ", "targets", "strips")
+    __slots__ = ("endpoint", "environ", "targets", "strips", "direct")
 
     def __init__(self, endpoint: Endpoint, environ: dict[str, Any],
                  targets: BoundedCache[bytes, tuple[str, dict[str, str]]],
@@ -107,6 +117,9 @@ class EnvironTemplate:
         self.environ = environ
         self.targets = targets
         self.strips = strips
+        # WSGI_ENVIRON builds the environ (no prefix to move; the template no HTTP_* key)
+        self.direct = WSGI_ENVIRON is not None and not strips \
+            and not any(key.startswith("HTTP_") for key in environ)
 
 
 # id() of a request's header tuple -> (the tuple, its environ entries). The protocol shares

@@ -38,6 +38,7 @@ from ..http_common import METHODS, method_name, phrase
 from ..proxy import apply_to_environ
 from .environ import (
     HEADER_ENTRIES,
+    WSGI_ENVIRON,
     FileWrapper,
     connection_environ,
     environ_template,
@@ -170,20 +171,27 @@ class WSGICycle:
         template = conn.iface_cache
         if template is None or template.endpoint is not endpoint:
             template = conn.iface_cache = environ_template(conn, state, endpoint)
-        # The environ: the connection's part, the target's, the headers'.
-        targets = template.targets
-        target = targets.entries.get(url) or parse_target(targets, url, template.strips)
-        self._path_info = target[0]
-        environ = self.environ = template.environ | target[1]
-        environ["REQUEST_METHOD"] = method
+        # The environ: the connection's part, the target's, the headers'. In one C call
+        # where it can (see environ.py: WSGI_ENVIRON)...
+        environ = WSGI_ENVIRON(template.environ, url, headers, method) if template.direct \
+            else None
+        if environ is not None:
+            self.environ = environ
+            self._path_info = environ["PATH_INFO"]
+        else:  # ...else in Python, with what a target and a header list give kept
+            targets = template.targets
+            target = targets.entries.get(url) or parse_target(targets, url, template.strips)
+            self._path_info = target[0]
+            environ = self.environ = template.environ | target[1]
+            environ["REQUEST_METHOD"] = method
+            # Clients repeat the same header list request after request (the protocol
+            # then hands the same tuple): its environ entries are worked out once.
+            known = HEADER_ENTRIES.entries.get(id(headers))
+            if known is None or known[0] is not headers:
+                known = remember_entries(headers)
+            environ.update(known[1])
         if http_version != "1.1":
             environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
-        # Clients repeat the same header list request after request (the protocol then
-        # hands the same tuple): its environ entries are worked out once.
-        known = HEADER_ENTRIES.entries.get(id(headers))
-        if known is None or known[0] is not headers:
-            known = remember_entries(headers)
-        environ.update(known[1])
         if conn.proxy is not None:  # a trusted proxy: the client, scheme, host it says
             apply_to_environ(environ, headers, conn.proxy)
         if state.access_log is not None:  # its atoms: request headers, environ
