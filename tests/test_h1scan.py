@@ -21,7 +21,7 @@ import httptools
 import pytest
 
 from betula.http_common import ProtocolError
-from betula.protocols.h1.head import SCAN, analyse_head, scanned_replay
+from betula.protocols.h1.head import SCAN, HeadInfo, Replay, analyse_head
 from tests.support.wire import (
     exchange,
     read_response,
@@ -151,10 +151,10 @@ def fields_of(head) -> tuple:  # type: ignore[no-untyped-def, type-arg]
 
 
 def scanned(data: bytes, limits: tuple[int, ...] = LIMITS) -> tuple | None:  # type: ignore[type-arg]
-    result = SCAN(data, *limits)
-    if result is None:
+    entry = SCAN(data, *limits)
+    if entry is None:
         return None
-    entry = scanned_replay(result)
+    assert type(entry) is Replay and type(entry.head) is HeadInfo
     return entry.method, entry.url, entry.version, entry.keep_alive, fields_of(entry.head)
 
 
@@ -188,9 +188,9 @@ def test_other_heads_are_left_to_llhttp(data: bytes) -> None:
 def test_names_are_lowered_and_shared() -> None:
     a = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\nX-Thing: 1\r\n\r\n", *LIMITS)
     b = SCAN(b"GET /b HTTP/1.1\r\nHOST: u\r\nx-thing: 2\r\n\r\n", *LIMITS)
-    assert [n for n, _ in a[3]] == [b"host", b"x-thing"]
-    assert all(x is y for (x, _), (y, _) in zip(a[3], b[3], strict=True))
-    assert b[3][1][1] == b"2"
+    assert [n for n, _ in a.head.headers] == [b"host", b"x-thing"]
+    assert all(x is y for (x, _), (y, _) in zip(a.head.headers, b.head.headers, strict=True))
+    assert b.head.headers[1][1] == b"2"
 
 
 @pytest.mark.parametrize("which", range(5))
@@ -355,15 +355,15 @@ def test_names_in_use_stay_shared_among_endless_new_ones() -> None:
     """The C name memo is bounded (two generations, as BoundedCache): a name in constant use
     stays one shared object however many distinct names pass; a junk name does not."""
     def host_name(extra: bytes) -> bytes:
-        return SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n", *LIMITS)[3][0][0]
+        return SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n", *LIMITS).head.headers[0][0]
 
     first = host_name(b"")
     for i in range(5000):
         junk = b"X-Junk-%d: 1\r\n" % i
         assert host_name(junk) is first
     long_name = b"X-" + b"n" * 100
-    a = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 1\r\n\r\n", *LIMITS)[3][1][0]
-    b = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 2\r\n\r\n", *LIMITS)[3][1][0]
+    a = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 1\r\n\r\n", *LIMITS).head.headers[1][0]
+    b = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 2\r\n\r\n", *LIMITS).head.headers[1][0]
     assert a == b == long_name.lower() and a is not b  # long names are not kept
 
 

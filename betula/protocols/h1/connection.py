@@ -29,7 +29,7 @@ import httptools
 from ...logs import TRACE
 from ..flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from .h2c import PREFACE, Upgrade
-from .head import SCAN, Replay, scanned_replay
+from .head import SCAN, Replay
 from .parsing import (
     _BUSY,
     _IDLE,
@@ -304,9 +304,8 @@ class HTTP1Connection(HTTP1Parsing, HTTP1Response, WriteFlow, asyncio.Protocol):
                     elif len(data) != end + 4 + entry.head.length:
                         entry = None  # not exactly the whole message: llhttp's
                 if entry is None:
-                    scanned = SCAN(data, *self._scan_limits) if SCAN is not None else None
-                    if scanned is not None:
-                        entry = scanned_replay(scanned)
+                    entry = SCAN(data, *self._scan_limits) if SCAN is not None else None
+                    if entry is not None:
                         how = "scanned"
                         keep = admitted
                     elif admitted:

@@ -15,12 +15,12 @@ import re
 from ...cache import BoundedCache
 from ...http_common import ProtocolError
 
-__all__ = ["HEAD_CACHE_BYTES", "SCAN", "HeadInfo", "Replay", "analyse_head", "header_limit",
-           "scanned_replay"]
+__all__ = ["HEAD_CACHE_BYTES", "SCAN", "HeadInfo", "Replay", "analyse_head", "header_limit"]
 
 # The C scanner of whole strict heads (betula/_h1scan.c; None where it was not built, or
 # with BETULA_PURE_PYTHON=1 in the environment: then llhttp parses every head).
 try:
+    from ..._h1scan import configure as _configure_scan
     from ..._h1scan import scan as SCAN
 except ImportError:  # pragma: no cover - built by pip install on every supported platform
     SCAN = None
@@ -198,12 +198,7 @@ def analyse_head(raw: list[tuple[bytes, bytes]], limits: tuple[int, int, int],
                     forwarded)
 
 
-def scanned_replay(scanned: tuple) -> Replay:  # type: ignore[type-arg]
-    """The ``Replay`` of a head ``SCAN`` read: what llhttp's parse and ``analyse_head``
-    give for the same bytes (tests/test_h1scan.py holds them equal)."""
-    (method, url, version, headers, plain, host_missing, keep_alive_11, keep_alive_10,
-     expect_continue, te_trailers, size, fields, length, keep_alive, forwarded) = scanned
-    head = HeadInfo(headers, plain, None, None, host_missing, keep_alive_11, keep_alive_10,
-                    False, length > 0, expect_continue, te_trailers, False, size, fields,
-                    False, length, forwarded)
-    return Replay(method, url, head, version, keep_alive)
+# SCAN returns its reading as a Replay of a HeadInfo, the records built in C (what llhttp's
+# parse and analyse_head give for the same bytes: tests/test_h1scan.py holds them equal).
+if SCAN is not None:
+    _configure_scan(HeadInfo, Replay)
