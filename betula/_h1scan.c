@@ -228,12 +228,6 @@ static int valid_host(const char *s, Py_ssize_t n) {
     return 1;
 }
 
-/* scan(data, line_limit, field_max, section_max, count_max, body_limit) -> tuple or None
- *
- * The tuple: (method, url, version, headers, plain, host_missing, keep_alive_11,
- * keep_alive_10, expect_continue, te_trailers, size, fields, length, keep_alive,
- * forwarded), where headers is a tuple of (lowered name, value) pairs, keep_alive is
- * llhttp's own verdict for this version and forwarded says a proxy header came. Limits as the connection has them (0 for the line and body: none). */
 /* A new instance of a __slots__ class given by configure(), its slots set to values
  * (references taken: all of them, even on failure; NULL among them: a failed allocation,
  * then NULL is returned with the error set). */
@@ -271,20 +265,46 @@ static int slot_offsets(PyObject *type, const char **names, int n, Py_ssize_t *o
     return 0;
 }
 
+/* type has exactly n slots (a slot scan does not know would be left unset) */
+static int slot_count(PyObject *type, Py_ssize_t n) {
+    PyObject *slots = PyObject_GetAttrString(type, "__slots__");
+    Py_ssize_t size;
+    if (slots == NULL) return -1;
+    size = PyObject_Size(slots);
+    Py_DECREF(slots);
+    if (size < 0) return -1;
+    if (size != n) {
+        PyErr_Format(PyExc_TypeError, "%zd __slots__, scan fills %zd", size, n);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t head_at[HEAD_SLOTS], replay_at[REPLAY_SLOTS];  /* kept only if all is well */
     (void)self;
     if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "configure(HeadInfo, Replay)");
         return NULL;
     }
-    if (slot_offsets(args[0], head_slot_names, HEAD_SLOTS, head_offsets) < 0
-        || slot_offsets(args[1], replay_slot_names, REPLAY_SLOTS, replay_offsets) < 0)
+    if (slot_offsets(args[0], head_slot_names, HEAD_SLOTS, head_at) < 0
+        || slot_offsets(args[1], replay_slot_names, REPLAY_SLOTS, replay_at) < 0
+        || slot_count(args[0], HEAD_SLOTS) < 0 || slot_count(args[1], REPLAY_SLOTS) < 0)
         return NULL;
+    memcpy(head_offsets, head_at, sizeof head_at);
+    memcpy(replay_offsets, replay_at, sizeof replay_at);
     Py_XSETREF(head_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(replay_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
+/* scan(data, line_limit, field_max, section_max, count_max, body_limit) -> Replay or None
+ *
+ * The Replay (method, url, version, keep_alive: llhttp's own verdict for this version) of
+ * a HeadInfo (headers: a tuple of (lowered name, value) pairs, and what framing and
+ * keep-alive depend on, as analyse_head gives them; forwarded: a proxy header came), the
+ * classes configure() gave. Limits as the connection has them (0 for the line and body:
+ * none). */
 static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *d, *p, *end, *line;
     Py_ssize_t size, line_limit, field_max, section_max, count_max, body_limit;

@@ -362,8 +362,9 @@ def test_names_in_use_stay_shared_among_endless_new_ones() -> None:
         junk = b"X-Junk-%d: 1\r\n" % i
         assert host_name(junk) is first
     long_name = b"X-" + b"n" * 100
-    a = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 1\r\n\r\n", *LIMITS).head.headers[1][0]
-    b = SCAN(b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name + b": 2\r\n\r\n", *LIMITS).head.headers[1][0]
+    head = b"GET / HTTP/1.1\r\nHost: t\r\n" + long_name
+    a = SCAN(head + b": 1\r\n\r\n", *LIMITS).head.headers[1][0]
+    b = SCAN(head + b": 2\r\n\r\n", *LIMITS).head.headers[1][0]
     assert a == b == long_name.lower() and a is not b  # long names are not kept
 
 

@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..protocols.stream import Stream
     from ..worker_state import WorkerState
 
-__all__ = ["ERRORS", "EnvironTemplate", "FileWrapper", "HEADER_ENTRIES", "WSGI_ENVIRON", "connection_environ",
-           "environ_template", "parse_target", "remember_entries"]
+__all__ = ["ERRORS", "EnvironTemplate", "FileWrapper", "HEADER_ENTRIES", "WSGI_ENVIRON",
+           "connection_environ", "environ_template", "parse_target", "remember_entries"]
 
 ERRORS = ErrorStream()
 

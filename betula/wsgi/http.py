@@ -412,7 +412,7 @@ class WSGICycle:
                 # handed over now, not held for the iterator's end (PEP 3333: no block is
                 # delayed). Whatever follows, yielded or through write(), is over the length.
                 self._written = len(chunk)
-                self._finish_whole(chunk)
+                self._finish_whole(chunk, head)
                 for chunk in iterator:
                     if chunk:  # (not sent: the client has the response it was promised)
                         raise RuntimeError("response body longer than its Content-Length")
@@ -487,11 +487,15 @@ class WSGICycle:
         if post:
             self.loop.call_soon_threadsafe(self._loop_write)
 
-    def _finish_whole(self, body: bytes) -> None:
+    def _finish_whole(self, body: bytes, head: tuple[int, str | None] | None = None) -> None:
         # The whole response crosses to the loop at once: the stream checks its headers
-        # there (a bad one is reported as the app's error) and frames it.
-        code, reason, _may_have_body = _STATUSES.entries.get(self._status_line) or \
-            _STATUSES.recall(self._status_line) or _parse_status(self._status_line)
+        # there (a bad one is reported as the app's error) and frames it. ``head``: the
+        # status as _check_head read it, when it has.
+        if head is None:
+            code, reason, _may_have_body = _STATUSES.entries.get(self._status_line) or \
+                _STATUSES.recall(self._status_line) or _parse_status(self._status_line)
+        else:
+            code, reason = head
         self._head_sent = True
         self.loop.call_soon_threadsafe(self._loop_respond, code, reason, body)
 
