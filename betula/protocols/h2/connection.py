@@ -37,7 +37,8 @@ from h2.settings import Settings
 from hyperframe.frame import GoAwayFrame
 
 from ...http_common import ProtocolError as HTTPError
-from . import frame_repr
+from . import data_frames, frame_repr
+from .data_frames import DataFrameH2Connection
 from .fields import Malformed, check_trailers, request_head
 from .hpack_out import StaticEncoder
 from .output import connection_class
@@ -52,8 +53,10 @@ __all__ = ["HTTP2Connection"]
 
 logger = logging.getLogger("betula.error")
 
-# h2's connection, its output as buffers (output.py)
-_H2CONNECTION = connection_class()
+# h2's connection: its output as buffers (output.py), plain DATA frames taken and sent
+# without h2's frame objects (data_frames.py) where this h2 allows
+_DATA_FRAMES = data_frames.available()
+_H2CONNECTION = DataFrameH2Connection if _DATA_FRAMES else connection_class()
 frame_repr.install()  # (the received frames' repr h2 builds: frame_repr.py)
 
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them before their
@@ -138,11 +141,14 @@ class HTTP2Connection(asyncio.Protocol):
         self._conn_unacked = 0
         self._resets = _Bucket(RESET_BURST, RESET_RATE, "reset streams", "rapid reset")
         self._controls = _Bucket(CONTROL_BURST, CONTROL_RATE, "sent control frames", "flood")
-        # Frame boundaries, followed as bytes arrive (see _frame_sizes_ok): bytes to skip
+        # Frame boundaries, followed as bytes arrive (see _walk): bytes to skip
         # before the next frame header (the client's 24-byte preface first), and the part
         # of a header cut by a read.
         self._skip = 24
         self._header = b""
+        self._in_block = False  # inside a header block (HEADERS until END_HEADERS)
+        # plain DATA frames taken without h2's frame objects (data_frames.py)
+        self._data_frames = _DATA_FRAMES
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
@@ -203,23 +209,54 @@ class HTTP2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        if not self._frame_sizes_ok(data):
-            return
+        fast = self._walk(data)
+        if fast is None:
+            return  # a frame over the size limit: the connection is closed
+        starts: list[H2Stream] = []
+        if not fast:
+            if not self._receive(data, starts):
+                return
+        else:  # plain DATA frames taken here, the frames between them given to h2
+            pos = 0
+            for start, end, sid in fast:
+                if start > pos and not self._receive(data[pos:start], starts):
+                    return
+                pos = end
+                length = end - start - 9
+                try:
+                    taken = self.h2.take_data(sid, length)
+                except ProtocolError as exc:  # over the client's window: GOAWAY queued
+                    self._protocol_error(exc)
+                    return
+                if taken:
+                    self._on_data(sid, data[start + 9:end], length)
+                    if self._closed:
+                        return
+                elif not self._receive(data[start:end], starts):
+                    return
+            if pos < len(data) and not self._receive(data[pos:], starts):
+                return
+        for stream in starts:
+            cycle = stream.cycle
+            if cycle is not None and not cycle.started and not stream.done:
+                cycle.start()
+        self.flush()
+
+    def _receive(self, data: bytes, starts: list[H2Stream]) -> bool:
+        """Give ``data`` to h2 and act on its events (the streams it opens join
+        ``starts``); False when the connection is over."""
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as exc:  # h2 has queued the GOAWAY with its error code
-            logger.info("%s - HTTP/2 protocol error: %s", _who(self.client), exc)
-            self.flush()
-            self.close()
-            return
-        starts = []
+            self._protocol_error(exc)
+            return False
         for event in events:
             kind = event.__class__
             if kind is DataReceived:
                 if not event.flow_controlled_length and event.stream_ended is None \
                         and not self._allowed(self._controls):
-                    return  # an empty DATA frame does nothing: counted as a flood
-                self._on_data(event)
+                    return False  # an empty DATA frame does nothing: counted as a flood
+                self._on_data(event.stream_id, event.data, event.flow_controlled_length)
             elif kind is RequestReceived:
                 stream = self._on_request(event)
                 if stream is not None:
@@ -238,15 +275,15 @@ class HTTP2Connection(asyncio.Protocol):
                 if stream is not None:
                     stream.lost()
                     if not self._allowed(self._resets):
-                        return
+                        return False
             elif kind is RemoteSettingsChanged:
                 if not self._allowed(self._controls):
-                    return
+                    return False
                 self.pump_blocked()
             elif kind is PingReceived or kind is PriorityUpdated \
                     or kind is UnknownFrameReceived:
                 if not self._allowed(self._controls):
-                    return
+                    return False
             elif kind is TrailersReceived:  # dropped, as on HTTP/1.1, once checked
                 try:
                     check_trailers(event.headers)
@@ -261,12 +298,13 @@ class HTTP2Connection(asyncio.Protocol):
             elif kind is ConnectionTerminated:
                 self.flush()
                 self.close()
-                return
-        for stream in starts:
-            cycle = stream.cycle
-            if cycle is not None and not cycle.started and not stream.done:
-                cycle.start()
+                return False
+        return not self._closed
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        logger.info("%s - HTTP/2 protocol error: %s", _who(self.client), exc)
         self.flush()
+        self.close()
 
     # -- events ----------------------------------------------------------------------------
     def _on_request(self, event: RequestReceived) -> H2Stream | None:
@@ -328,19 +366,19 @@ class HTTP2Connection(asyncio.Protocol):
         self.iface_cache = stream.iface_cache
         stream.cycle.start()
 
-    def _on_data(self, event: DataReceived) -> None:
-        size = event.flow_controlled_length
+    def _on_data(self, sid: int, data: bytes, size: int) -> None:
+        """A DATA frame's ``data`` (``size`` bytes against the windows, padding included)."""
         # The connection's window: credited on arrival (each stream keeps to its own).
         self._conn_unacked += size
         if self._conn_unacked >= CONNECTION_WINDOW // 2:
             self.h2.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
-        stream = self.streams.get(event.stream_id)
+        stream = self.streams.get(sid)
         if stream is None or stream.cycle is None or stream.done:
             return  # a stream answered or refused: its data is dropped
         stream.received(size)
         if stream.websocket is not None:
-            stream.websocket.data(event.data)
+            stream.websocket.data(data)
             return
         cycle = stream.cycle
         limit = self.config.limit_request_body
@@ -350,7 +388,7 @@ class HTTP2Connection(asyncio.Protocol):
                 stream.fail_response(413, "Request Entity Too Large")
             stream.reset(ErrorCodes.CANCEL)
             return
-        cycle.feed_body(event.data)
+        cycle.feed_body(data)
 
     def _on_end(self, sid: int) -> None:
         stream = self.streams.get(sid)
@@ -363,26 +401,38 @@ class HTTP2Connection(asyncio.Protocol):
         if not cycle.body_complete:
             cycle.end_body()
 
-    def _frame_sizes_ok(self, data: bytes) -> bool:
-        """Read the frame headers in ``data``: a frame longer than --h2-max-frame-size ends
-        the connection (GOAWAY FRAME_SIZE_ERROR) from its 9-byte header, before its bytes
-        come (h2 checks the length only once it holds the whole frame: a client declaring
-        16 MiB frames would make the server buffer 16 MiB a connection)."""
+    def _walk(self, data: bytes) -> list[tuple[int, int, int]] | None:
+        """Read the frame headers in ``data``: the plain DATA frames h2 need not see, as
+        (start, end, stream id) (``data_frames.py``: whole in ``data``, with a payload and
+        no padding or END_STREAM, on a stream being served, outside a header block); None
+        when a frame is longer than --h2-max-frame-size, which ends the connection (GOAWAY
+        FRAME_SIZE_ERROR) from its 9-byte header, before its bytes come (h2 checks the
+        length only once it holds the whole frame: a client declaring 16 MiB frames would
+        make the server buffer 16 MiB a connection)."""
         pos = self._skip
         size = len(data)
         header = self._header
         limit = self.config.h2_max_frame_size
+        streams = self.streams if self._data_frames else None
+        in_block = self._in_block
+        fast: list[tuple[int, int, int]] = []
         while pos < size:
-            if header or size - pos < 9:
+            if header or size - pos < 9:  # a header cut by a read: its frame is h2's
                 take = 9 - len(header)
                 header += data[pos:pos + take]
                 pos += take
                 if len(header) < 9:
                     break
                 length = int.from_bytes(header[:3], "big")
+                kind = header[3]
+                flags = header[4]
                 header = b""
+                start = -1
             else:
+                start = pos
                 length = int.from_bytes(data[pos:pos + 3], "big")
+                kind = data[pos + 3]
+                flags = data[pos + 4]
                 pos += 9
             if length > limit:
                 logger.info("%s - HTTP/2 frame of %d bytes, over %d", _who(self.client),
@@ -390,11 +440,20 @@ class HTTP2Connection(asyncio.Protocol):
                 self.h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
                 self.flush()
                 self.close()
-                return False
+                return None
+            if kind == 0:  # DATA
+                if start >= 0 and length and not flags & 0x9 and not in_block \
+                        and pos + length <= size and streams:
+                    sid = int.from_bytes(data[start + 5:pos], "big") & 0x7FFFFFFF
+                    if sid in streams:
+                        fast.append((start, pos + length, sid))
+            elif kind == 1 or kind == 5 or kind == 9:  # HEADERS, PUSH_PROMISE, CONTINUATION
+                in_block = not flags & 0x4  # (END_HEADERS)
             pos += length
         self._skip = pos - size if pos > size else 0
         self._header = header
-        return True
+        self._in_block = in_block
+        return fast
 
     def _allowed(self, bucket: _Bucket) -> bool:
         """A frame ``bucket`` counts (see RESET_BURST, CONTROL_BURST): take a token; none

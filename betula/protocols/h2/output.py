@@ -26,9 +26,10 @@ from typing import Any
 from h2.connection import H2Connection
 from hyperframe.frame import DataFrame
 
-__all__ = ["BufferedH2Connection", "PlainH2Connection", "connection_class", "JOIN_BELOW"]
+__all__ = ["BufferedH2Connection", "FRAME_HEADER", "JOIN_BELOW", "PlainH2Connection",
+           "connection_class"]
 
-_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: 24-bit length, type, flags, id
+FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: 24-bit length, type, flags, id
 # Output under this many bytes leaves as one joined buffer (one small copy); above it as a
 # list of buffers for the transport's writev (no copy of the payloads).
 JOIN_BELOW = 16 * 1024
@@ -55,7 +56,7 @@ class BufferedH2Connection(H2Connection):
                 data = frame.data
                 length = len(data)
                 flags = 1 if "END_STREAM" in frame.flags else 0
-                parts.append(_HEADER.pack(length >> 8 & 0xFFFF, length & 0xFF, 0, flags,
+                parts.append(FRAME_HEADER.pack(length >> 8 & 0xFFFF, length & 0xFF, 0, flags,
                                           frame.stream_id & 0x7FFFFFFF))
                 if length:
                     parts.append(data)
@@ -89,6 +90,14 @@ class BufferedH2Connection(H2Connection):
             data = data[:amount]
         return data
 
+    def take_data(self, stream_id: int, length: int) -> bool:
+        """A received DATA frame is h2's to handle (see ``data_frames.py``)."""
+        return False
+
+    def send_data_frame(self, stream_id: int, data: Any) -> None:
+        """A DATA frame without END_STREAM, through h2 (see ``data_frames.py``)."""
+        self.send_data(stream_id, data)
+
     def clear_outbound_data_buffer(self) -> None:
         super().clear_outbound_data_buffer()
         self._parts = []
@@ -101,6 +110,9 @@ class PlainH2Connection(H2Connection):
     def take_output(self) -> list[Any]:
         data = self.data_to_send()
         return [data] if data else []
+
+    take_data = BufferedH2Connection.take_data
+    send_data_frame = BufferedH2Connection.send_data_frame
 
 
 def connection_class() -> type[H2Connection]:

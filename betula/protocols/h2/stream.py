@@ -269,7 +269,10 @@ class H2Stream(WriteFlow):
                     # A whole body goes as the bytes it is (h2 copies a view): with the
                     # connection's buffered output (output.py) it reaches the socket uncopied.
                     data = chunk.obj if len(chunk) == len(chunk.obj) else chunk.tobytes()
-                    h2.send_data(sid, data, end_stream=last)
+                    if last:
+                        h2.send_data(sid, data, end_stream=True)
+                    else:
+                        h2.send_data_frame(sid, data)
                     window -= size
                     self._out_bytes -= size
                     if last:
