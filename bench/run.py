@@ -789,10 +789,12 @@ _WSLOAD_RE = re.compile(r"messages=(\d+) seconds=([\d.]+) rate=([\d.]+) p50_us=(
 
 
 def run_wsload(port: int, path: str, duration: int, connections: int,
-               cpu: int, deflate: bool = False) -> tuple[dict | None, str]:
+               cpu: int, deflate: bool = False, streams: int = 0) -> tuple[dict | None, str]:
+    """bench/wsload.c's echo: over HTTP/1.1, or with ``streams`` WebSocket streams on each
+    of the ``connections`` over h2c (RFC 8441)."""
     cmd = ["taskset", "-c", str(cpu), str(ensure_wsload()), HOST, str(port), path,
            str(connections), str(duration), str(len(WS_MESSAGE))] + \
-        (["deflate"] if deflate else [])
+        (["deflate"] if deflate else []) + ([f"h2={streams}"] if streams else [])
     try:
         out = _capture(cmd, timeout=duration + 60)
     except subprocess.TimeoutExpired:
