@@ -201,3 +201,38 @@ def test_a_frame_past_the_windows_or_the_frame_size_goes_through_h2():
     assert server.local_flow_control_window(1) == 0
     with pytest.raises(h2.exceptions.FlowControlError):
         server.send_data_frame(1, b"x")
+
+
+def test_try_data_frame_sends_what_send_data_would_or_nothing():
+    """Within the windows and the frame size, on a stream that can send: the bytes and the
+    windows h2's ``send_data`` gives, in order after h2's own frames. Otherwise False, with
+    nothing sent and no window touched: an empty frame, one over the frame size or a
+    window, a stream never opened or reset."""
+    sides = []
+    for cls in (BufferedH2Connection, DataFrameH2Connection):
+        client, server = _pair(cls)
+        for sid in (1, 3):
+            client.send_headers(sid, [(b":method", b"GET"), (b":path", b"/"),
+                                      (b":scheme", b"http"), (b":authority", b"x")])
+        server.receive_data(client.data_to_send())
+        server.take_output()
+        sides.append(server)
+    plain, fast = sides
+    for size in (1, 700, 16384):
+        for server in sides:
+            server.ping(b"%08d" % size)  # (h2's frame first, the DATA frame after it)
+        plain.send_data(1, b"d" * size)
+        assert fast.try_data_frame(1, b"d" * size)
+        assert b"".join(plain.take_output()) == b"".join(fast.take_output())
+        assert _state(plain) == _state(fast)
+    fast.reset_stream(3)
+    fast.take_output()
+    windows = (fast.outbound_flow_control_window, fast.streams[1].outbound_flow_control_window)
+    assert not fast.try_data_frame(1, b"")
+    assert not fast.try_data_frame(1, b"x" * 16385)  # over the frame size
+    assert not fast.try_data_frame(1, b"x" * (fast.local_flow_control_window(1) + 1))
+    assert not fast.try_data_frame(5, b"x")  # never opened
+    assert not fast.try_data_frame(3, b"x")  # reset
+    assert fast.take_output() == []
+    assert windows == (fast.outbound_flow_control_window,
+                       fast.streams[1].outbound_flow_control_window)

@@ -251,18 +251,19 @@ def test_connect_without_a_websocket_protocol_is_not_served(server) -> None:
 
 def test_the_server_waits_for_the_clients_window(server) -> None:
     """The app's messages wait in the stream's outbox while the client grants no window;
-    the rest comes once it does."""
+    the rest comes once it does, in order (the later messages queued behind the first)."""
     with H2Client(server.host, server.port, window=1024, auto_credit=False) as client:
         client.read_until(lambda: client.conn.remote_settings.enable_connect_protocol == 1)
         ws = H2WebSocket(client, "/echo")
         assert ws.status == 200
         ws.send("x" * 4000)
         client.read_until(lambda: len(ws.result.body) >= 1024)
+        ws.send("y" * 10)
+        ws.send("z" * 3000)
         assert len(ws.result.body) == 1024  # exactly the window, then nothing
         client.credit(100_000, ws.sid)
         client.credit(100_000)
-        frame = ws.recv()
-        assert frame.data == b"x" * 4000
+        assert [ws.recv().data for _ in range(3)] == [b"x" * 4000, b"y" * 10, b"z" * 3000]
 
 
 def test_graceful_stop_closes_open_websockets_with_1001(serve) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,8 @@ frame, and every other case of a DATA frame, to h2:
   OPEN or HALF_CLOSED_REMOTE, within both send windows and the peer's frame size: the
   windows shrink as h2's ``send_data`` shrinks them and the frame joins the output
   (``output.py``). Otherwise it is h2's ``send_data``, with its checks and errors.
+  ``try_data_frame`` is the same without the fallback: False, nothing sent, when the frame
+  is not that case (a stream's ``send_data`` with nothing queued tries it first).
 
 The caller (``connection.py``) walks the frame headers of what it reads and offers only
 whole DATA frames received at a frame boundary, outside a header block (h2 buffers a
@@ -72,6 +74,12 @@ class DataFrameH2Connection(BufferedH2Connection):
 
     def send_data_frame(self, stream_id: int, data: Any) -> None:
         """Send ``data`` (bytes) in one DATA frame without END_STREAM."""
+        if not self.try_data_frame(stream_id, data):
+            self.send_data(stream_id, data)  # h2's own path: its checks, its errors
+
+    def try_data_frame(self, stream_id: int, data: bytes) -> bool:
+        """``send_data_frame`` where it needs no h2 (see the module's doc); else False,
+        nothing sent."""
         stream = self.streams.get(stream_id)
         size = len(data)
         if stream is None or not size or stream.state_machine.state not in _SENDING \
@@ -79,15 +87,15 @@ class DataFrameH2Connection(BufferedH2Connection):
                 or size > self.max_outbound_frame_size \
                 or size > self.outbound_flow_control_window \
                 or size > stream.outbound_flow_control_window:
-            self.send_data(stream_id, data)  # h2's own path: its checks, its errors
-            return
+            return False
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         parts = self._parts
         parts.append(FRAME_HEADER.pack(size >> 8 & 0xFFFF, size & 0xFF, 0, 0,
-                                  stream_id & 0x7FFFFFFF))
+                                       stream_id & 0x7FFFFFFF))
         parts.append(data)
         self._parts_size += 9 + size
+        return True
 
 
 def available() -> bool:

@@ -98,6 +98,10 @@ class BufferedH2Connection(H2Connection):
         """A DATA frame without END_STREAM, through h2 (see ``data_frames.py``)."""
         self.send_data(stream_id, data)
 
+    def try_data_frame(self, stream_id: int, data: bytes) -> bool:
+        """Nothing sent: the caller queues ``data`` for h2 (see ``data_frames.py``)."""
+        return False
+
     def clear_outbound_data_buffer(self) -> None:
         super().clear_outbound_data_buffer()
         self._parts = []
@@ -113,6 +117,7 @@ class PlainH2Connection(H2Connection):
 
     take_data = BufferedH2Connection.take_data
     send_data_frame = BufferedH2Connection.send_data_frame
+    try_data_frame = BufferedH2Connection.try_data_frame
 
 
 def connection_class() -> type[H2Connection]:

@@ -148,6 +148,14 @@ class H2Stream(WriteFlow):
 
     def send_data(self, body: bytes, end: bool) -> None:
         length = len(body)
+        if not end and not self._out and body.__class__ is bytes and not self._no_body \
+                and (self._length is None or self.response_bytes + length <= self._length) \
+                and not self._closed and not self._end \
+                and self.h2.try_data_frame(self.stream_id, body):
+            # Nothing queued and the frame within the windows: out at once (data_frames.py)
+            self.response_bytes += length
+            self.conn.mark_dirty()
+            return
         if length and not self._no_body:
             expected = self._length
             if expected is not None and self.response_bytes + length > expected:
