@@ -17,9 +17,9 @@ server, one worker, on CPU 1):
 
 With permessage-deflate (the default; ``--plain`` for none) every message is 1 KiB of
 JSON-like text that changes each time (an id, a counter, item lines), compressed with
-context takeover both ways, as a browser's. Prints msg/s and server CPU µs per message per
-round, then the medians and each row's ratios to uvicorn (msg/s ÷ uvicorn's; uvicorn's µs ÷
-the row's: > 1, cheaper than uvicorn).
+context takeover both ways, as a browser's. Prints msg/s, the p99 round trip and server CPU
+µs per message per round, then the medians and each row's ratios to uvicorn (msg/s ÷
+uvicorn's; uvicorn's µs ÷ the row's: > 1, cheaper than uvicorn).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ HYPERCORN = [str(VENV / "bin" / "hypercorn"), "--bind", HOST + ":{port}", "--wor
              "--worker-class", "uvloop", "--log-level", "warning", "bench.app_asgi:app"]
 
 
-def one(name: str, args: argparse.Namespace) -> tuple[float, float]:
-    """One server's round: (msg/s, server CPU µs a message)."""
+def one(name: str, args: argparse.Namespace) -> tuple[float, float, float]:
+    """One server's round: (msg/s, server CPU µs a message, p99 round trip in ms)."""
     argv, tree = {"uvicorn-h1": (UVICORN, ROOT), "hypercorn-h2": (HYPERCORN, ROOT)}.get(
         name, (BETULA, args.base if name.startswith("betula-base") else ROOT))
     h2 = name.endswith("-h2")
@@ -66,7 +66,7 @@ def one(name: str, args: argparse.Namespace) -> tuple[float, float]:
     if result is None or result["socket_errors"]["read"]:
         raise SystemExit(f"{name}: {text.strip()[-500:]}")
     messages = result["requests"]
-    return messages / args.duration, used / messages * 1e6
+    return messages / args.duration, used / messages * 1e6, result["p99_ms"]
 
 
 def main() -> int:
@@ -82,25 +82,26 @@ def main() -> int:
     args = parser.parse_args()
     ensure_wsload()
     names = args.servers.split(",") + (["betula-base-h2", "betula-base-h1"] if args.base else [])
-    rows: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    rows: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
     for n in range(args.repeat):
         for name in names:
-            rate, cpu = one(name, args)
-            rows[name].append((rate, cpu))
-            print(f"round {n + 1} {name}: {rate:,.0f} msg/s, server CPU {cpu:.1f} us/message",
-                  flush=True)
-    medians = {name: (statistics.median(r for r, _ in rows[name]),
-                      statistics.median(c for _, c in rows[name])) for name in names}
+            rate, cpu, p99 = one(name, args)
+            rows[name].append((rate, cpu, p99))
+            print(f"round {n + 1} {name}: {rate:,.0f} msg/s, server CPU {cpu:.1f} us/message, "
+                  f"p99 {p99:.2f} ms", flush=True)
+    medians = {name: tuple(statistics.median(row[i] for row in rows[name]) for i in range(3))
+               for name in names}
     base = medians.get("uvicorn-h1")
     print(f"\n{'permessage-deflate' if not args.plain else 'no compression'}, "
           f"{args.connections} connections x {args.streams} streams (h2) or "
           f"{args.connections * args.streams} connections (h1), median of {args.repeat}\n")
-    print("| server | msg/s | server CPU µs/message | msg/s ÷ uvicorn | uvicorn µs ÷ µs |")
-    print("|---|---:|---:|---:|---:|")
+    print("| server | msg/s | p99 ms | server CPU µs/message | msg/s ÷ uvicorn "
+          "| uvicorn µs ÷ µs |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in names:
-        rate, cpu = medians[name]
+        rate, cpu, p99 = medians[name]
         ratios = (f"{rate / base[0]:.2f}x | {base[1] / cpu:.2f}x" if base else "- | -")
-        print(f"| {name} | {rate:,.0f} | {cpu:.1f} | {ratios} |")
+        print(f"| {name} | {rate:,.0f} | {p99:.2f} | {cpu:.1f} | {ratios} |")
     return 0
 
 

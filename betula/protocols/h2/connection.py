@@ -147,8 +147,6 @@ class HTTP2Connection(asyncio.Protocol):
         self._skip = 24
         self._header = b""
         self._in_block = False  # inside a header block (HEADERS until END_HEADERS)
-        # plain DATA frames taken without h2's frame objects (data_frames.py)
-        self._data_frames = _DATA_FRAMES
 
     # -- the switch from HTTP/1 ------------------------------------------------------------
     def begin(self, transport: Any, scheme: str, client: Any, sockname: Any,
@@ -413,7 +411,7 @@ class HTTP2Connection(asyncio.Protocol):
         size = len(data)
         header = self._header
         limit = self.config.h2_max_frame_size
-        streams = self.streams if self._data_frames else None
+        streams = self.streams if _DATA_FRAMES else None  # (data_frames.py)
         in_block = self._in_block
         fast: list[tuple[int, int, int]] = []
         while pos < size:
